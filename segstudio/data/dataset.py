@@ -1,0 +1,335 @@
+"""Load a folder pair into an in-memory, resized uint8 cache, with a report of everything found."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import Cancelled, DataError
+from .discovery import list_image_files
+from .masks import ClassMap, MaskFrame, analyse_mask, build_classes, read_class_names
+from .pairing import Pairing, pair_files, split_shared_folder
+from .reader import frame_name, read_file, resize_image, resize_mask
+from .report import DatasetReport, Problem
+from .seg import NAMES_SOURCE, SegMask, class_names, read_seg, seg_frames
+from .series import DicomHeader, read_header, series_order
+from .split import split_groups
+from .windowing import PERCENTILES, parse_window
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
+StopFn = Callable[[], bool]                   # True -> raise Cancelled
+
+INSPECT_SIZE = 32
+
+
+@dataclass
+class SegDataset:
+    """Every usable pair, decoded once and resized to `size` x `size`."""
+
+    images: np.ndarray        # (N, C, S, S) uint8; C == 1 when every image is grayscale, else 3
+    masks: np.ndarray         # (N, S, S) uint8 class indices
+    names: list[str]          # unique display names: stem, plus "#<frame>" for multi-frame files
+    sources: list[str]        # image file per item
+    frames: list[int]         # frame index per item
+    groups: list[str]         # split group: hashed PatientID, else the file stem
+    orig_sizes: list[tuple[int, int]]  # (H, W) before resizing
+    codes: list[str]          # class names, codes[0] is background
+    train_idx: np.ndarray     # int64
+    valid_idx: np.ndarray     # int64, non-empty when N >= 2
+    window: str               # DataConfig.window used for DICOM images
+    size: int
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.images.shape[1])
+
+
+@dataclass
+class _Item:
+    image: np.ndarray  # (C, S, S)
+    mask: MaskFrame    # local index image resized to (S, S)
+    name: str
+    source: str
+    frame: int
+    group: str
+    orig_size: tuple[int, int]
+
+
+@dataclass
+class _Found:
+    pairing: Pairing                  # pairs in series / slice order
+    headers: dict[Path, DicomHeader]
+    segs: dict[Path, SegMask]         # DICOM SEG masks that matched images
+    seg_names: list[str]              # class names from their segment labels
+
+
+@dataclass
+class _Scan:
+    items: list[_Item]
+    report: DatasetReport
+    classes: ClassMap | None
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+
+
+def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None) -> tuple[SegDataset, DatasetReport]:
+    """Decode every pair at `size`. DataError for a missing folder or when no pair is usable;
+    Cancelled when `should_stop()` turns True; bad files only end up in the report."""
+    scan = _scan(cfg, size, progress, should_stop)
+    report = scan.report
+    if not scan.items:
+        raise DataError(_no_pairs_message(report))
+    channels = 3 if any(it.image.shape[0] == 3 for it in scan.items) else 1
+    images = np.stack([np.repeat(it.image, channels // it.image.shape[0], axis=0)
+                       for it in scan.items])
+    masks = np.stack([scan.classes.lut(it.mask)[it.mask.local] for it in scan.items])
+    items = scan.items
+    data = SegDataset(images, masks, [it.name for it in items], [it.source for it in items],
+                      [it.frame for it in items], [it.group for it in items],
+                      [it.orig_size for it in items], list(scan.classes.codes),
+                      scan.train_idx, scan.valid_idx, cfg.window, size)
+    return data, report
+
+
+def inspect_dataset(cfg: DataConfig, progress: ProgressFn | None = None,
+                    should_stop: StopFn | None = None) -> DatasetReport:
+    """The report only (files are decoded, and cached at a tiny size). Without a masks folder,
+    the images alone are checked. DataError only for a missing folder or an invalid window."""
+    if not str(cfg.masks or "").strip():
+        return _scan_images(cfg, progress or (lambda done, total, message: None),
+                            should_stop or (lambda: False))
+    return _scan(cfg, INSPECT_SIZE, progress, should_stop).report
+
+
+def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> DatasetReport:
+    """Decode every file of an images folder (no masks): counts, windows and unreadable files."""
+    images_dir = _folder("images", cfg.images)
+    window = parse_window(cfg.window)
+    report = DatasetReport(str(images_dir), "")
+    try:
+        files = list_image_files(images_dir)
+    except OSError as e:
+        raise DataError(f"Cannot list {e.filename or images_dir}: {e.strerror or e}") from e
+    windows: Counter = Counter()
+    for done, path in enumerate(files):
+        if stop():
+            raise Cancelled()
+        progress(done, len(files), f"Reading {path.name}")
+        try:
+            image = read_file(path, window)
+        except DataError as e:
+            report.unreadable.append(Problem(path.relative_to(images_dir).as_posix(), str(e)))
+            continue
+        report.n_images += len(image.frames)
+        if image.window:
+            windows[image.window] += len(image.frames)
+    progress(len(files), len(files), "Done")
+    if windows:
+        report.notes.append(_window_note(cfg.window, windows))
+    return report
+
+
+def _folder(label: str, value) -> Path:
+    if not str(value or "").strip():
+        raise DataError(f"No {label} folder given")
+    p = Path(value).expanduser().absolute()
+    if not p.is_dir():
+        raise DataError(f"{label.capitalize()} folder not found: {p}")
+    return p
+
+
+def _folders(cfg: DataConfig) -> tuple[Path, Path]:
+    return _folder("images", cfg.images), _folder("masks", cfg.masks)
+
+
+def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
+          should_stop: StopFn | None) -> _Scan:
+    images_dir, masks_dir = _folders(cfg)
+    window = parse_window(cfg.window)
+    progress = progress or (lambda done, total, message: None)
+    progress(0, 0, "Listing files")
+    report = DatasetReport(str(images_dir), str(masks_dir))
+    rel = _relative(images_dir, masks_dir)
+    stop = should_stop or (lambda: False)
+    found = _find_pairs(images_dir, masks_dir, rel, report, progress, stop)
+
+    def read_mask(img: Path, msk: Path, n_frames: int) -> list[np.ndarray]:
+        if msk in found.segs:
+            return seg_frames(found.segs[msk], found.headers[img].sop_uid, n_frames,
+                              found.seg_names)
+        return read_file(msk, mask=True).frames
+
+    items: list[_Item] = []
+    windows: Counter = Counter()
+    total = len(found.pairing.pairs)
+    for done, (img, msk) in enumerate(found.pairing.pairs):
+        if stop():
+            raise Cancelled()
+        progress(done, total, f"Reading {img.name}")
+        items += _read_pair(img, msk, read_mask, window, size, rel, report, windows)
+    progress(total, total, "Checking masks")
+
+    classes, train_idx, valid_idx = None, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    names = (found.seg_names, NAMES_SOURCE) if found.segs else read_class_names(masks_dir)
+    if items:
+        try:
+            classes = build_classes([it.mask for it in items], *names)
+        except DataError as e:  # e.g. too many classes over all masks
+            report.other.append(Problem(rel(masks_dir), str(e)))
+            items = []
+    if items:
+        report.mask_convention = (f"DICOM SEG ({len(found.seg_names) - 1} segment label(s))"
+                                  if found.segs else classes.convention)
+        report.classes = classes.class_info([it.mask for it in items])
+        report.notes += classes.notes
+        train_idx, valid_idx, report.split, notes = split_groups(
+            [it.group for it in items], cfg.valid_pct, cfg.split_seed)
+        report.notes += notes
+    if windows:
+        report.notes.append(_window_note(cfg.window, windows))
+    report.n_pairs, report.n_train, report.n_valid = len(items), len(train_idx), len(valid_idx)
+    return _Scan(items, report, classes, train_idx, valid_idx)
+
+
+def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
+                progress: ProgressFn, stop: StopFn) -> _Found:
+    """List and pair the files (by stem; DICOM SEG masks by referenced SOP Instance UID) in
+    series and slice order; unmatched, duplicate and unreadable SEG files go to the report."""
+    try:
+        image_files = list_image_files(images_dir)
+        mask_files = list_image_files(masks_dir) if masks_dir != images_dir else []
+    except OSError as e:
+        raise DataError(f"Cannot list {e.filename or images_dir}: {e.strerror or e}") from e
+    if images_dir == masks_dir:
+        image_files, mask_files = split_shared_folder(image_files)
+        report.notes.append("images and masks share a folder: masks are the files named "
+                            "*_mask, *_seg, *_label(s) or *_gt")
+    headers = {}
+    for i, p in enumerate(image_files + mask_files):
+        if stop():
+            raise Cancelled()
+        if i % 200 == 0:
+            progress(0, 0, f"Reading headers ({i} of {len(image_files) + len(mask_files)})")
+        if (h := read_header(p)) is not None:
+            headers[p] = h
+    seg_files = [p for p in image_files + mask_files if p in headers and headers[p].is_seg]
+    image_files = [p for p in image_files if p not in seg_files]
+    pairing = pair_files(image_files, [p for p in mask_files if p not in seg_files])
+    segs = _pair_by_reference(pairing, seg_files, headers, rel, report)
+    order = {p: i for i, p in enumerate(series_order(image_files, headers))}
+    pairing.pairs.sort(key=lambda pair: order[pair[0]])
+    report.unmatched_images = [rel(p) for p in pairing.unmatched_images]
+    report.unmatched_masks = [rel(p) for p in pairing.unmatched_masks]
+    report.other += [Problem(rel(p), reason) for p, reason in pairing.duplicates]
+
+    def frames(p: Path) -> int:
+        return headers[p].frames if p in headers else 1
+    image_set = set(image_files)
+    dup_images = sum(1 for p, _ in pairing.duplicates if p in image_set)
+    report.n_images = sum(frames(p) for p in pairing.unmatched_images) + dup_images
+    report.n_masks += (sum(frames(p) for p in pairing.unmatched_masks)
+                       + len(pairing.duplicates) - dup_images)
+    return _Found(pairing, headers, segs, class_names(list(segs.values())))
+
+
+def _pair_by_reference(pairing: Pairing, seg_files: list[Path], headers: dict[Path, DicomHeader],
+                       rel, report: DatasetReport) -> dict[Path, SegMask]:
+    """Pair images left unmatched by stem with the DICOM SEG that references them."""
+    segs, by_uid = {}, {}
+    for p in seg_files:
+        try:
+            segs[p] = read_seg(p)
+        except DataError as e:
+            report.unreadable.append(Problem(rel(p), str(e)))
+            report.n_masks += 1
+            continue
+        by_uid.update(dict.fromkeys(segs[p].references, p))
+    unmatched, used = [], set()
+    for img in pairing.unmatched_images:
+        seg = by_uid.get(headers[img].sop_uid) if img in headers else None
+        if seg is None:
+            unmatched.append(img)
+        else:
+            pairing.pairs.append((img, seg))
+            used.add(seg)
+    pairing.unmatched_images = unmatched
+    pairing.unmatched_masks += [p for p in segs if p not in used]
+    return {p: s for p, s in segs.items() if p in used}
+
+
+def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
+               report: DatasetReport, windows: Counter) -> list[_Item]:
+    """The usable items of one image/mask pair; every problem goes to the report."""
+    try:
+        image = read_file(img, window)
+    except DataError as e:
+        report.unreadable.append(Problem(rel(img), str(e)))
+        report.n_images += 1
+        report.n_masks += 1
+        return []
+    report.n_images += len(image.frames)
+    n = len(image.frames)
+    try:
+        mask_frames = read_mask(img, msk, n)
+    except DataError as e:
+        report.unreadable.append(Problem(rel(msk), str(e)))
+        report.n_masks += 1
+        return []
+    report.n_masks += len(mask_frames)
+    if n != len(mask_frames):
+        report.size_mismatch.append(Problem(rel(img), f"image has {n} frame(s), mask "
+                                                      f"{msk.name} has {len(mask_frames)}"))
+        return []
+    if image.window:
+        windows[image.window] += n
+    items = []
+    for f, (im, mk) in enumerate(zip(image.frames, mask_frames)):
+        suffix = f"#{f}" if n > 1 else ""
+        if im.shape[:2] != mk.shape[:2]:
+            report.size_mismatch.append(Problem(
+                rel(img) + suffix, f"image is {_wxh(im)} but mask {msk.name} is {_wxh(mk)}"))
+            continue
+        try:
+            frame = analyse_mask(mk)
+        except DataError as e:
+            report.other.append(Problem(rel(msk) + suffix, str(e)))
+            continue
+        frame.local = resize_mask(frame.local, size)
+        items.append(_Item(resize_image(im, size), frame, frame_name(img, f, n), str(img), f,
+                           image.group or img.stem, (int(im.shape[0]), int(im.shape[1]))))
+    return items
+
+
+def _relative(images_dir: Path, masks_dir: Path) -> Callable[[Path], str]:
+    """Paths relative to the folders' common parent (just the name when they are one folder)."""
+    base = Path(os.path.commonpath([images_dir, masks_dir]))
+    if base == Path(base.anchor):  # unrelated folders
+        return str
+    return lambda p: p.relative_to(base).as_posix()
+
+
+def _window_note(setting: str, windows: Counter) -> str:
+    labels = {"file": "the file's own W/L",
+              "percentile": f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"}
+    parts = [f"{labels.get(w, w)} for {n} image(s)" for w, n in sorted(windows.items())]
+    return f"DICOM window ({setting!r}): " + ", ".join(parts)
+
+
+def _wxh(arr: np.ndarray) -> str:
+    return f"{arr.shape[1]}x{arr.shape[0]}"
+
+
+def _no_pairs_message(report: DatasetReport) -> str:
+    found = (f"No usable image/mask pairs: found {report.n_images} image(s) in "
+             f"{report.images_dir} and {report.n_masks} mask(s) in {report.masks_dir}")
+    problems = report.problems()
+    if problems:
+        found += f"; {len(problems)} problem(s), first: {problems[0].path}: {problems[0].reason}"
+    return found

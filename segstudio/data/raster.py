@@ -1,0 +1,46 @@
+"""PNG, JPEG, TIFF and BMP files -> raw numpy frames (values untouched, alpha dropped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+_AS_IS = {"1", "L", "I", "F", "RGB"}
+
+
+def read_raster(path: Path, fmt: str) -> list[np.ndarray]:
+    """Frames of a raster file as (H, W) or (H, W, 3) arrays of the file's own dtype.
+
+    TIFF goes through tifffile (16-bit RGB, stacks: one frame per page), falling back to
+    pillow for compressions tifffile cannot decode; everything else through pillow.
+    """
+    if fmt == "TIFF":
+        try:
+            return _read_tiff(path)
+        except Exception:  # e.g. a JPEG-compressed TIFF without imagecodecs: try pillow
+            pass
+    with Image.open(path) as im:
+        return [pil_to_array(im)]
+
+
+def pil_to_array(im: Image.Image) -> np.ndarray:
+    """A decoded pillow image as (H, W) or (H, W, 3); palettes become RGB, alpha is dropped."""
+    if im.mode in _AS_IS or im.mode.startswith("I;16"):
+        return np.asarray(im)
+    if im.mode in ("LA", "RGBA", "RGBX"):
+        return np.asarray(im)[..., 0 if im.mode == "LA" else slice(0, 3)]
+    return np.asarray(im.convert("RGB"))
+
+
+def _read_tiff(path: Path) -> list[np.ndarray]:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        arr, axes = series.asarray(), series.axes
+    colour = "S" in axes and arr.shape[axes.index("S")] >= 3
+    if "S" in axes:  # samples (colour channels) last; RGBA -> RGB, gray+alpha -> gray
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+        arr = arr[..., :3] if colour else arr[..., 0]
+    return list(arr.reshape(-1, *arr.shape[-3 if colour else -2:]))

@@ -1,0 +1,76 @@
+"""What was found in a dataset and what went wrong, as data, plain text and JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Problem:
+    path: str    # file, relative to the dataset folders when possible
+    reason: str  # one line, specific, human readable
+
+
+@dataclass
+class ClassInfo:
+    index: int
+    name: str
+    value: str          # original mask value(s) or colour, e.g. "255" or "#ff0000"
+    pixel_share: float  # fraction of all mask pixels
+
+
+@dataclass
+class DatasetReport:
+    images_dir: str
+    masks_dir: str
+    n_images: int = 0  # image items found (each frame of a multi-frame file counts)
+    n_masks: int = 0
+    n_pairs: int = 0   # usable pairs
+    n_train: int = 0
+    n_valid: int = 0
+    split: str = ""
+    mask_convention: str = ""
+    classes: list[ClassInfo] = field(default_factory=list)
+    unmatched_images: list[str] = field(default_factory=list)
+    unmatched_masks: list[str] = field(default_factory=list)
+    unreadable: list[Problem] = field(default_factory=list)
+    size_mismatch: list[Problem] = field(default_factory=list)
+    other: list[Problem] = field(default_factory=list)  # odd mask values, duplicates...
+    notes: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[Problem]:
+        """Every problem, unmatched files included, for a list widget."""
+        return (self.unreadable + self.size_mismatch + self.other
+                + [Problem(p, "no matching mask") for p in self.unmatched_images]
+                + [Problem(p, "no matching image") for p in self.unmatched_masks])
+
+    def format(self) -> str:
+        """A multi-line plain-text report (for the CLI, and copyable from the GUI)."""
+        lines = [f"Images folder: {self.images_dir} ({self.n_images} images)",
+                 f"Masks folder:  {self.masks_dir} ({self.n_masks} masks)" if self.masks_dir
+                 else "Masks folder:  (none given: images checked only)"]
+        if self.masks_dir:
+            lines.append(f"Usable pairs:  {self.n_pairs} ({self.n_train} train, {self.n_valid} valid)")
+        if self.split:
+            lines.append(f"Split:         {self.split}")
+        if self.mask_convention:
+            lines.append(f"Masks:         {self.mask_convention}")
+        if self.classes:
+            lines.append("Classes:")
+            width = max(len(c.name) for c in self.classes)
+            lines += [f"  {c.index:>3}  {c.name:<{width}}  value {c.value:<8} {c.pixel_share:7.2%}"
+                      for c in self.classes]
+        if self.notes:
+            lines.append("Notes:")
+            lines += [f"  - {n}" for n in self.notes]
+        problems = self.problems()
+        if problems:
+            lines.append(f"Problems ({len(problems)}):")
+            lines += [f"  {p.path}: {p.reason}" for p in problems]
+        else:
+            lines.append("No problems found.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-able dict of every field."""
+        return asdict(self)

@@ -1,0 +1,67 @@
+"""Intensity windowing: map raw values (HU for CT) or deep images to uint8."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+
+# name -> (width, level), the usual radiology presets.
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (80.0, 40.0),
+    "subdural": (215.0, 75.0),
+    "lung": (1500.0, -600.0),
+    "mediastinum": (350.0, 50.0),
+    "abdomen": (400.0, 40.0),
+    "liver": (160.0, 60.0),
+    "bone": (1800.0, 400.0),
+}
+MODES = ("auto", "file", "percentile")
+PERCENTILES = (0.5, 99.5)
+
+
+def parse_window(window: str) -> str | tuple[float, float]:
+    """Validate a window setting: a mode from MODES, or (width, level) for a preset or "W/L"."""
+    w = (window or "auto").strip().lower()
+    if w in MODES:
+        return w
+    if w in WINDOW_PRESETS:
+        return WINDOW_PRESETS[w]
+    try:
+        width, level = (float(p) for p in w.split("/"))
+    except ValueError:
+        width = 0.0
+    else:
+        if width > 0:
+            return width, level
+    raise DataError(f"Unknown window {window!r}: use auto, file, percentile, "
+                    f"{', '.join(WINDOW_PRESETS)} or WIDTH/LEVEL such as 400/40")
+
+
+def apply_window(values: np.ndarray, width: float, level: float) -> np.ndarray:
+    """Linear window [level - width/2, level + width/2] -> 0..255 uint8 (values outside are clipped)."""
+    lo = level - width / 2.0
+    out = (values.astype(np.float32) - lo) * (255.0 / max(width, 1e-6))
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+def percentile_window(values: np.ndarray) -> tuple[float, float]:
+    """(width, level) spanning the 0.5th to 99.5th percentile of `values` (sampled when large)."""
+    flat = values.ravel()
+    lo, hi = np.percentile(flat[:: max(1, flat.size // 1_000_000)], PERCENTILES)
+    return max(float(hi - lo), 1e-6), float(lo + hi) / 2.0
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Any numeric image -> uint8: uint8 unchanged, bool -> 0/255, else the 0.5-99.5 percentile range.
+
+    Percentiles (not min/max) so a few hot or dead pixels do not flatten the contrast of
+    16-bit and float images.
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype.kind == "f":
+        arr = np.nan_to_num(arr)
+    return apply_window(arr, *percentile_window(arr))

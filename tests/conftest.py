@@ -1,0 +1,67 @@
+"""Shared fixtures: isolated user folders, the sample dataset, and one small trained run."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_user_dirs(tmp_path_factory):
+    """Keep platformdirs (runs, caches, settings) and the torch cache out of the real home."""
+    root = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TORCH_HOME")}
+    for key in saved:
+        os.environ[key] = str(root / key.lower())
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def sample_dirs(tmp_path_factory):
+    """(images_dir, masks_dir) of the built-in sample dataset, generated once."""
+    from segstudio.data import sample_dataset
+
+    return sample_dataset(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def sample_data(sample_dirs):
+    """The sample dataset loaded at 64 px."""
+    from segstudio.config import DataConfig
+    from segstudio.data import load_dataset
+
+    images, masks = sample_dirs
+    data, _ = load_dataset(DataConfig(images=str(images), masks=str(masks)), size=64)
+    return data
+
+
+def tiny_config(tmp_path, **overrides):
+    """A fast CPU training config: resnet18, 64 px, random encoder."""
+    from segstudio.config import Arch, Device, TrainConfig
+
+    cfg = TrainConfig(arch=Arch.resnet18, pretrained=False, size=64, bs=8, epochs=1, device=Device.cpu,
+                      out_dir=str(tmp_path / "runs"), preview_count=2)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_data, tmp_path_factory):
+    """One short real training on the sample data: (final event, all events)."""
+    from segstudio.training.session import TrainingSession
+
+    events = []
+    cfg = tiny_config(tmp_path_factory.mktemp("trained"), epochs=TRAIN_EPOCHS, bs=4, augment=False)
+    final = TrainingSession().run(cfg, events.append, dataset=sample_data)
+    return final, events
+
+
+TRAIN_EPOCHS = 5
