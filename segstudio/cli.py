@@ -1,0 +1,208 @@
+"""Command line: `segstudio [--demo]` opens the app; `inspect`, `train` and `predict` run headless."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from . import __version__
+from .config import Arch, DataConfig, Device, Loss, Precision, Schedule, TrainConfig
+
+# Demo defaults: small enough to show a result within a minute or two on a laptop CPU.
+DEMO_OVERRIDES = {"arch": Arch.resnet18, "size": 128, "epochs": 8, "bs": 8}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="segstudio", description="Train and review segmentation networks.")
+    p.add_argument("--version", action="store_true", help="print versions and the compute device")
+    p.add_argument("--demo", action="store_true", help="open the app with the built-in sample dataset")
+    p.add_argument("--images", help="image folder to open in the app")
+    p.add_argument("--masks", help="mask folder to open in the app")
+    sub = p.add_subparsers(dest="command")
+
+    ins = sub.add_parser("inspect", help="print the dataset report")
+    ins.add_argument("--images", required=True)
+    ins.add_argument("--masks", default="")
+    ins.add_argument("--window", default="auto", help="DICOM window: auto, file, percentile, a preset or W/L")
+
+    tr = sub.add_parser("train", help="train a U-Net and write a run folder")
+    src = tr.add_mutually_exclusive_group()
+    src.add_argument("--demo", action="store_true", help="train on the built-in sample dataset")
+    src.add_argument("--images")
+    tr.add_argument("--masks")
+    tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--size", type=int, help="training image size in pixels (square)")
+    tr.add_argument("--bs", type=int, help="batch size")
+    tr.add_argument("--arch", choices=[a.value for a in Arch])
+    tr.add_argument("--lr-lo", type=float, help="learning rate of the earliest encoder group")
+    tr.add_argument("--lr-hi", type=float, help="learning rate of the decoder")
+    tr.add_argument("--schedule", choices=[s.value for s in Schedule])
+    tr.add_argument("--freeze-epochs", type=int, help="fine_tune: epochs with a frozen encoder")
+    tr.add_argument("--loss", choices=[s.value for s in Loss])
+    tr.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None)
+    tr.add_argument("--weights", help="local encoder weights file (torchvision state dict)")
+    tr.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    tr.add_argument("--device", choices=[d.value for d in Device])
+    tr.add_argument("--precision", choices=[d.value for d in Precision])
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--valid-pct", type=float)
+    tr.add_argument("--window")
+    tr.add_argument("--out", help="runs folder (default: the user data folder)")
+    tr.add_argument("--name", help="run name")
+
+    pr = sub.add_parser("predict", help="write one mask PNG per image")
+    pr.add_argument("--model", required=True, help="a run folder holding model.pth + model.json")
+    pr.add_argument("--images", required=True)
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--device", default="auto", choices=[d.value for d in Device])
+    pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(versions())
+        return 0
+    if args.command is None:
+        from .ui.app import run_app
+
+        return run_app(demo=args.demo, images=args.images, masks=args.masks)
+    return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict}[args.command](args)
+
+
+def versions() -> str:
+    import fastai
+    import torch
+
+    from .training.device import describe_device
+
+    try:
+        import PySide6
+
+        qt = PySide6.__version__
+    except ImportError:
+        qt = "not installed"
+    kind, name = describe_device("auto")
+    return (f"segstudio {__version__}\ntorch {torch.__version__}\nfastai {fastai.__version__}\n"
+            f"PySide6 {qt}\ndevice {kind}: {name}")
+
+
+def cmd_inspect(args) -> int:
+    from .data import inspect_dataset
+    from .errors import DataError
+
+    try:
+        report = inspect_dataset(DataConfig(images=args.images, masks=args.masks, window=args.window))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    usable = report.n_pairs if args.masks else report.n_images
+    return 0 if usable else 1
+
+
+def train_config(args) -> TrainConfig:
+    """The TrainConfig from --config (if any), the demo defaults, then explicit options."""
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if args.demo:
+        from .data import sample_dataset
+
+        images, masks = sample_dataset()
+        cfg.data.images, cfg.data.masks = str(images), str(masks)
+        for key, value in DEMO_OVERRIDES.items():
+            if getattr(args, key, None) is None:
+                setattr(cfg, key, value)
+    data_opts = {"images": args.images, "masks": args.masks, "valid_pct": args.valid_pct, "window": args.window}
+    for key, value in data_opts.items():
+        if value is not None:
+            setattr(cfg.data, key, value)
+    opts = {"epochs": args.epochs, "size": args.size, "bs": args.bs, "lr_lo": args.lr_lo, "lr_hi": args.lr_hi,
+            "freeze_epochs": args.freeze_epochs, "pretrained": args.pretrained, "weights_path": args.weights,
+            "augment": args.augment, "seed": args.seed, "out_dir": args.out, "run_name": args.name,
+            "arch": args.arch and Arch(args.arch), "schedule": args.schedule and Schedule(args.schedule),
+            "loss": args.loss and Loss(args.loss), "device": args.device and Device(args.device),
+            "precision": args.precision and Precision(args.precision)}
+    for key, value in opts.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from .training import events as ev
+    from .training.session import TrainingSession
+
+    cfg = train_config(args)
+    if not cfg.data.images or not cfg.data.masks:
+        print("error: give --images and --masks, or --demo", file=sys.stderr)
+        return 2
+    session, result = TrainingSession(), {}
+    printer = EventPrinter(ev)
+
+    def stop(signum, frame):
+        print("\nStopping after the current batch (the best checkpoint is kept)...", file=sys.stderr)
+        session.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    worker = threading.Thread(target=lambda: result.setdefault("event", session.run(cfg, printer)))
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    final = result.get("event")
+    return 0 if isinstance(final, (ev.Finished, ev.Cancelled)) else 1
+
+
+class EventPrinter:
+    """Prints one line per epoch, warnings to stderr, and the run folder at the end."""
+
+    def __init__(self, ev):
+        self.ev, self.codes, self.loading = ev, (), False
+
+    def __call__(self, e) -> None:
+        ev = self.ev
+        if isinstance(e, ev.Progress):
+            if e.done == 0 or e.done == e.total:
+                print(f"loading data: {e.done}/{e.total}", file=sys.stderr)
+        elif isinstance(e, ev.Started):
+            self.codes = e.codes
+            lrs = ", ".join(f"{g.name} {g.lr:.1e}{' (frozen)' if g.frozen else ''}" for g in e.groups)
+            print(f"training on {e.device_name}{' with mixed precision' if e.mixed_precision else ''}: "
+                  f"{e.n_train} train / {e.n_valid} valid images, classes {', '.join(e.codes)}, "
+                  f"{'pretrained' if e.pretrained else 'random'} encoder\nlearning rates: {lrs}\nrun folder: {e.run_dir}")
+        elif isinstance(e, ev.EpochEnd):
+            per_class = ", ".join(f"{name} {d:.3f}" for name, d in zip(self.codes[1:], e.dice[1:]) if not math.isnan(d))
+            print(f"epoch {e.epoch + 1}/{e.epochs}  train {e.train_loss:.4f}  valid {e.valid_loss:.4f}  "
+                  f"dice {e.dice_mean:.3f} ({per_class})  {e.seconds:.1f} s{'  *best' if e.is_best else ''}", flush=True)
+        elif isinstance(e, ev.WarningEvent):
+            print(f"warning: {e.message}", file=sys.stderr)
+        elif isinstance(e, ev.Finished):
+            print(f"finished: best dice {e.best_dice:.3f} at epoch {e.best_epoch + 1}; model in {e.run_dir}")
+        elif isinstance(e, ev.Cancelled):
+            print(f"stopped after {e.epochs_done} epoch(s); best dice {e.best_dice:.3f}; run folder {e.run_dir}")
+        elif isinstance(e, ev.Failed):
+            print(f"error: {e.message}" + (f"\n{e.advice}" if e.advice else ""), file=sys.stderr)
+
+
+def cmd_predict(args) -> int:
+    from .errors import SegstudioError
+    from .inference import Predictor
+
+    try:
+        predictor = Predictor.load(args.model, device=args.device)
+        report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities)
+    except SegstudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    print(f"wrote {len(report.written)} mask(s) to {Path(args.out)}")
+    return 0 if report.written else 1

@@ -1,0 +1,63 @@
+"""Predicted class masks as one DICOM SEG object referencing the source images (highdicom)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes as sr_codes
+
+from .. import __version__
+from ..data.dicom import first_line, quiet
+from ..errors import DataError
+
+SERIES_NUMBER = 9901  # conventionally high, so the SEG series sorts after the source series
+
+
+def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: list[str],
+                     out_path: Path, segmentation_type: str = "BINARY") -> Path:
+    """Write `masks` ((H, W) uint8 class indices at the source size, one per source frame, in
+    the order of `source_paths`) as a DICOM SEG for one series; classes 1.. become segments
+    labelled by `codes` (codes[0] is the background). Returns `out_path`; DataError when the
+    sources and masks do not fit together or highdicom refuses them."""
+    if not source_paths:
+        raise DataError("No source images for the DICOM SEG")
+    with quiet():
+        sources = [pydicom.dcmread(p) for p in source_paths]
+    series = {str(ds.get("SeriesInstanceUID", "")) for ds in sources}
+    if len(series) != 1:
+        raise DataError(f"The source images come from {len(series)} series; "
+                        "write one DICOM SEG per series")
+    n_frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
+    if len(masks) != n_frames:
+        raise DataError(f"{len(masks)} mask(s) for {n_frames} source frame(s)")
+    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in sources}
+    if len(shapes) != 1 or any(m.shape != next(iter(shapes)) for m in masks):
+        raise DataError("Every mask must have the size of its source image")
+    labels = np.stack(masks).astype(np.uint8)
+    if labels.max(initial=0) >= len(codes):
+        raise DataError(f"Mask value {int(labels.max())} has no class name ({len(codes)} codes)")
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="segstudio", version=__version__, family=sr_codes.cid7162.ArtificialIntelligence)
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=i, segment_label=name[:64] or f"class {i}",
+        segmented_property_category=sr_codes.SCT.Tissue,
+        segmented_property_type=sr_codes.SCT.Tissue,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm) for i, name in enumerate(codes[1:], start=1)]
+    try:
+        with quiet():
+            seg = hd.seg.Segmentation(
+                source_images=sources, pixel_array=labels,
+                segmentation_type=segmentation_type, segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(), series_number=SERIES_NUMBER,
+                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="segstudio",
+                manufacturer_model_name="segstudio U-Net", software_versions=__version__,
+                device_serial_number="none", series_description="segstudio prediction")
+            out_path = Path(out_path)
+            seg.save_as(out_path)
+    except (ValueError, TypeError, AttributeError, KeyError) as e:
+        raise DataError(f"Cannot write the DICOM SEG: {first_line(e, 200)}") from e
+    return out_path

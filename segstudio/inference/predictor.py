@@ -1,0 +1,121 @@
+"""Predictor: rebuild a run's U-Net from model.json + model.pth (weights only, no pickle) and predict."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data import Problem, list_image_files, read_image_frames, resize_image
+from ..errors import Cancelled, DataError, SegstudioError
+from ..palette import colourise
+from ..runs import MODEL_FILE, MODEL_META
+from ..training.device import resolve_device
+from ..training.weights import architecture
+
+
+@dataclass
+class PredictReport:
+    written: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class Predictor:
+    """A trained model plus the preprocessing it was trained with."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict, device: torch.device):
+        self.model, self.meta, self.device = model.eval().to(device), meta, device
+        self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> "Predictor":
+        """Load the model exported in `run_dir`; SegstudioError if it has none."""
+        from fastai.vision.learner import create_unet_model
+
+        run_dir = Path(run_dir)
+        if not (run_dir / MODEL_FILE).is_file() or not (run_dir / MODEL_META).is_file():
+            raise SegstudioError(f"{run_dir} holds no trained model ({MODEL_FILE} + {MODEL_META}); "
+                                 "a run saves one after its first finished epoch.")
+        meta = json.loads((run_dir / MODEL_META).read_text(encoding="utf-8"))
+        model = create_unet_model(architecture(meta["arch"]), meta["n_out"], (meta["size"], meta["size"]),
+                                  pretrained=False, n_in=meta["n_in"])
+        model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+        return cls(model, meta, resolve_device(device)[0])
+
+    @property
+    def codes(self) -> list[str]:
+        return list(self.meta["codes"])
+
+    @property
+    def window(self) -> str:
+        return self.meta["window"]
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["size"])
+
+    @torch.no_grad()
+    def probabilities_resized(self, batch: np.ndarray) -> torch.Tensor:
+        """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device)."""
+        x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        logits = self.model((x - self._mean) / self._std)
+        return torch.softmax(torch.as_tensor(logits).float(), dim=1)
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) or (H, W, 3) uint8 -> (K, H, W) float32 probabilities at the original size."""
+        probs = self.probabilities_resized(resize_image(image, self.size)[None])
+        probs = F.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=False)
+        return probs[0].cpu().numpy()
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) or (H, W, 3) uint8 -> (H, W) uint8 class indices at the original size."""
+        return self.probabilities(image).argmax(axis=0).astype(np.uint8)
+
+    def predict_folder(self, images_dir: str | Path, out_dir: str | Path,
+                       progress: Callable[[int, int, str], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None,
+                       save_probabilities: bool = False) -> PredictReport:
+        """Write <name>.png (class indices) and <name>_color.png for every image; bad files are reported."""
+        images_dir, out_dir = Path(images_dir), Path(out_dir)
+        if not images_dir.is_dir():
+            raise DataError(f"Image folder not found: {images_dir}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = list_image_files(images_dir)
+        report = PredictReport()
+        for i, path in enumerate(files):
+            if should_stop and should_stop():
+                raise Cancelled()
+            if progress:
+                progress(i, len(files), path.name)
+            try:
+                frames = read_image_frames(path, self.window)
+            except SegstudioError as exc:
+                report.problems.append(Problem(path.name, str(exc)))
+                continue
+            for name, image in frames:
+                probs = self.probabilities(image)
+                mask = probs.argmax(axis=0).astype(np.uint8)
+                stem = safe_name(name)
+                Image.fromarray(mask).save(out_dir / f"{stem}.png")
+                Image.fromarray(colourise(mask, len(self.codes))).save(out_dir / f"{stem}_color.png")
+                if save_probabilities:
+                    np.save(out_dir / f"{stem}_prob.npy", probs.astype(np.float16))
+                report.written.append(str(out_dir / f"{stem}.png"))
+        if progress:
+            progress(len(files), len(files), "done")
+        return report
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of an item name ("scan#3" -> "scan_3")."""
+    return re.sub(r"[^\w.\-]+", "_", name).strip("_") or "image"

@@ -1,0 +1,122 @@
+"""Run folders: config.json, report, metrics.csv/json, model.pth + model.json; list past runs.
+
+Every file is written atomically (temporary file + rename), so a crash or Ctrl-C never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.pth"
+MODEL_META = "model.json"
+
+
+def default_runs_dir() -> Path:
+    """The user's runs folder (platform data dir / segstudio / runs)."""
+    import platformdirs
+
+    return platformdirs.user_data_path("segstudio", appauthor=False) / "runs"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, allow_nan=True))
+
+
+def new_run_dir(out_dir: str | Path, name: str = "") -> Path:
+    """Create a fresh, uniquely named run folder under `out_dir`."""
+    root = Path(out_dir) if out_dir else default_runs_dir()
+    stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
+    for i in range(1000):
+        path = root / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run folder in {root}")
+
+
+class MetricsLog:
+    """Per-epoch metrics, rewritten as metrics.csv and metrics.json after every epoch."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.rows: list[dict[str, Any]] = []
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        write_json(self.run_dir / "metrics.json", self.rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.run_dir / "metrics.csv", buf.getvalue())
+
+
+def save_model(run_dir: Path, state_dict: dict, meta: dict[str, Any]) -> None:
+    """Save weights (state dict only, loadable with weights_only=True) and their metadata."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
+    write_atomic(Path(run_dir) / MODEL_FILE, buf.getvalue())
+    write_json(Path(run_dir) / MODEL_META, meta)
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    name: str
+    created: float
+    best_dice: float
+    has_model: bool
+    config: dict[str, Any]
+
+
+def read_run(path: str | Path) -> RunInfo:
+    """Summary of one run folder (missing files give empty values)."""
+    path = Path(path)
+
+    def load(name, default):
+        try:
+            return json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return default
+
+    metrics = load("metrics.json", [])
+    dices = [r.get("dice_mean", float("nan")) for r in metrics]
+    best = max((d for d in dices if d == d), default=float("nan"))
+    return RunInfo(path=path, name=path.name, created=path.stat().st_mtime, best_dice=best,
+                   has_model=(path / MODEL_FILE).is_file() and (path / MODEL_META).is_file(),
+                   config=load("config.json", {}))
+
+
+def list_runs(out_dir: str | Path | None = None) -> list[RunInfo]:
+    """Runs under `out_dir` (default: the user's runs folder), newest first."""
+    root = Path(out_dir) if out_dir else default_runs_dir()
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: r.created, reverse=True)

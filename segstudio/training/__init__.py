@@ -1,0 +1,1 @@
+"""Headless training engine: config in, plain events out (no Qt)."""

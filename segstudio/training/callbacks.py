@@ -1,0 +1,112 @@
+"""fastai callbacks that turn a fit into segstudio events, save the best model and stop on request."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback, CancelFitException
+from fastai.torch_core import TensorImage, TensorMask
+
+from . import events as ev
+from .metrics import PerClassDice
+
+
+class StopGuard(Callback):
+    """Raises CancelFitException when the stop flag is set or the loss stops being finite.
+
+    It also raises in before_fit, so a stop between two fits (fine_tune's phases) holds.
+    """
+
+    order = -10
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.failure = ""
+
+    def before_fit(self):
+        if self.stop.is_set():
+            raise CancelFitException()
+
+    def before_batch(self):
+        if self.stop.is_set():
+            raise CancelFitException()
+
+    def after_loss(self):
+        if self.training and not torch.isfinite(self.learn.loss).item():
+            self.failure = "The training loss became NaN or infinite."
+            self.stop.set()
+            raise CancelFitException()
+
+
+class EventReporter(Callback):
+    """Emits BatchEnd, EpochEnd and Preview events; calls `on_best` when the valid Dice improves.
+
+    Order 51: runs after the Recorder, so the epoch's valid loss is recorded.
+    """
+
+    order = 51
+
+    def __init__(self, emit: Callable, dice: PerClassDice, total_epochs: int, preview: tuple | None,
+                 on_best: Callable[[int, float], None], on_epoch: Callable[[dict], None]):
+        self.emit, self.dice, self.total_epochs = emit, dice, total_epochs
+        self.preview, self.on_best, self.on_epoch = preview, on_best, on_epoch
+        self.epoch_base = 0  # epochs done in earlier fits (fine_tune's frozen phase)
+        self.iteration = 0
+        self.best_dice, self.best_epoch, self.epochs_done = -math.inf, -1, 0
+
+    @property
+    def total_iterations(self) -> int:
+        return self.total_epochs * len(self.learn.dls.train)
+
+    def before_epoch(self):
+        self.start, self.losses = time.perf_counter(), []
+
+    def after_batch(self):
+        if not self.training:
+            return
+        loss = self.learn.loss.item()
+        self.losses.append(loss)
+        self.emit(ev.BatchEnd(epoch=self.epoch_base + self.epoch, iteration=self.iteration,
+                              total_iterations=self.total_iterations, loss=loss,
+                              lrs=tuple(float(h["lr"]) for h in self.learn.opt.hypers)))
+        self.iteration += 1
+
+    def after_epoch(self):
+        epoch = self.epoch_base + self.epoch
+        per_class = self.dice.per_class
+        mean = self.dice.value
+        is_best = mean > self.best_dice
+        if is_best:
+            self.best_dice, self.best_epoch = mean, epoch
+            self.on_best(epoch, mean)
+        self.epochs_done = epoch + 1
+        train_loss = float(np.mean(self.losses)) if self.losses else math.nan
+        valid_loss = float(self.learn.recorder.values[-1][1])
+        seconds = time.perf_counter() - self.start
+        self.on_epoch(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, dice=per_class,
+                           dice_mean=mean, seconds=seconds))
+        self.emit(ev.EpochEnd(epoch=epoch, epochs=self.total_epochs, train_loss=train_loss,
+                              valid_loss=valid_loss, dice=tuple(float(d) for d in per_class),
+                              dice_mean=mean, seconds=seconds, is_best=is_best))
+        if self.preview is not None:
+            self.emit(self._preview(epoch))
+
+    def _preview(self, epoch: int) -> ev.Preview:
+        names, images, targets = self.preview
+        x, _ = self.learn.dls.valid.after_batch((TensorImage(torch.from_numpy(images)).to(self.learn.dls.device),
+                                                 TensorMask(torch.from_numpy(targets)).to(self.learn.dls.device)))
+        self.learn.model.eval()
+        with torch.no_grad():
+            preds = self.learn.model(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
+        return ev.Preview(epoch=epoch, names=tuple(names), images=tuple(display_image(i) for i in images),
+                          targets=tuple(targets), preds=tuple(preds))
+
+
+def display_image(chw: np.ndarray) -> np.ndarray:
+    """(C, H, W) uint8 -> (H, W) or (H, W, 3) for display."""
+    return chw[0] if chw.shape[0] == 1 else np.ascontiguousarray(chw.transpose(1, 2, 0))

@@ -1,0 +1,87 @@
+"""Building the fastai U-Net learner for a config: encoder weights, normalisation, loss, precision."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+from fastai.callback.fp16 import MixedPrecision  # noqa: F401  (patches to_fp16/to_bf16 onto Learner)
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches fit_one_cycle/lr_find)
+from fastai.learner import Learner
+from fastai.torch_core import set_seed
+from fastai.vision.learner import unet_learner
+from fastcore.basics import noop
+
+from ..config import TrainConfig
+from ..data import SegDataset
+from .events import GroupInfo
+from .groups import group_names
+from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats
+from .losses import make_loss
+from .metrics import PerClassDice
+from .weights import arch_from_file, architecture, cached_weights_file, pretrained_available
+
+
+@dataclass
+class BuiltLearner:
+    learn: Learner
+    dice: PerClassDice
+    pretrained: bool  # the encoder really starts from ImageNet (or the user's) weights
+    stats: tuple[list[float], list[float]]
+    mixed_precision: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_encoder(config: TrainConfig, warnings: list[str]):
+    """(torchvision constructor, pretrained?) for the config, without any network access."""
+    arch = config.arch.value
+    if not config.pretrained:
+        return architecture(arch), False
+    if config.weights_path:
+        return arch_from_file(arch, config.weights_path), True
+    if pretrained_available(arch):
+        return architecture(arch), True
+    warnings.append(
+        f"Pretrained {arch} weights are not in the local torch cache ({cached_weights_file(arch)}) and "
+        "cannot be downloaded offline: training from a random encoder, with learning rates for a "
+        "random encoder. Put the weights file there, or choose one with 'weights file', to use them.")
+    return architecture(arch), False
+
+
+def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
+                  path: str | None = None) -> BuiltLearner:
+    """A unet_learner on the cached data, on `device`, with no progress bar or logger."""
+    warnings: list[str] = []
+    set_seed(config.seed)
+    arch_fn, pretrained = resolve_encoder(config, warnings)
+    stats = IMAGENET_STATS if pretrained else dataset_stats(data.images)
+    dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed)
+    dice = PerClassDice(len(data.codes))
+    learn = unet_learner(dls, arch_fn, normalize=False, n_out=len(data.codes), pretrained=pretrained,
+                         loss_func=make_loss(config.loss), metrics=[dice],
+                         path=path or tempfile.mkdtemp(prefix="segstudio-"))
+    learn.remove_cb(ProgressCallback)
+    learn.logger = noop
+    learn.model.to(device)
+    mixed = config.precision.value == "on" or (config.precision.value == "auto" and device.type == "cuda")
+    if mixed and device.type != "cuda":
+        warnings.append("Mixed precision needs a CUDA GPU; training in full precision.")
+        mixed = False
+    if mixed:
+        learn.to_bf16() if torch.cuda.is_bf16_supported() else learn.to_fp16()
+    if not pretrained and config.lr_lo is not None and config.lr_hi is not None and config.lr_lo < config.lr_hi / 10:
+        warnings.append(f"The encoder is randomly initialised, but its learning rate ({config.lr_lo:.0e}) is far "
+                        f"below the decoder's ({config.lr_hi:.0e}): tiny encoder rates suit pretrained "
+                        "encoders only and may leave the model barely trained.")
+    return BuiltLearner(learn, dice, pretrained, stats, mixed, warnings)
+
+
+def group_info(learn: Learner, lrs: list[float], arch: str) -> tuple[GroupInfo, ...]:
+    """Parameter groups with their size, planned LR and frozen state."""
+    if learn.opt is None:
+        learn.create_opt()
+    frozen_idx = learn.opt.frozen_idx
+    return tuple(GroupInfo(name=name, n_params=sum(p.numel() for p in params), lr=float(lr), frozen=i < frozen_idx)
+                 for i, (name, params, lr) in enumerate(zip(group_names(arch), learn.opt.param_lists, lrs)))

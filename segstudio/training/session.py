@@ -1,0 +1,182 @@
+"""TrainingSession: load data, build the learner, train with discriminative LRs, emit events.
+
+`run` and `find_lr` block and are meant for a worker thread; `cancel` may be called from any
+thread and stops within one batch. Every outcome is an event: nothing escapes as an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..config import Schedule, TrainConfig
+from ..data import SegDataset, load_dataset
+from ..errors import Cancelled, SegstudioError
+from ..runs import MetricsLog, new_run_dir, save_model, write_atomic, write_json
+from . import events as ev
+from .callbacks import EventReporter, StopGuard
+from .device import device_name, resolve_device
+from .groups import lr_plan
+from .learner import BuiltLearner, build_learner, group_info
+
+log = logging.getLogger(__name__)
+EventFn = Callable[[object], None]
+
+
+class TrainingSession:
+    """One task (a training run or an LR search), driven from a worker thread; make one per task."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the running task to stop (thread-safe; takes effect within one batch)."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, config: TrainConfig, on_event: EventFn, dataset: SegDataset | None = None):
+        """Train; returns (and emits) the final Finished, Cancelled or Failed event."""
+        run_dir: Path | None = None
+        reporter = None
+        try:
+            data = dataset if dataset is not None else self._load(config, on_event)
+            device, warning = resolve_device(config.device)
+            if warning:
+                on_event(ev.WarningEvent(warning))
+            run_dir = new_run_dir(config.out_dir, config.run_name)
+            write_atomic(run_dir / "config.json", config.to_json())
+            built = build_learner(config, data, device, path=str(run_dir))
+            for message in built.warnings:
+                on_event(ev.WarningEvent(message))
+            reporter = self._train(config, data, built, run_dir, device, on_event)
+            guard = built.learn.cbs.filter(lambda c: isinstance(c, StopGuard))[0]
+            if guard.failure:
+                return self._emit(on_event, ev.Failed(guard.failure, advice=(
+                    "Lower the learning rate (the upper end of the range), or turn mixed precision off."),
+                    run_dir=str(run_dir)))
+            best = reporter.best_dice if reporter.best_epoch >= 0 else math.nan
+            if self._stop.is_set():
+                return self._emit(on_event, ev.Cancelled(str(run_dir), reporter.epochs_done, best))
+            return self._emit(on_event, ev.Finished(str(run_dir), reporter.best_epoch, best, reporter.epochs_done))
+        except Cancelled:
+            return self._emit(on_event, ev.Cancelled(str(run_dir or ""), 0, math.nan))
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes an event
+            return self._emit(on_event, failure_event(exc, run_dir))
+
+    def find_lr(self, config: TrainConfig, on_event: EventFn, dataset: SegDataset | None = None,
+                num_it: int = 100):
+        """Run fastai's LR finder; returns (and emits) LRFound, Cancelled or Failed."""
+        from .lr_find import find_lr
+
+        try:
+            data = dataset if dataset is not None else self._load(config, on_event)
+            device, _ = resolve_device(config.device)
+            result = find_lr(config, data, device, self._stop, num_it=num_it)
+            if result is None:
+                return self._emit(on_event, ev.Cancelled("", 0, math.nan))
+            return self._emit(on_event, result)
+        except Cancelled:
+            return self._emit(on_event, ev.Cancelled("", 0, math.nan))
+        except BaseException as exc:  # noqa: BLE001
+            return self._emit(on_event, failure_event(exc, None))
+
+    def _load(self, config: TrainConfig, on_event: EventFn) -> SegDataset:
+        def progress(done, total, message):
+            on_event(ev.Progress(done, total, message))
+
+        data, report = load_dataset(config.data, config.size, progress=progress, should_stop=self._stop.is_set)
+        for problem in report.problems()[:20]:
+            on_event(ev.WarningEvent(f"{problem.path}: {problem.reason}"))
+        return data
+
+    def _train(self, config: TrainConfig, data: SegDataset, built: BuiltLearner, run_dir: Path,
+               device, on_event: EventFn) -> EventReporter:
+        learn = built.learn
+        lo, hi = config.lrs(built.pretrained)
+        frozen_epochs = config.freeze_epochs if config.schedule == Schedule.fine_tune and built.pretrained else 0
+        if config.schedule == Schedule.fine_tune and not built.pretrained and config.freeze_epochs:
+            on_event(ev.WarningEvent("fine_tune: the encoder is random, so the frozen epochs are skipped."))
+        metrics = MetricsLog(run_dir)
+        meta = model_meta(config, data, built)
+
+        def on_best(epoch, dice):
+            save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": epoch, "dice_mean": dice})
+
+        def on_epoch(row):
+            per_class = {f"dice_{name}": float(d) for name, d in zip(data.codes, row.pop("dice"))}
+            metrics.append({**row, **per_class})
+
+        reporter = EventReporter(on_event, built.dice, frozen_epochs + config.epochs,
+                                 preview_items(data, config.preview_count), on_best, on_epoch)
+        learn.add_cbs([StopGuard(self._stop), reporter])
+        plan = lr_plan(lo, hi)
+        if not frozen_epochs:
+            learn.unfreeze()
+        on_event(ev.Started(device=device.type, device_name=device_name(device), mixed_precision=built.mixed_precision,
+                            pretrained=built.pretrained, groups=group_info(learn, plan, config.arch.value),
+                            codes=tuple(data.codes), n_train=len(data.train_idx), n_valid=len(data.valid_idx),
+                            epochs=frozen_epochs + config.epochs, iters_per_epoch=len(learn.dls.train),
+                            run_dir=str(run_dir), lr_lo=lo, lr_hi=hi))
+        if frozen_epochs:
+            learn.freeze()
+            on_event(ev.PhaseChanged("frozen", group_info(learn, plan, config.arch.value)))
+            learn.fit_one_cycle(frozen_epochs, slice(hi), pct_start=0.99)
+            if self._stop.is_set():  # fine_tune trap: a stop in the frozen phase ends the run
+                return reporter
+            learn.unfreeze()
+            reporter.epoch_base = frozen_epochs
+            on_event(ev.PhaseChanged("unfrozen", group_info(learn, plan, config.arch.value)))
+        learn.fit_one_cycle(config.epochs, slice(lo, hi))
+        return reporter
+
+    @staticmethod
+    def _emit(on_event: EventFn, event):
+        on_event(event)
+        return event
+
+
+def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> dict:
+    """What the predictor needs to rebuild the model and preprocess images like training did."""
+    mean, std = built.stats
+    return {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": 3,
+            "n_out": len(data.codes), "codes": list(data.codes), "size": data.size, "mean": list(mean),
+            "std": list(std), "window": data.window, "pretrained": built.pretrained}
+
+
+def preview_items(data: SegDataset, count: int):
+    """(names, images (K,C,S,S), masks (K,S,S)) of the first `count` validation items, or None."""
+    idx = np.asarray(data.valid_idx[:count], dtype=np.int64)
+    if count <= 0 or idx.size == 0:
+        return None
+    return [data.names[i] for i in idx], data.images[idx], data.masks[idx]
+
+
+def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
+    """A readable Failed event for an exception, with advice for the common causes."""
+    text = f"{type(exc).__name__}: {exc}"
+    if run_dir is not None:
+        try:
+            write_atomic(run_dir / "error.log", "".join(traceback.format_exception(exc)))
+        except OSError:
+            pass
+    log.error("training failed: %s", text)
+    if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
+        return ev.Failed("The device ran out of memory.", advice=(
+            "Lower the batch size or the image size, or pick a smaller architecture (resnet18)."),
+            run_dir=str(run_dir or ""))
+    if isinstance(exc, SegstudioError):
+        return ev.Failed(str(exc), run_dir=str(run_dir or ""))
+    if isinstance(exc, KeyboardInterrupt):
+        return ev.Failed("Interrupted.", run_dir=str(run_dir or ""))
+    return ev.Failed(text, advice="See error.log in the run folder for details." if run_dir else "",
+                     run_dir=str(run_dir or ""))

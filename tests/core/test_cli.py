@@ -1,0 +1,90 @@
+"""The command line, run as a user would: through subprocesses."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "segstudio", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_inspect_prints_report_and_exit_codes(sample_dirs, tmp_path):
+    images, masks = sample_dirs
+    ok = cli("inspect", "--images", images, "--masks", masks)
+    assert ok.returncode == 0, ok.stderr
+    assert "background" in ok.stdout and "pairs" in ok.stdout.lower()
+    missing = cli("inspect", "--images", tmp_path / "missing")
+    assert missing.returncode == 2 and "missing" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "junk.png").write_bytes(b"not a png")
+    bad = cli("inspect", "--images", empty)
+    assert bad.returncode == 1 and "junk.png" in bad.stdout
+
+
+def test_train_then_predict(sample_dirs, tmp_path):
+    images, masks = sample_dirs
+    run = cli("train", "--images", images, "--masks", masks, "--epochs", 1, "--size", 32, "--arch", "resnet18",
+              "--no-pretrained", "--device", "cpu", "--out", tmp_path / "runs")
+    assert run.returncode == 0, run.stderr
+    assert "epoch 1/1" in run.stdout and "dice" in run.stdout
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (run_dir / "model.pth").is_file()
+    pred = cli("predict", "--model", run_dir, "--images", images, "--out", tmp_path / "masks")
+    assert pred.returncode == 0, pred.stderr
+    written = sorted((tmp_path / "masks").glob("*_color.png"))
+    assert len(written) == len(list(images.iterdir()))
+    mask = Image.open(str(written[0]).replace("_color", ""))
+    assert np.asarray(mask).max() < 3
+
+
+def test_config_file_and_overrides(sample_dirs, tmp_path):
+    from segstudio.config import DataConfig, TrainConfig
+
+    images, masks = sample_dirs
+    cfg = TrainConfig(data=DataConfig(images=str(images), masks=str(masks)), epochs=5, size=32,
+                      out_dir=str(tmp_path / "runs"))
+    (tmp_path / "cfg.json").write_text(cfg.to_json())
+    run = cli("train", "--config", tmp_path / "cfg.json", "--epochs", 1, "--no-pretrained", "--arch", "resnet18")
+    assert run.returncode == 0, run.stderr
+    saved = TrainConfig.load(next((tmp_path / "runs").iterdir()) / "config.json")
+    assert saved.epochs == 1 and saved.size == 32 and not saved.pretrained
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(sample_dirs, tmp_path):
+    images, masks = sample_dirs
+    proc = subprocess.Popen([sys.executable, "-m", "segstudio", "train", "--images", str(images), "--masks",
+                             str(masks), "--epochs", "200", "--size", "32", "--arch", "resnet18", "--no-pretrained",
+                             "--device", "cpu", "--out", str(tmp_path / "runs")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.startswith("epoch 1/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped after" in out
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (run_dir / "model.pth").is_file() and (run_dir / "metrics.csv").is_file()
+
+
+def test_version_lists_libraries():
+    out = cli("--version")
+    assert out.returncode == 0
+    for name in ("segstudio", "torch", "fastai", "PySide6", "device"):
+        assert name in out.stdout

@@ -1,0 +1,86 @@
+"""DICOM SEG: exporting predictions (highdicom reads them back) and SEG files as training masks."""
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from segstudio.config import DataConfig
+from segstudio.data import load_dataset
+from segstudio.errors import DataError
+from segstudio.inference.dicom_seg import export_dicom_seg
+
+CODES = ["background", "liver", "kidney"]
+
+
+def _masks(n, h=16, w=16):
+    masks = [np.zeros((h, w), np.uint8) for _ in range(max(n, 3))]
+    masks[1][2:6, 2:6] = 1
+    masks[2][8:12, 8:12] = 2
+    masks[2][2:4, 2:4] = 1
+    return masks[:n]
+
+
+@pytest.mark.parametrize("kind", ["BINARY", "LABELMAP"])
+def test_export_reads_back_with_segments_and_references(tmp_path, mk, kind):
+    paths = mk.series(tmp_path, 4)
+    masks = _masks(4)
+    out = export_dicom_seg(paths, masks, CODES, tmp_path / "pred_seg.dcm", segmentation_type=kind)
+    seg = hd.seg.segread(out)
+    assert seg.segmentation_type.value == kind
+    assert [seg.get_segment_description(n).SegmentLabel for n in seg.segment_numbers] == CODES[1:]
+    algorithm = seg.get_segment_description(1).SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "segstudio"
+    sources = [pydicom.dcmread(p) for p in paths]
+    assert {u[2] for u in seg.get_source_image_uids()} == {ds.SOPInstanceUID for ds in sources}
+    assert seg.SeriesInstanceUID != sources[0].SeriesInstanceUID
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    for ds, mask in zip(sources, masks):
+        back = seg.get_pixels_by_source_instance([ds.SOPInstanceUID], combine_segments=True,
+                                                 ignore_spatial_locations=True)
+        np.testing.assert_array_equal(back[0], mask)
+
+
+def test_export_refuses_mismatches(tmp_path, mk):
+    a = mk.series(tmp_path, 2, names=["a1.dcm", "a2.dcm"])
+    b = mk.series(tmp_path, 1, names=["b1.dcm"])
+    with pytest.raises(DataError, match="come from 2 series"):
+        export_dicom_seg(a + b, _masks(3), CODES, tmp_path / "x.dcm")
+    with pytest.raises(DataError, match="1 mask\\(s\\) for 2 source frame\\(s\\)"):
+        export_dicom_seg(a, _masks(1), CODES, tmp_path / "x.dcm")
+    with pytest.raises(DataError, match="size of its source"):
+        export_dicom_seg(a, _masks(2, 8, 8), CODES, tmp_path / "x.dcm")
+    with pytest.raises(DataError, match="Mask value 2 has no class name"):
+        export_dicom_seg(a[:1] + b[:0], [np.full((16, 16), 2, np.uint8)], CODES[:2], tmp_path / "x.dcm")
+
+
+def test_seg_masks_train_by_referenced_uids(data_dirs, mk):
+    images, masks = data_dirs
+    paths = mk.series(images, 4)                  # file names unrelated to the SEG's name
+    export_dicom_seg(paths, _masks(4), CODES, masks / "segmentation.dcm")
+    data, report = load_dataset(DataConfig(str(images), str(masks)), 16)
+    assert data.names == [p.stem for p in paths]  # slice order
+    assert data.codes == CODES and report.mask_convention == "DICOM SEG (2 segment label(s))"
+    np.testing.assert_array_equal(data.masks, np.stack(_masks(4)))
+    assert not report.problems() and any("DICOM SEG segment labels" in n for n in report.notes)
+
+
+def test_seg_and_images_in_one_folder_and_unmatched_seg(tmp_path, mk):
+    folder = tmp_path / "all"
+    folder.mkdir()
+    paths = mk.series(folder, 3)
+    export_dicom_seg(paths[:2], _masks(2), CODES, folder / "seg_part.dcm")
+    other = mk.series(tmp_path, 1, names=["other.dcm"])
+    export_dicom_seg(other, _masks(1), CODES[:2], folder / "orphan_seg.dcm")
+    data, report = load_dataset(DataConfig(str(folder), str(folder)), 16)
+    assert data.names == [p.stem for p in paths[:2]]
+    assert report.unmatched_images == [paths[2].name]
+    assert report.unmatched_masks == ["orphan_seg.dcm"]
+
+
+def test_seg_as_image_is_explained(tmp_path, mk):
+    from segstudio.data import read_image_frames
+    paths = mk.series(tmp_path, 1)
+    out = export_dicom_seg(paths, [np.zeros((16, 16), np.uint8)], CODES[:2], tmp_path / "s.dcm")
+    with pytest.raises(DataError, match="DICOM SEG \\(a segmentation, not an image\\)"):
+        read_image_frames(out)
