@@ -1,0 +1,60 @@
+"""GUI entry point: creates the one QApplication, applies the look, opens the main window."""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+import segstudio
+from segstudio.ui import resources
+from segstudio.ui.settings import APP, ORG
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (created once), with name, icon, Fusion style and the stylesheet."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    app.setApplicationVersion(segstudio.__version__)
+    app.setWindowIcon(resources.app_icon())
+    app.setStyle("Fusion")
+    app.setStyleSheet(resources.stylesheet())
+    return app
+
+
+def run_app(argv: list[str] | None = None, demo: bool = False, images: str | None = None,
+            masks: str | None = None) -> int:
+    """Open the main window and run the event loop; returns the exit code.
+
+    demo=True opens with the built-in sample dataset; images/masks preset (and load) folders.
+    """
+    multiprocessing.freeze_support()
+    app = make_app(argv)
+    from segstudio.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    if demo:
+        window.open_sample()
+    elif images or masks:
+        window.data_panel.set_folders(images, masks, load=bool(images and masks))
+    return app.exec()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="segstudio", description="segstudio desktop app")
+    parser.add_argument("--demo", action="store_true", help="open with the built-in sample dataset")
+    parser.add_argument("--images", help="folder of images to load")
+    parser.add_argument("--masks", help="folder of masks to load")
+    args = parser.parse_args(argv)
+    return run_app(None, demo=args.demo, images=args.images, masks=args.masks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

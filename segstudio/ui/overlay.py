@@ -1,0 +1,108 @@
+"""Mask colouring (pure numpy) and numpy -> QImage/QPixmap conversion for thumbnails and tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtGui import QImage, QPixmap
+
+# One colour per class; index 0 (background) is never drawn.
+PALETTE = np.array([
+    (0, 0, 0), (230, 57, 70), (42, 157, 143), (244, 162, 97), (69, 123, 157), (155, 93, 229),
+    (255, 209, 102), (6, 214, 160), (239, 71, 111), (17, 138, 178), (131, 56, 236),
+], dtype=np.uint8)
+
+TP_COLOR = (46, 204, 113)   # green: predicted and true
+FP_COLOR = (231, 76, 60)    # red: predicted, not true
+FN_COLOR = (52, 152, 219)   # blue: true, missed
+
+
+def class_color(index: int) -> tuple[int, int, int]:
+    if index <= 0:
+        return (0, 0, 0)
+    return tuple(int(c) for c in PALETTE[1 + (index - 1) % (len(PALETTE) - 1)])
+
+
+def contour(mask: np.ndarray) -> np.ndarray:
+    """Boolean map of pixels on the edge of their class region (4-neighbourhood)."""
+    m = np.asarray(mask)
+    edge = np.zeros(m.shape, dtype=bool)
+    edge[1:, :] |= m[1:, :] != m[:-1, :]
+    edge[:-1, :] |= m[:-1, :] != m[1:, :]
+    edge[:, 1:] |= m[:, 1:] != m[:, :-1]
+    edge[:, :-1] |= m[:, :-1] != m[:, 1:]
+    return edge & (m > 0)
+
+
+def colorize(mask: np.ndarray, alpha: int = 255, outline: bool = False,
+             visible: set[int] | None = None) -> np.ndarray:
+    """RGBA (H, W, 4) uint8: each foreground class in its palette colour, background transparent."""
+    m = np.asarray(mask)
+    lut = np.array([class_color(i) for i in range(256)], dtype=np.uint8)
+    rgba = np.zeros(m.shape + (4,), dtype=np.uint8)
+    rgba[..., :3] = lut[m]
+    show = m > 0
+    if visible is not None:
+        show &= np.isin(m, list(visible))
+    if outline:
+        show &= contour(m)
+    rgba[..., 3] = np.where(show, alpha, 0).astype(np.uint8)
+    return rgba
+
+
+def compare(target: np.ndarray, pred: np.ndarray, alpha: int = 255) -> np.ndarray:
+    """RGBA map of agreement over foreground: TP green, FP red, FN blue.
+
+    A pixel whose true and predicted classes are different foreground classes counts as FP.
+    """
+    t, p = np.asarray(target), np.asarray(pred)
+    rgba = np.zeros(t.shape + (4,), dtype=np.uint8)
+    tp = (t > 0) & (p == t)
+    fp = (p > 0) & (p != t)
+    fn = (t > 0) & (p == 0)
+    for sel, col in ((tp, TP_COLOR), (fp, FP_COLOR), (fn, FN_COLOR)):
+        rgba[sel, :3] = col
+        rgba[sel, 3] = alpha
+    return rgba
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) / (H, W, 1) / (H, W, 3) / (C, H, W) uint8 -> (H, W, 3) uint8."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=-1)
+    return np.ascontiguousarray(a[..., :3], dtype=np.uint8)
+
+
+def blend(image: np.ndarray, rgba: np.ndarray, opacity: float = 1.0) -> np.ndarray:
+    """Alpha-composite an RGBA overlay onto an image; returns (H, W, 3) uint8."""
+    base = to_rgb(image).astype(np.float32)
+    a = (rgba[..., 3:4].astype(np.float32) / 255.0) * float(opacity)
+    out = base * (1 - a) + rgba[..., :3].astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """(H, W, 3) or (H, W, 4) uint8 -> a QImage that owns its pixels."""
+    a = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = a.shape[:2]
+    fmt = QImage.Format.Format_RGBA8888 if a.shape[2] == 4 else QImage.Format.Format_RGB888
+    return QImage(a.data, w, h, a.strides[0], fmt).copy()
+
+
+def overlay_pixmap(image: np.ndarray, mask: np.ndarray | None, size: int | None = None,
+                   opacity: float = 0.5) -> QPixmap:
+    """A thumbnail/tile: the image with its mask blended in, scaled to `size` pixels."""
+    rgb = to_rgb(image)
+    if mask is not None:
+        rgb = blend(rgb, colorize(mask), opacity)
+    pix = QPixmap.fromImage(to_qimage(rgb))
+    if size:
+        from PySide6.QtCore import Qt
+
+        pix = pix.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                         Qt.TransformationMode.SmoothTransformation)
+    return pix

@@ -1,0 +1,1 @@
+"""The three work areas of the main window (Data, Train, Review) and their plots."""

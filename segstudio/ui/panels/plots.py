@@ -1,0 +1,311 @@
+"""pyqtgraph plots: live training curves, the per-group LR chart, the LR finder, preview tiles."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer, Qt, Slot
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+
+from segstudio.ui import overlay
+
+pg.setConfigOptions(background="w", foreground="#2d3748", antialias=True,
+                    imageAxisOrder="row-major")
+
+GROUP_COLORS = ["#90cdf4", "#3182ce", "#1a365d", "#805ad5", "#d53f8c"]
+REDRAW_MS = 100  # at most ~10 redraws a second
+
+
+class Log10Axis(pg.AxisItem):
+    """An axis over log10(value) that labels ticks with the value itself (1e-04, 3e-03...)."""
+
+    def tickStrings(self, values, scale, spacing):
+        return [f"{10 ** v:.0e}".replace("e-0", "e-") for v in values]
+
+
+def styled_plot(name: str, title: str, left: str = "", bottom: str = "",
+                log_y: bool = False, log_x: bool = False) -> pg.PlotWidget:
+    axes = {}
+    if log_y:
+        axes["left"] = Log10Axis("left")
+    if log_x:
+        axes["bottom"] = Log10Axis("bottom")
+    w = pg.PlotWidget(axisItems=axes or None)
+    w.setObjectName(name)
+    item = w.getPlotItem()
+    item.setTitle(f"<span style='font-size:10pt;font-weight:600;color:#2c5282'>{title}</span>")
+    item.showGrid(x=True, y=True, alpha=0.15)
+    font = QFont()
+    font.setPointSize(8)
+    for axis in ("left", "bottom"):
+        item.getAxis(axis).setTickFont(font)
+        item.getAxis(axis).setPen(pg.mkPen("#a0aec0"))
+        item.getAxis(axis).setTextPen(pg.mkPen("#4a5568"))
+    if left:
+        item.setLabel("left", left, **{"font-size": "8pt"})
+    if bottom:
+        item.setLabel("bottom", bottom, **{"font-size": "8pt"})
+    w.setMinimumSize(220, 160)
+    w.setMenuEnabled(False)
+    return w
+
+
+def short_group(name: str) -> str:
+    """"encoder: stem, layer1, layer2" -> "enc stem–layer2" for legends and bar labels."""
+    if ":" not in name:
+        return name
+    head, tail = name.split(":", 1)
+    parts = [p.strip() for p in tail.split(",") if p.strip()]
+    span = parts[0] if len(parts) == 1 else f"{parts[0]}–{parts[-1]}"
+    return f"{head.strip()[:3]} {span}"
+
+
+class LRGroupChart(QWidget):
+    """Bars of the peak LR each parameter group gets (log scale), redrawn as the range moves."""
+
+    Y0 = -7.0  # bars start at 1e-7
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.plot = styled_plot("plot_lr_groups", "LR per parameter group")
+        self.plot.setMouseEnabled(False, False)
+        self.plot.hideButtons()
+        self.plot.setMinimumSize(200, 150)
+        item = self.plot.getPlotItem()
+        item.setYRange(self.Y0, -0.5, padding=0)
+        item.getAxis("left").setTicks([[(e, f"1e{e}") for e in range(-7, 0)]])
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, y0=self.Y0)
+        item.addItem(self.bars)
+        self.labels: list[pg.TextItem] = []
+        self.names: list[str] = []
+        self.values: list[float] = []
+        v = QVBoxLayout(self)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(self.plot)
+
+    def set_plan(self, names: list[str], lrs: list[float]) -> None:
+        self.names, self.values = list(names), [float(x) for x in lrs]
+        x = np.arange(len(lrs))
+        tops = np.log10(np.maximum(self.values, 1e-12))
+        brushes = [pg.mkBrush(GROUP_COLORS[i % len(GROUP_COLORS)]) for i in range(len(lrs))]
+        self.bars.setOpts(x=x, height=tops - self.Y0, y0=self.Y0, width=0.6, brushes=brushes,
+                          pens=[pg.mkPen("#2a4365")] * len(lrs))
+        axis = self.plot.getPlotItem().getAxis("bottom")
+        axis.setTicks([[(i, short_group(n)) for i, n in enumerate(names)]])
+        item = self.plot.getPlotItem()
+        for t in self.labels:
+            item.removeItem(t)
+        self.labels = []
+        for i, (lr, top) in enumerate(zip(self.values, tops)):
+            t = pg.TextItem(f"{lr:.1e}", color="#1a202c", anchor=(0.5, 1.0))
+            t.setPos(i, min(top, -0.7))
+            item.addItem(t)
+            self.labels.append(t)
+        item.setXRange(-0.6, len(lrs) - 0.4, padding=0)
+
+
+class LRFinderPlot(QWidget):
+    """Loss against LR (log x) from the LR finder, with the suggested range shaded."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.plot = styled_plot("plot_lr_find", "Loss vs learning rate", "", "", log_x=True)
+        self.plot.setMinimumSize(200, 150)
+        self.curve = self.plot.plot([], [], pen=pg.mkPen("#2b6cb0", width=2))
+        self.region = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(56, 161, 105, 50),
+                                          pen=pg.mkPen("#2f855a"))
+        self.region.setVisible(False)
+        self.plot.addItem(self.region)
+        v = QVBoxLayout(self)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(self.plot)
+
+    def show_result(self, lrs, losses, lo: float, hi: float) -> None:
+        lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+        ok = np.isfinite(lrs) & np.isfinite(losses) & (lrs > 0)
+        lrs, losses = lrs[ok], losses[ok]
+        if losses.size:  # clip the final explosion so the useful part stays readable
+            cap = np.nanpercentile(losses, 90) * 1.5 if losses.size > 5 else losses.max()
+            losses = np.minimum(losses, max(cap, losses.min()))
+        self.lrs, self.losses = lrs, losses
+        self.curve.setData(np.log10(lrs), losses)
+        if lo > 0 and hi > 0:
+            self.region.setRegion((math.log10(lo), math.log10(hi)))
+            self.region.setVisible(True)
+        self.plot.getPlotItem().enableAutoRange()
+
+
+class LivePlots(QWidget):
+    """Training loss (raw + smoothed) and validation loss, Dice per epoch, LR per group.
+
+    Data is appended at any rate; a timer redraws at most every REDRAW_MS when something changed.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("live_plots")
+        self.plot_loss = styled_plot("plot_loss", "Loss", "", "iteration")
+        self.plot_dice = styled_plot("plot_dice", "Validation Dice", "", "epoch")
+        # LR is plotted as log10 on a linear axis whose labels read 1e-4 etc. (cleaner than log mode)
+        self.plot_lr = styled_plot("plot_lr", "Learning rate per group", "", "iteration", log_y=True)
+        self.plot_dice.setYRange(0, 1, padding=0.02)
+        # Dice starts low and rises, so its legend sits top-left; the others top-right
+        for p, offset in ((self.plot_loss, (-6, 6)), (self.plot_dice, (6, 6)), (self.plot_lr, (-6, 6))):
+            p.getPlotItem().addLegend(offset=offset, labelTextSize="8pt",
+                                      brush=pg.mkBrush(255, 255, 255, 230))
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(6)
+        grid.addWidget(self.plot_loss, 0, 0)
+        grid.addWidget(self.plot_dice, 0, 1)
+        grid.addWidget(self.plot_lr, 0, 2)
+        self.redraws = 0
+        self._timer = QTimer(self, interval=REDRAW_MS)
+        self._timer.timeout.connect(self.flush)
+        self._timer.start()
+        self.reset()
+
+    def reset(self, codes: tuple[str, ...] = (), group_names: tuple[str, ...] = (),
+              iters_per_epoch: int = 0) -> None:
+        for p in (self.plot_loss, self.plot_dice, self.plot_lr):
+            p.getPlotItem().clear()
+            if p.getPlotItem().legend is not None:
+                p.getPlotItem().legend.clear()
+        self.codes, self.iters_per_epoch = tuple(codes), int(iters_per_epoch)
+        self.it, self.loss, self.smooth, self.lrs = [], [], [], []
+        self.epochs, self.valid_loss, self.valid_x, self.dice_mean = [], [], [], []
+        self.dice: list[list[float]] = []
+        self._avg, self._n = 0.0, 0
+        self._dirty = False
+        pl = self.plot_loss
+        self.c_raw = pl.plot([], [], pen=pg.mkPen(QColor(49, 130, 206, 70), width=1), name="train (batch)")
+        self.c_smooth = pl.plot([], [], pen=pg.mkPen("#2b6cb0", width=2), name="train (smoothed)")
+        self.c_valid = pl.plot([], [], pen=pg.mkPen("#dd6b20", width=2), symbol="o", symbolSize=6,
+                               symbolBrush="#dd6b20", symbolPen=None, name="validation")
+        for c in (self.c_raw, self.c_smooth):
+            c.setClipToView(True)
+            c.setDownsampling(auto=True, method="peak")
+        self.c_dice_mean = self.plot_dice.plot([], [], pen=pg.mkPen("#1a202c", width=2.5), symbol="o",
+                                               symbolSize=6, symbolBrush="#1a202c", name="mean")
+        self.c_dice = []
+        for k, code in enumerate(self.codes):
+            if k == 0:
+                continue  # background Dice is not plotted
+            col = overlay.class_color(k)
+            self.c_dice.append((k, self.plot_dice.plot([], [], pen=pg.mkPen(QColor(*col), width=1.5,
+                                style=Qt.PenStyle.DashLine), name=str(code))))
+        self.c_lr = [self.plot_lr.plot([], [], pen=pg.mkPen(GROUP_COLORS[i % len(GROUP_COLORS)],
+                                       width=2), name=short_group(n))
+                     for i, n in enumerate(group_names)]
+        self.plot_dice.setYRange(0, 1, padding=0.02)
+
+    def add_batches(self, batches) -> None:
+        for b in batches:
+            loss = float(b.loss)
+            self.it.append(int(b.iteration))
+            self.loss.append(loss)
+            if math.isfinite(loss):
+                self._n += 1
+                self._avg = 0.98 * self._avg + 0.02 * loss
+            self.smooth.append(self._avg / (1 - 0.98 ** self._n) if self._n else float("nan"))
+            self.lrs.append(tuple(float(x) for x in b.lrs))
+            if not self.iters_per_epoch and b.total_iterations:
+                pass
+        self._dirty = True
+
+    def add_epoch(self, e) -> None:
+        self.epochs.append(int(e.epoch) + 1)
+        self.valid_loss.append(float(e.valid_loss))
+        x = (int(e.epoch) + 1) * self.iters_per_epoch if self.iters_per_epoch else (
+            self.it[-1] + 1 if self.it else int(e.epoch) + 1)
+        self.valid_x.append(x)
+        self.dice_mean.append(float(e.dice_mean))
+        self.dice.append([float(d) for d in e.dice])
+        self._dirty = True
+
+    @Slot()
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.redraws += 1
+        it = np.asarray(self.it, float)
+        self.c_raw.setData(it, np.asarray(self.loss, float))
+        self.c_smooth.setData(it, np.asarray(self.smooth, float))
+        self.c_valid.setData(np.asarray(self.valid_x, float), np.asarray(self.valid_loss, float))
+        ep = np.asarray(self.epochs, float)
+        axis = self.plot_dice.getPlotItem().getAxis("bottom")
+        if len(ep) <= 12:
+            axis.setTickSpacing(major=1, minor=1)  # whole epochs only
+        else:
+            axis.setTickSpacing()
+        self.c_dice_mean.setData(ep, np.nan_to_num(np.asarray(self.dice_mean, float), nan=0.0))
+        for k, curve in self.c_dice:
+            vals = [row[k] if k < len(row) else float("nan") for row in self.dice]
+            curve.setData(ep, np.asarray(vals, float), connect="finite")
+        if self.lrs:
+            lr = np.asarray(self.lrs, float)
+            for g, curve in enumerate(self.c_lr):
+                if g < lr.shape[1]:
+                    curve.setData(it, np.log10(np.maximum(lr[:, g], 1e-12)))
+
+
+class PreviewTiles(QWidget):
+    """A few validation images with the current prediction blended in, refreshed every epoch."""
+
+    def __init__(self, count: int = 4, parent=None):
+        super().__init__(parent)
+        self.setObjectName("preview_tiles")
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(6)
+        self.tiles: list[QLabel] = []
+        self.captions: list[QLabel] = []
+        self.epoch = -1
+        self._ensure(count)
+
+    def _ensure(self, n: int) -> None:
+        while len(self.tiles) < n:
+            i = len(self.tiles)
+            tile = QLabel(objectName=f"preview_tile_{i}", alignment=Qt.AlignmentFlag.AlignCenter)
+            tile.setMinimumSize(96, 96)
+            tile.setStyleSheet("QLabel{border:1px dashed #cbd5e0;border-radius:6px;color:#a0aec0;}"
+                               "QLabel[filled=\"true\"]{border:none;}")
+            tile.setText("—")
+            cap = QLabel("", alignment=Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+            cap.setStyleSheet("color:#4a5568;font-size:8pt;")
+            self.grid.addWidget(tile, 0, i)
+            self.grid.addWidget(cap, 1, i)
+            self.grid.setRowStretch(0, 1)
+            self.tiles.append(tile)
+            self.captions.append(cap)
+
+    def clear(self) -> None:
+        self.epoch = -1
+        for t, c in zip(self.tiles, self.captions):
+            t.clear()
+            t.setText("—")
+            t.setProperty("filled", False)
+            t.style().unpolish(t)
+            t.style().polish(t)
+            c.setText("")
+
+    def show_preview(self, p) -> None:
+        self.epoch = int(p.epoch)
+        self._ensure(len(p.images))
+        side = max(96, min(self.tiles[0].width(), self.tiles[0].height()) - 4)
+        for i, (tile, cap) in enumerate(zip(self.tiles, self.captions)):
+            if i >= len(p.images):
+                tile.clear()
+                cap.setText("")
+                continue
+            tile.setPixmap(overlay.overlay_pixmap(p.images[i], p.preds[i], side, 0.5))
+            if not tile.property("filled"):
+                tile.setProperty("filled", True)
+                tile.style().unpolish(tile)
+                tile.style().polish(tile)
+            name = str(p.names[i]) if i < len(p.names) else ""
+            cap.setText((name if len(name) < 22 else name[:20] + "…") + f"  · epoch {p.epoch + 1}")

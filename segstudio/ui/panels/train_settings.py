@@ -1,0 +1,303 @@
+"""Training settings form: model, schedule, device, and the discriminative LR range with its chart."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QDoubleValidator
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
+)
+from superqt import QCollapsible, QDoubleRangeSlider
+from superqt.utils import signals_blocked
+
+from segstudio.config import (Arch, DataConfig, Device, Loss, Precision, Schedule, TrainConfig,
+                              default_lrs)
+from segstudio.training.groups import group_names, lr_plan
+from segstudio.ui import resources
+from segstudio.ui.panels.plots import LRFinderPlot, LRGroupChart
+
+LOG_MIN, LOG_MAX = -6.0, -1.0
+# keyed by (enum, value): str-valued members of different enums compare equal ("auto")
+LABELS = {
+    (Schedule, "one_cycle"): "One-cycle, discriminative LRs",
+    (Schedule, "fine_tune"): "Fine-tune (frozen encoder first)",
+    (Loss, "ce"): "Cross-entropy", (Loss, "dice"): "Dice", (Loss, "ce_dice"): "Cross-entropy + Dice",
+    (Device, "auto"): "Auto (best available)", (Device, "cuda"): "CUDA GPU",
+    (Device, "mps"): "Apple GPU (MPS)", (Device, "cpu"): "CPU",
+    (Precision, "auto"): "Auto (mixed on CUDA)", (Precision, "on"): "Mixed precision",
+    (Precision, "off"): "Full precision",
+}
+
+
+def round_lr(lr: float) -> float:
+    return float(f"{lr:.2g}")
+
+
+def enum_combo(name: str, enum) -> QComboBox:
+    combo = QComboBox(objectName=name)
+    for member in enum:
+        combo.addItem(LABELS.get((enum, member.value), member.value), member.value)
+    return combo
+
+
+def set_combo(combo: QComboBox, value) -> None:
+    i = combo.findData(getattr(value, "value", value))
+    if i >= 0:
+        combo.setCurrentIndex(i)
+
+
+class TrainSettings(QWidget):
+    """Edits a TrainConfig (without its data part). `changed` fires on every edit."""
+
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("train_settings")
+        self.weights_available: dict[str, bool] | None = None  # unknown until probed
+        self.out_dir = ""
+        self._lr_touched = False
+        v = QVBoxLayout(self)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(self._build_model())
+        v.addWidget(self._build_lr())
+        v.addStretch(1)
+        self.set_config(TrainConfig())
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build_model(self) -> QGroupBox:
+        box = QGroupBox("Model and schedule")
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.combo_arch = enum_combo("combo_arch", Arch)
+        self.bool_pretrained = QCheckBox("ImageNet-pretrained encoder", objectName="bool_pretrained")
+        self.label_pretrained_note = QLabel("", objectName="label_pretrained_note", wordWrap=True)
+        self.label_pretrained_note.setVisible(False)
+        self.value_size = QSpinBox(objectName="value_size", minimum=32, maximum=1024, singleStep=32,
+                                   suffix=" px")
+        self.value_bs = QSpinBox(objectName="value_bs", minimum=1, maximum=256)
+        self.value_epochs = QSpinBox(objectName="value_epochs", minimum=1, maximum=1000)
+        self.combo_schedule = enum_combo("combo_schedule", Schedule)
+        self.value_freeze_epochs = QSpinBox(objectName="value_freeze_epochs", minimum=0, maximum=100)
+        self.combo_loss = enum_combo("combo_loss", Loss)
+        self.bool_augment = QCheckBox("Flips, rotations, zoom", objectName="bool_augment")
+        self.combo_device = enum_combo("combo_device", Device)
+        form.addRow("Architecture", self.combo_arch)
+        form.addRow("", self.bool_pretrained)
+        form.addRow("", self.label_pretrained_note)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.value_size, 1)
+        size_row.addWidget(QLabel("Batch"))
+        size_row.addWidget(self.value_bs, 1)
+        form.addRow("Image size", size_row)
+        ep_row = QHBoxLayout()
+        ep_row.addWidget(self.value_epochs, 1)
+        self.label_freeze = QLabel("Frozen")
+        ep_row.addWidget(self.label_freeze)
+        ep_row.addWidget(self.value_freeze_epochs, 1)
+        form.addRow("Epochs", ep_row)
+        form.addRow("Schedule", self.combo_schedule)
+        form.addRow("Loss", self.combo_loss)
+        form.addRow("Augment", self.bool_augment)
+        form.addRow("Device", self.combo_device)
+
+        self.advanced = QCollapsible("Advanced")
+        self.advanced.setObjectName("collapsible_advanced")
+        adv = QWidget()
+        af = QFormLayout(adv)
+        af.setContentsMargins(0, 0, 0, 0)
+        self.combo_precision = enum_combo("combo_precision", Precision)
+        self.value_seed = QSpinBox(objectName="value_seed", minimum=0, maximum=2**31 - 1)
+        self.value_preview = QSpinBox(objectName="value_preview_count", minimum=0, maximum=8)
+        self.path_runs = QLineEdit(objectName="path_runs", placeholderText="default runs folder")
+        af.addRow("Precision", self.combo_precision)
+        af.addRow("Seed", self.value_seed)
+        af.addRow("Preview tiles", self.value_preview)
+        af.addRow("Runs folder", self.path_runs)
+        self.advanced.addWidget(adv)
+        form.addRow(self.advanced)
+
+        for w in (self.combo_arch, self.combo_schedule, self.combo_loss, self.combo_device,
+                  self.combo_precision):
+            w.currentIndexChanged.connect(self._on_edit)
+        for w in (self.value_size, self.value_bs, self.value_epochs, self.value_freeze_epochs,
+                  self.value_seed, self.value_preview):
+            w.valueChanged.connect(self._on_edit)
+        self.bool_augment.toggled.connect(self._on_edit)
+        self.path_runs.editingFinished.connect(self._on_edit)
+        self.bool_pretrained.toggled.connect(self._on_pretrained)
+        self.combo_arch.currentIndexChanged.connect(self._update_pretrained_note)
+        return box
+
+    def _build_lr(self) -> QGroupBox:
+        box = QGroupBox("Learning rates (discriminative)")
+        grid = QGridLayout(box)
+        self.slider_lr = QDoubleRangeSlider(Qt.Orientation.Horizontal, objectName="slider_lr")
+        self.slider_lr.setRange(LOG_MIN, LOG_MAX)
+        self.slider_lr.setSingleStep(0.05)
+        self.slider_lr.setToolTip("Slide the log10 of the learning rate: left handle = early encoder "
+                                  "layers, right handle = decoder")
+        validator = QDoubleValidator(10 ** LOG_MIN, 10 ** LOG_MAX, 8)
+        validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
+        self.value_lr_lo = QLineEdit(objectName="value_lr_lo", maximumWidth=80)
+        self.value_lr_hi = QLineEdit(objectName="value_lr_hi", maximumWidth=80)
+        for edit in (self.value_lr_lo, self.value_lr_hi):
+            edit.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            edit.editingFinished.connect(self._on_lr_edit)
+        scale = QHBoxLayout()
+        for e in range(int(LOG_MIN), int(LOG_MAX) + 1):
+            lab = QLabel(f"1e{e}")
+            lab.setStyleSheet("color:#718096;font-size:8pt;")
+            scale.addWidget(lab)
+            if e < LOG_MAX:
+                scale.addStretch(1)
+        self.button_lr_defaults = QPushButton("Defaults", objectName="button_lr_defaults")
+        self.button_lr_defaults.setToolTip("Reset to the recommended range for this encoder")
+        self.button_lr_defaults.clicked.connect(self.reset_lrs)
+        grid.addWidget(QLabel("Encoder start"), 0, 0)
+        grid.addWidget(self.value_lr_lo, 1, 0)
+        grid.addWidget(self.slider_lr, 0, 1)
+        grid.addLayout(scale, 1, 1)
+        grid.addWidget(QLabel("Decoder"), 0, 2)
+        grid.addWidget(self.value_lr_hi, 1, 2)
+        self.chart_lr = LRGroupChart()
+        self.lr_finder = LRFinderPlot()
+        self.tabs_lr = QTabWidget(objectName="tabs_lr")
+        self.tabs_lr.addTab(self.chart_lr, "Per group")
+        self.tabs_lr.addTab(self.lr_finder, "LR finder")
+        self.tabs_lr.setMinimumHeight(190)
+        grid.addWidget(self.tabs_lr, 2, 0, 1, 3)
+        buttons = QHBoxLayout()
+        self.button_find_lr = QPushButton(resources.icon("find_lr"), "Find LR", objectName="button_find_lr")
+        self.button_find_lr.setToolTip("Train briefly with a rising LR and plot the loss")
+        self.button_apply_lr = QPushButton("Apply suggested", objectName="button_apply_lr",
+                                           enabled=False)
+        self.button_apply_lr.setToolTip("Set the range the LR finder suggests")
+        buttons.addWidget(self.button_find_lr)
+        buttons.addWidget(self.button_apply_lr)
+        buttons.addStretch(1)
+        buttons.addWidget(self.button_lr_defaults)
+        grid.addLayout(buttons, 3, 0, 1, 3)
+        grid.setColumnStretch(1, 1)
+        self.slider_lr.valueChanged.connect(self._on_slider)
+        return box
+
+    # -- config <-> widgets ------------------------------------------------------------------
+    def config(self, data: DataConfig | None = None) -> TrainConfig:
+        lo, hi = self.lrs()
+        return TrainConfig(
+            data=data or DataConfig(), arch=Arch(self.combo_arch.currentData()),
+            pretrained=self.bool_pretrained.isChecked(), size=self.value_size.value(),
+            bs=self.value_bs.value(), epochs=self.value_epochs.value(), lr_lo=lo, lr_hi=hi,
+            schedule=Schedule(self.combo_schedule.currentData()), freeze_epochs=self.value_freeze_epochs.value(),
+            loss=Loss(self.combo_loss.currentData()), augment=self.bool_augment.isChecked(),
+            seed=self.value_seed.value(), device=Device(self.combo_device.currentData()),
+            precision=Precision(self.combo_precision.currentData()), out_dir=self.path_runs.text().strip(),
+            preview_count=self.value_preview.value())
+
+    def set_config(self, c: TrainConfig) -> None:
+        with signals_blocked(self.bool_pretrained):
+            self.bool_pretrained.setChecked(c.pretrained)
+        set_combo(self.combo_arch, c.arch)
+        set_combo(self.combo_schedule, c.schedule)
+        set_combo(self.combo_loss, c.loss)
+        set_combo(self.combo_device, c.device)
+        set_combo(self.combo_precision, c.precision)
+        self.value_size.setValue(c.size)
+        self.value_bs.setValue(c.bs)
+        self.value_epochs.setValue(c.epochs)
+        self.value_freeze_epochs.setValue(c.freeze_epochs)
+        self.bool_augment.setChecked(c.augment)
+        self.value_seed.setValue(c.seed)
+        self.value_preview.setValue(c.preview_count)
+        self.path_runs.setText(c.out_dir)
+        lo, hi = c.lrs(self.effective_pretrained())
+        self._lr_touched = c.lr_lo is not None or c.lr_hi is not None
+        self.set_lrs(lo, hi, touched=self._lr_touched)
+        self._update_pretrained_note()
+        self._on_edit()
+
+    def lrs(self) -> tuple[float, float]:
+        lo, hi = self.slider_lr.value()
+        return round_lr(10 ** lo), round_lr(10 ** hi)
+
+    def set_lrs(self, lo: float, hi: float, touched: bool = True) -> None:
+        lo, hi = sorted((float(lo), float(hi)))
+        clamp = lambda x: min(max(math.log10(max(x, 1e-12)), LOG_MIN), LOG_MAX)  # noqa: E731
+        self.slider_lr.setValue((clamp(lo), clamp(hi)))
+        self._lr_touched = touched
+        self._sync_lr_views()
+
+    @Slot()
+    def reset_lrs(self) -> None:
+        self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
+        self.changed.emit()
+
+    def effective_pretrained(self) -> bool:
+        """Pretrained is asked for and (as far as we know) the weights are available offline."""
+        if not self.bool_pretrained.isChecked():
+            return False
+        if self.weights_available is None:
+            return True
+        return self.weights_available.get(self.combo_arch.currentData(), False)
+
+    def set_weights_available(self, available: dict[str, bool]) -> None:
+        self.weights_available = dict(available)
+        self._update_pretrained_note()
+        if not self._lr_touched:
+            self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
+
+    # -- slots -------------------------------------------------------------------------------
+    def _sync_lr_views(self) -> None:
+        lo, hi = self.lrs()
+        self.value_lr_lo.setText(f"{lo:.1e}")
+        self.value_lr_hi.setText(f"{hi:.1e}")
+        arch = self.combo_arch.currentData()
+        names = group_names(arch)
+        self.chart_lr.set_plan(names, lr_plan(lo, hi, len(names)))
+
+    @Slot()
+    def _on_slider(self, _value=None) -> None:
+        self._lr_touched = True
+        self._sync_lr_views()
+        self.changed.emit()
+
+    @Slot()
+    def _on_lr_edit(self) -> None:
+        try:
+            lo, hi = float(self.value_lr_lo.text()), float(self.value_lr_hi.text())
+        except ValueError:
+            self._sync_lr_views()
+            return
+        if lo <= 0 or hi <= 0:
+            self._sync_lr_views()
+            return
+        self.set_lrs(lo, hi)
+        self.changed.emit()
+
+    @Slot(bool)
+    def _on_pretrained(self, _checked: bool) -> None:
+        if not self._lr_touched or self.lrs() in (default_lrs(True), default_lrs(False)):
+            self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
+        self._update_pretrained_note()
+        self.changed.emit()
+
+    def _update_pretrained_note(self) -> None:
+        arch = self.combo_arch.currentData()
+        missing = (self.bool_pretrained.isChecked() and self.weights_available is not None
+                   and not self.weights_available.get(arch, False))
+        self.label_pretrained_note.setText(
+            f"⚠ ImageNet weights for {arch} are not in the local cache; training starts from "
+            "random weights (no download)." if missing else "")
+        self.label_pretrained_note.setVisible(missing)
+
+    @Slot()
+    def _on_edit(self, *_args) -> None:
+        fine = self.combo_schedule.currentData() == Schedule.fine_tune.value
+        self.value_freeze_epochs.setEnabled(fine)
+        self.label_freeze.setEnabled(fine)
+        self._sync_lr_views()
+        self.changed.emit()

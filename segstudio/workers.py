@@ -1,0 +1,242 @@
+"""The bridge between the headless core and Qt: QThreads that run core work and emit Qt signals.
+
+This is the only module that imports both Qt and the heavy core (torch, fastai, the data layer);
+those core imports happen inside the threads, so opening the window stays fast. Signals carry
+plain data only (event dataclasses with numbers, strings and numpy arrays).
+
+Batch events are coalesced here, in the worker thread, and reach the GUI as lists at most every
+`batch_interval` seconds, so a fast GPU never floods the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QThread, Signal
+
+from segstudio.config import DataConfig, TrainConfig
+from segstudio.errors import Cancelled, SegstudioError
+from segstudio.training import events as ev
+
+ProgressFn = Callable[[int, int, str], None]
+StopFn = Callable[[], bool]
+
+
+class TaskWorker(QThread):
+    """Runs `fn(progress, should_stop)` in a thread; emits progress, then exactly one of
+    `result`, `failed` or `cancelled`. `stop()` asks it to stop (cooperative, never terminate)."""
+
+    progress = Signal(int, int, str)
+    result = Signal(object)
+    failed = Signal(str, str)  # message for the user, technical details
+    cancelled = Signal()
+
+    def __init__(self, fn: Callable[[ProgressFn, StopFn], Any], name: str = "task", parent=None,
+                 progress_interval: float = 0.05):
+        super().__init__(parent)
+        self.setObjectName(f"worker_{name}")
+        self._fn = fn
+        self._interval = progress_interval
+        self._last = 0.0
+
+    def stop(self) -> None:
+        self.requestInterruption()
+
+    def _progress(self, done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        if done >= total > 0 or now - self._last >= self._interval:
+            self._last = now
+            self.progress.emit(int(done), int(total), str(message))
+
+    def run(self) -> None:  # noqa: D102 (QThread)
+        try:
+            out = self._fn(self._progress, self.isInterruptionRequested)
+        except Cancelled:
+            self.cancelled.emit()
+        except SegstudioError as exc:
+            self.failed.emit(str(exc), "")
+        except Exception as exc:  # anything else is a bug: report it, never let it kill the app
+            self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        else:
+            if self.isInterruptionRequested():
+                self.cancelled.emit()
+            else:
+                self.result.emit(out)
+
+
+class TrainWorker(QThread):
+    """Runs `TrainingSession.run` (mode "train") or `.find_lr` (mode "find_lr") in a thread.
+
+    `run_ended` always fires once with the final event (Finished, Cancelled, Failed or LRFound);
+    an unexpected exception becomes a Failed event, so the app never dies with the run.
+    """
+
+    progress = Signal(object)  # ev.Progress (data loading)
+    run_started = Signal(object)  # ev.Started
+    phase_changed = Signal(object)  # ev.PhaseChanged
+    batches = Signal(list)  # [ev.BatchEnd, ...], coalesced
+    epoch_ended = Signal(object)  # ev.EpochEnd
+    preview = Signal(object)  # ev.Preview
+    warning = Signal(str)
+    run_ended = Signal(object)  # final event
+
+    def __init__(self, config: TrainConfig, dataset=None, mode: str = "train",
+                 session_factory: Callable[[], Any] | None = None, batch_interval: float = 0.1,
+                 parent=None):
+        super().__init__(parent)
+        if mode not in ("train", "find_lr"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.setObjectName(f"worker_{mode}")
+        self.config = config
+        self.dataset = dataset
+        self.mode = mode
+        self._factory = session_factory
+        self._interval = batch_interval
+        self._lock = threading.Lock()
+        self._session = None
+        self._stop = False
+        self._buffer: list[ev.BatchEnd] = []
+        self._last_flush = 0.0
+
+    def stop(self) -> None:
+        """Ask the session to stop; it does so within one batch. Safe from any thread."""
+        self.requestInterruption()
+        with self._lock:
+            self._stop = True
+            session = self._session
+        if session is not None:
+            session.cancel()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def _make_session(self):
+        if self._factory is not None:
+            return self._factory()
+        from segstudio.training.session import TrainingSession
+
+        return TrainingSession()
+
+    def run(self) -> None:  # noqa: D102 (QThread)
+        final: Any
+        try:
+            session = self._make_session()
+            with self._lock:
+                self._session = session
+                stop = self._stop
+            if stop:
+                final = ev.Cancelled(run_dir="", epochs_done=0, best_dice=float("nan"))
+            else:
+                fn = session.run if self.mode == "train" else session.find_lr
+                final = fn(self.config, self._on_event, dataset=self.dataset)
+        except BaseException as exc:  # noqa: BLE001 - the thread must always report an end
+            final = ev.Failed(message=f"{type(exc).__name__}: {exc}",
+                              advice=traceback.format_exc())
+        self._flush()
+        if final is None:
+            final = ev.Failed(message="The training session ended without a result.")
+        self.run_ended.emit(final)
+
+    # -- event routing (worker thread) -------------------------------------------------------
+    def _flush(self) -> None:
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            self.batches.emit(batch)
+        self._last_flush = time.monotonic()
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, ev.BatchEnd):
+            self._buffer.append(event)
+            if time.monotonic() - self._last_flush >= self._interval:
+                self._flush()
+            return
+        self._flush()
+        if isinstance(event, ev.Progress):
+            self.progress.emit(event)
+        elif isinstance(event, ev.Started):
+            self.run_started.emit(event)
+        elif isinstance(event, ev.PhaseChanged):
+            self.phase_changed.emit(event)
+        elif isinstance(event, ev.EpochEnd):
+            self.epoch_ended.emit(event)
+        elif isinstance(event, ev.Preview):
+            self.preview.emit(event)
+        elif isinstance(event, ev.WarningEvent):
+            self.warning.emit(event.message)
+        # final events are returned by the session and emitted once by run()
+
+
+# -- core tasks for TaskWorker (each runs in the worker thread) ----------------------------------
+
+def probe_environment(progress: ProgressFn, should_stop: StopFn) -> dict:
+    """Device kind/name and which pretrained encoders are cached locally."""
+    from segstudio.config import Arch
+    from segstudio.training.device import describe_device
+    from segstudio.training.weights import pretrained_available
+
+    kind, name = describe_device("auto")
+    weights = {a.value: bool(pretrained_available(a.value)) for a in Arch}
+    return {"device_kind": kind, "device_name": name, "pretrained": weights}
+
+
+def load_dataset_task(data: DataConfig, size: int):
+    """A TaskWorker function loading a dataset: returns (SegDataset, DatasetReport)."""
+    def fn(progress: ProgressFn, should_stop: StopFn):
+        from segstudio.data import load_dataset
+
+        return load_dataset(data, size, progress=progress, should_stop=should_stop)
+    return fn
+
+
+def review_task(run_dir: str, dataset=None):
+    """Loads the run's predictor (and, when `dataset` is None, the run's data) and returns
+    (predictor, dataset, [ReviewItem...])."""
+    def fn(progress: ProgressFn, should_stop: StopFn):
+        from segstudio.inference import Predictor, review_items
+
+        progress(0, 0, "Loading model")
+        predictor = Predictor.load(run_dir)
+        ds = dataset
+        if ds is None or getattr(ds, "size", None) != predictor.size:
+            from segstudio.config import TrainConfig
+            from segstudio.data import load_dataset
+            from pathlib import Path
+
+            cfg = TrainConfig.load(Path(run_dir) / "config.json")
+            ds, _ = load_dataset(cfg.data, predictor.size, progress=progress,
+                                 should_stop=should_stop)
+        progress(0, 0, "Predicting validation images")
+        items = review_items(predictor, ds, should_stop=should_stop)
+        if should_stop():
+            raise Cancelled()
+        return predictor, ds, items
+    return fn
+
+
+def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor=None):
+    """Predicts every image in `images_dir` and writes PNG masks to `out_dir`."""
+    def fn(progress: ProgressFn, should_stop: StopFn):
+        from segstudio.inference import Predictor
+
+        p = predictor if predictor is not None else Predictor.load(run_dir)
+        return p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop)
+    return fn
+
+
+def sample_dataset_task(progress: ProgressFn, should_stop: StopFn):
+    """(images_dir, masks_dir) of the built-in sample dataset (written on first use)."""
+    from segstudio.data import sample_dataset
+
+    return sample_dataset()
+
+
+def list_runs_task(runs_dir: str | None = None):
+    def fn(progress: ProgressFn, should_stop: StopFn):
+        from segstudio.runs import default_runs_dir, list_runs
+
+        return list_runs(runs_dir or default_runs_dir())
+    return fn

@@ -1,0 +1,97 @@
+"""Render the three areas to resources/screenshots/{data,train,review}.png (offscreen, real engine).
+
+    QT_QPA_PLATFORM=offscreen python tests/ui/make_screenshots.py [--epochs 3] [--size 64]
+
+Not a test: it runs the LR finder and a short real training on the built-in sample dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def wait_until(app, cond, timeout=600.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError("timed out")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--out", default=str(ROOT / "resources" / "screenshots"))
+    args = ap.parse_args()
+
+    from PySide6.QtCore import QSettings
+
+    from segstudio.data import sample_dataset
+    from segstudio.training.session import TrainingSession
+    from segstudio.ui.app import make_app
+    from segstudio.ui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp(prefix="segstudio-shots-"))
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
+    app = make_app([])
+    w = MainWindow()
+    w.resize(1280, 800)
+    w.show()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def shot(tab: int, name: str) -> None:
+        w.tabs.setCurrentIndex(tab)
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.02)
+        w.grab().save(str(out / f"{name}.png"), "PNG", 9)
+        print(f"{name}.png: {(out / f'{name}.png').stat().st_size // 1024} KB")
+
+    images, masks = sample_dataset(tmp / "sample")
+    s = w.train_panel.settings
+    s.combo_arch.setCurrentIndex(s.combo_arch.findData("resnet18"))
+    s.bool_pretrained.setChecked(False)
+    s.value_size.setValue(args.size)
+    s.value_bs.setValue(8)
+    s.value_epochs.setValue(args.epochs)
+    s.path_runs.setText(str(tmp / "runs"))
+    w.data_panel.set_folders(str(images), str(masks), load=True)
+    wait_until(app, lambda: w.data_panel.dataset is not None and not w.data_panel.busy and not w._tasks)
+    shot(0, "data")
+
+    class ShortSweep(TrainingSession):
+        def find_lr(self, config, on_event, dataset=None, num_it=100):
+            return super().find_lr(config, on_event, dataset=dataset, num_it=40)
+
+    panel = w.train_panel
+    panel.session_factory = ShortSweep
+    panel.start("find_lr")
+    wait_until(app, lambda: not panel.running)
+    panel.session_factory = None
+    panel.start("train")
+    wait_until(app, lambda: not panel.running)
+    wait_until(app, lambda: not w.review_panel.busy)
+    shot(1, "train")
+    rp = w.review_panel
+    rp.bool_show_truth.setChecked(True)
+    rp.slider_opacity.setValue(60)
+    shot(2, "review")
+    w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

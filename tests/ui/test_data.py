@@ -1,0 +1,109 @@
+"""Data area: dropping folders loads the dataset off the GUI thread; the report and thumbnails."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from segstudio.ui.panels.folders import classify_folders
+
+
+def drop(widget, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    enter = QDragEnterEvent(QPointF(20, 20).toPoint(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    event = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+    return event
+
+
+def test_drop_parent_folder_loads_dataset(window, qtbot, sample_dirs):
+    images, masks = sample_dirs
+    panel = window.data_panel
+    window.tabs.setCurrentIndex(2)
+    with qtbot.waitSignal(panel.dataset_loaded, timeout=60000):
+        drop(window, [images.parent])
+    assert window.tabs.currentIndex() == 0
+    assert panel.path_images.text() == str(images) and panel.path_masks.text() == str(masks)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
+    report = panel.report
+    assert report.n_pairs == 40 and panel.dataset.images.shape[0] == 40
+    assert panel.table_classes.rowCount() == len(report.classes) == 3
+    assert panel.table_classes.item(1, 1).text() == "liver"
+    assert panel.list_thumbnails.count() == 40
+    assert "40 images" in window.label_dataset.text()
+    assert panel.button_load.isEnabled() and not panel.button_cancel_load.isEnabled()
+    # a DICOM window preset reloads the data with that window
+    with qtbot.waitSignal(panel.dataset_loaded, timeout=60000):
+        panel.combo_window.setCurrentText("abdomen")
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
+    assert panel.dataset.window == "abdomen" and panel.loaded_key[0].window == "abdomen"
+
+
+def test_drop_two_folders_in_any_order(window, qtbot, sample_dirs):
+    images, masks = sample_dirs
+    panel = window.data_panel
+    with qtbot.waitSignal(panel.dataset_loaded, timeout=60000):
+        drop(window, [masks, images])
+    assert panel.path_images.text() == str(images) and panel.path_masks.text() == str(masks)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
+
+
+def test_loading_can_be_cancelled(window, qtbot, sample_dirs):
+    images, masks = sample_dirs
+    panel = window.data_panel
+    panel.set_folders(images, masks)
+    with qtbot.waitSignal(panel.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
+        panel.load()
+        panel.cancel()
+    assert panel.progress_load.format() in ("Cancelled", f"Loaded {40} pairs")
+
+
+def test_load_failure_is_reported_not_fatal(window, qtbot, tmp_path):
+    panel = window.data_panel
+    (tmp_path / "empty_images").mkdir()
+    (tmp_path / "empty_masks").mkdir()
+    panel.set_folders(tmp_path / "empty_images", tmp_path / "empty_masks")
+    with qtbot.waitSignal(panel.busy_changed, timeout=30000, check_params_cb=lambda b: not b):
+        panel.load()
+    assert panel.progress_load.format() == "Loading failed"
+    assert "Could not load" in panel.label_summary.text()
+    assert "Loading failed" in window.train_panel.text_log.toPlainText()
+
+
+def _png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_classify_folders_by_name_and_values(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    label = (rng.random((32, 32)) > 0.5).astype(np.uint8) * 255
+    _png(tmp_path / "a" / "x1.png", photo)
+    _png(tmp_path / "b" / "x1.png", label)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert classify_folders([b, a]) == (a, b)  # told apart by their values
+    assert classify_folders([b]) == (None, b)
+    assert classify_folders([a]) == (a, None)
+    _png(tmp_path / "pair" / "imgs" / "x.png", photo)
+    _png(tmp_path / "pair" / "labels" / "x.png", label)
+    assert classify_folders([tmp_path / "pair"]) == (str(tmp_path / "pair" / "imgs"),
+                                                     str(tmp_path / "pair" / "labels"))
+    assert classify_folders([tmp_path / "a" / "x1.png"]) == (a, None)  # a file stands for its folder
+    assert classify_folders([tmp_path / "missing"]) == (None, None)
+
+
+def test_open_sample_dataset_action(window, qtbot):
+    panel = window.data_panel
+    with qtbot.waitSignal(panel.dataset_loaded, timeout=120000):
+        window.action_open_sample.trigger()
+    qtbot.waitUntil(lambda: not panel.busy and not window._tasks, timeout=10000)
+    assert panel.report.n_pairs == 40 and len(panel.dataset.codes) == 3

@@ -1,0 +1,115 @@
+"""Review area: the overlay draws the right colours at known pixels; sorting and stepping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, Qt
+
+from segstudio.inference import ReviewItem
+from segstudio.ui import overlay
+
+CODES = ("background", "liver", "kidney")
+GREY = 100
+
+
+def make_item(name, dice_mean, index=0):
+    image = np.full((64, 64), GREY, np.uint8)
+    target = np.zeros((64, 64), np.uint8)
+    pred = np.zeros((64, 64), np.uint8)
+    target[8:24, 8:24] = 1
+    pred[8:24, 8:24] = 1          # true positive (liver)
+    pred[40:56, 40:56] = 2        # false positive (kidney where there is none)
+    target[40:56, 8:24] = 2       # missed kidney
+    return ReviewItem(index, name, image, target, pred, (1.0, 1.0, 0.0), dice_mean)
+
+
+@pytest.fixture
+def review(window, qtbot):
+    window.tabs.setCurrentIndex(2)
+    panel = window.review_panel
+    items = [make_item("good", 0.9, 0), make_item("bad", 0.2, 1), make_item("empty", math.nan, 2),
+             make_item("middle", 0.5, 3)]
+    panel.set_items(items, CODES)
+    panel.slider_opacity.setValue(100)
+    qtbot.wait(50)
+    return panel
+
+
+def pixel(panel, x, y):
+    """The rendered colour at image pixel (x, y) (its centre), as (r, g, b)."""
+    panel.viewbox.autoRange(padding=0)
+    img = panel.view_review.grab().toImage()
+    p = panel.viewbox.mapViewToDevice(QPointF(x + 0.5, y + 0.5))
+    c = img.pixelColor(int(p.x()), int(p.y()))
+    return c.red(), c.green(), c.blue()
+
+
+def close(a, b, tol=6):
+    return all(abs(int(u) - int(v)) <= tol for u, v in zip(a, b))
+
+
+def test_filled_prediction_colours(review):
+    assert close(pixel(review, 16, 16), overlay.class_color(1))
+    assert close(pixel(review, 48, 48), overlay.class_color(2))
+    assert close(pixel(review, 30, 30), (GREY,) * 3)  # background stays the image
+    review.slider_opacity.setValue(50)
+    expected = tuple(round(0.5 * c + 0.5 * GREY) for c in overlay.class_color(1))
+    assert close(pixel(review, 16, 16), expected)
+
+
+def test_contour_mode_leaves_the_inside_clear(review):
+    review.combo_style.setCurrentIndex(1)
+    assert close(pixel(review, 16, 16), (GREY,) * 3)
+    assert close(pixel(review, 8, 16), overlay.class_color(1))
+
+
+def test_compare_mode_tp_fp_fn(review):
+    review.bool_compare.setChecked(True)
+    assert close(pixel(review, 16, 16), overlay.TP_COLOR)
+    assert close(pixel(review, 48, 48), overlay.FP_COLOR)
+    assert close(pixel(review, 16, 48), overlay.FN_COLOR)
+    assert "missed" in review.label_legend.text()
+
+
+def test_ground_truth_toggle(review):
+    review.bool_show_pred.setChecked(False)
+    review.bool_show_truth.setChecked(True)
+    assert close(pixel(review, 16, 48), overlay.class_color(2))  # true kidney, filled
+    assert close(pixel(review, 48, 48), (GREY,) * 3)  # predicted-only kidney is hidden
+    review.bool_show_truth.setChecked(False)
+    assert close(pixel(review, 16, 16), (GREY,) * 3)
+
+
+def test_window_level(review):
+    review.bool_show_pred.setChecked(False)
+    review.slider_levels.setValue((0, 200))
+    assert close(pixel(review, 30, 30), (128,) * 3, tol=3)
+
+
+def test_worst_first_and_arrow_keys(review, qtbot):
+    t = review.table_review
+    assert [t.item(r, 0).text() for r in range(t.rowCount())] == ["bad", "middle", "good", "empty"]
+    assert t.horizontalHeaderItem(2).text() == "liver"
+    assert review.items[review.current].name == "bad"
+    review.view_review.setFocus()
+    qtbot.keyClick(review.view_review, Qt.Key.Key_Down)
+    assert review.items[review.current].name == "middle"
+    qtbot.keyClick(t, Qt.Key.Key_Down)
+    assert review.items[review.current].name == "good"
+    t.sortItems(1, Qt.SortOrder.DescendingOrder)
+    assert t.item(0, 0).text() in ("good", "empty")
+
+
+def test_overlay_functions():
+    mask = np.zeros((5, 5), np.uint8)
+    mask[1:4, 1:4] = 2
+    rgba = overlay.colorize(mask)
+    assert tuple(rgba[2, 2, :3]) == overlay.class_color(2) and rgba[2, 2, 3] == 255
+    assert rgba[0, 0, 3] == 0
+    edge = overlay.contour(mask)
+    assert edge[1, 1] and not edge[2, 2] and not edge[0, 0]
+    blended = overlay.blend(np.zeros((5, 5), np.uint8), rgba, 0.5)
+    assert close(blended[2, 2], [c / 2 for c in overlay.class_color(2)], tol=1)

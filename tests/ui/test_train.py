@@ -1,0 +1,191 @@
+"""Train area: LR range sliders and chart, a short real training run, Stop, Find LR, closing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from segstudio.config import default_lrs
+from segstudio.training import events as ev
+from segstudio.training.groups import group_names, lr_plan
+from segstudio.training.session import TrainingSession
+
+from .conftest import small_train_settings
+
+
+def test_lr_slider_sets_config_and_group_chart(window, qtbot):
+    s = window.train_panel.settings
+    s.slider_lr.setValue((-4.0, -2.0))
+    cfg = s.config()
+    assert (cfg.lr_lo, cfg.lr_hi) == (1e-4, 1e-2)
+    assert s.value_lr_lo.text() == "1.0e-04" and s.value_lr_hi.text() == "1.0e-02"
+    assert s.chart_lr.names == group_names(cfg.arch.value)
+    assert np.allclose(s.chart_lr.values, lr_plan(1e-4, 1e-2))
+    heights = s.chart_lr.bars.opts["height"]
+    assert np.allclose(np.asarray(heights) + s.chart_lr.Y0, np.log10(lr_plan(1e-4, 1e-2)))
+    # typing a number moves the handle
+    s.value_lr_hi.setText("3e-3")
+    s.value_lr_hi.editingFinished.emit()
+    assert s.config().lr_hi == 3e-3
+    assert math.isclose(s.slider_lr.value()[1], math.log10(3e-3), abs_tol=1e-6)
+    assert np.allclose(s.chart_lr.values, lr_plan(1e-4, 3e-3))
+
+
+def test_lr_defaults_follow_pretrained(window):
+    s = window.train_panel.settings
+    s.set_weights_available({"resnet18": True, "resnet34": True, "resnet50": True})
+    s.bool_pretrained.setChecked(True)
+    s.reset_lrs()
+    assert s.lrs() == default_lrs(True)
+    s.bool_pretrained.setChecked(False)
+    assert s.lrs() == default_lrs(False)
+    s.bool_pretrained.setChecked(True)
+    assert s.lrs() == default_lrs(True)
+    # weights missing offline -> random init defaults and a visible note
+    s.set_weights_available({"resnet18": False, "resnet34": False, "resnet50": False})
+    s.reset_lrs()
+    assert s.lrs() == default_lrs(False)
+    assert not s.label_pretrained_note.isHidden() and "random" in s.label_pretrained_note.text()
+
+
+def _start(window, qtbot, sample_dirs, mode="train", preload=True, **kw):
+    """Set a tiny config, load the sample data in the Data panel (so the run reuses it), start."""
+    images, masks = sample_dirs
+    small_train_settings(window, **kw)
+    window.data_panel.set_folders(images, masks)
+    if preload:
+        with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=60000):
+            window.data_panel.load()
+        qtbot.waitUntil(lambda: not window.data_panel.busy, timeout=10000)
+    panel = window.train_panel
+    assert panel.start(mode)
+    return panel
+
+
+class QuickFindLR(TrainingSession):
+    """The real session with a shorter LR sweep, to keep the test quick on a CPU."""
+
+    def find_lr(self, config, on_event, dataset=None, num_it=100):
+        return super().find_lr(config, on_event, dataset=dataset, num_it=8)
+
+
+def test_short_training_fills_plots_review_and_export(window, qtbot, sample_dirs, tmp_path):
+    panel = _start(window, qtbot, sample_dirs, epochs=1, size=32, bs=16)
+    assert not panel.settings.combo_arch.isEnabled() and not panel.settings.slider_lr.isEnabled() and not panel.button_train.isEnabled()
+    assert panel.button_stop.isEnabled() and not window.data_panel.isEnabled()
+    with qtbot.waitSignal(window.review_panel.busy_changed, timeout=120000,
+                          check_params_cb=lambda busy: not busy):
+        pass
+    qtbot.waitUntil(lambda: not panel.running, timeout=10000)
+    assert isinstance(panel.last_final, ev.Finished), panel.last_final
+    plots = panel.plots
+    plots.flush()
+    n = len(plots.it)
+    assert n == panel.last_started.iters_per_epoch > 0
+    assert len(plots.c_raw.getData()[0]) == n and len(plots.c_smooth.getData()[0]) == n
+    assert len(plots.c_valid.getData()[0]) == 1 and len(plots.c_dice_mean.getData()[0]) == 1
+    assert len(plots.c_lr) == 3 and len(plots.c_lr[2].getData()[0]) == n
+    assert len(plots.c_dice) == 2  # liver, kidney
+    assert plots.redraws <= 3 + n  # throttled
+    assert panel.preview.epoch == 0 and panel.preview.tiles[0].pixmap() is not None
+    assert not panel.preview.tiles[0].pixmap().isNull()
+    assert panel.settings.combo_arch.isEnabled() and panel.settings.slider_lr.isEnabled() and panel.button_train.isEnabled() and window.data_panel.isEnabled()
+    assert "Finished" in panel.progress_train.format()
+    # the finished run is reviewed: all validation images, worst first
+    review = window.review_panel
+    assert review.table_review.rowCount() == len(window.data_panel.dataset.valid_idx) > 0
+    dice = [review.table_review.item(r, 1).value for r in range(review.table_review.rowCount())]
+    finite = [d for d in dice if math.isfinite(d)]
+    assert finite == sorted(finite)
+    assert review.button_predict.isEnabled()
+    # predict a folder and export PNG masks (File > Export masks does the same)
+    out = tmp_path / "exported"
+    with qtbot.waitSignal(review.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+        assert review.export_masks(sample_dirs[0], str(out))
+    assert len(list(out.glob("*.png"))) >= 40
+    assert "Wrote" in review.progress_review.format()
+    # File > Open run: the run alone (no dataset in memory) is enough to review it
+    run_dir = panel.last_final.run_dir
+    with qtbot.waitSignal(review.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+        assert review.load_run(run_dir, None)
+    assert review.table_review.rowCount() == len(window.data_panel.dataset.valid_idx)
+
+
+def test_stop_ends_run_mid_epoch(window, qtbot, sample_dirs):
+    panel = _start(window, qtbot, sample_dirs, epochs=3, size=64, bs=4)
+    qtbot.waitSignal(panel.worker.batches, timeout=120000).wait()
+    qtbot.mouseClick(panel.button_stop, Qt.MouseButton.LeftButton)
+    assert not panel.button_stop.isEnabled()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    final = panel.last_final
+    assert isinstance(final, ev.Cancelled), final
+    assert final.epochs_done == 0
+    total = panel.last_started.epochs * panel.last_started.iters_per_epoch
+    assert 0 < len(panel.plots.it) < panel.last_started.iters_per_epoch < total
+    assert panel.progress_train.format() == "Stopped"
+    assert panel.button_train.isEnabled()
+
+
+def test_close_during_run_asks_then_stops(window, qtbot, sample_dirs, monkeypatch):
+    panel = _start(window, qtbot, sample_dirs, preload=False, epochs=5, size=64, bs=4)
+    qtbot.waitSignal(panel.worker.batches, timeout=120000).wait()
+    asked = []
+    monkeypatch.setattr(window, "confirm_stop_run", lambda: asked.append(1) or False)
+    assert window.close() is False  # "No": keep running
+    assert panel.running and asked == [1]
+    monkeypatch.setattr(window, "confirm_stop_run", lambda: asked.append(2) or True)
+    window.close()
+    assert asked == [1, 2]
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60000)
+    assert not panel.running and isinstance(panel.last_final, ev.Cancelled)
+
+
+def test_failure_shows_dialog_and_app_survives(window, qtbot, tmp_path):
+    window.data_panel.set_folders(tmp_path / "nope_images", tmp_path / "nope_masks")
+    small_train_settings(window)
+    panel = window.train_panel
+    assert panel.start("train")
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert isinstance(panel.last_final, ev.Failed)
+    box = window.findChild(QMessageBox, "dialog_error")
+    assert box is not None and box.isVisible()
+    assert "✖" in panel.text_log.toPlainText()
+    box.close()
+    assert panel.button_train.isEnabled()
+
+
+def test_worker_turns_exceptions_into_failed(window, qtbot, sample_dirs, monkeypatch):
+    class Exploding:
+        def run(self, *a, **k):
+            raise RuntimeError("boom")
+
+        def cancel(self):
+            pass
+
+    window.train_panel.session_factory = Exploding
+    panel = _start(window, qtbot, sample_dirs, preload=False)
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert isinstance(panel.last_final, ev.Failed) and "boom" in panel.last_final.message
+    window.findChild(QMessageBox, "dialog_error").close()
+
+
+def test_find_lr_plots_and_applies(window, qtbot, sample_dirs):
+    window.train_panel.session_factory = QuickFindLR
+    panel = _start(window, qtbot, sample_dirs, mode="find_lr", size=32, bs=4)
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    found = panel.last_final
+    assert isinstance(found, ev.LRFound), found
+    xs, ys = panel.lr_finder.curve.getData()
+    assert len(xs) > 5 and panel.lr_finder.region.isVisible()
+    assert np.allclose(10 ** xs, panel.lr_finder.lrs)  # plotted on a log10 axis
+    assert panel.settings.tabs_lr.currentWidget() is panel.lr_finder
+    assert panel.button_apply_lr.isEnabled()
+    qtbot.mouseClick(panel.button_apply_lr, Qt.MouseButton.LeftButton)
+    lo, hi = panel.settings.lrs()
+    clamp = lambda x: min(max(x, 1e-6), 1e-1)  # noqa: E731  (the slider's range)
+    assert lo == pytest.approx(clamp(found.suggested_lo), rel=0.06)
+    assert hi == pytest.approx(clamp(found.suggested_hi), rel=0.06)

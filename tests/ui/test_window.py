@@ -1,0 +1,83 @@
+"""The main window opens with its three areas, menus, status bar and persisted settings."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton, QWidget
+
+from segstudio.config import Arch, TrainConfig
+from segstudio.ui.main_window import MainWindow
+from segstudio.ui.settings import Settings
+
+NAMES = ["panel_data", "panel_train", "panel_review", "combo_arch", "bool_pretrained", "value_size",
+         "value_bs", "value_epochs", "combo_schedule", "combo_loss", "bool_augment", "combo_device",
+         "slider_lr", "value_lr_lo", "value_lr_hi", "button_train", "button_stop", "button_find_lr",
+         "plot_loss", "plot_dice", "plot_lr", "plot_lr_groups", "plot_lr_find", "preview_tiles",
+         "text_log", "progress_train", "table_review", "view_review", "slider_opacity",
+         "bool_show_pred", "bool_show_truth", "bool_compare", "path_images", "path_masks",
+         "combo_window", "list_thumbnails", "text_problems", "button_load", "progress_load"]
+
+
+def test_window_opens_with_three_areas(window):
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Data", "Train", "Review"]
+    missing = [n for n in NAMES if window.findChild(QWidget, n) is None]
+    assert not missing
+    assert window.findChild(QPushButton, "button_stop").isEnabled() is False
+    assert not window.windowIcon().isNull()
+    menus = [a.text() for a in window.menuBar().actions()]
+    assert menus == ["&File", "&Help"]
+    for name in ("action_open_images", "action_open_masks", "action_open_sample", "action_open_run",
+                 "action_export_masks", "action_quit", "action_about", "action_versions"):
+        assert window.findChild(type(window.action_quit), name) is not None, name
+
+
+def test_status_bar_shows_device(window, qtbot):
+    window._run_task(__import__("segstudio.workers", fromlist=["x"]).probe_environment, "probe",
+                     window._on_environment)
+    qtbot.waitUntil(lambda: window.environment is not None, timeout=60000)
+    qtbot.waitUntil(lambda: not window._tasks, timeout=10000)
+    text = window.findChild(QLabel, "label_device").text()
+    assert text.startswith("Device: ") and ("CPU" in text or "GPU" in text or "NVIDIA" in text)
+    # the pretrained note reflects the (empty, isolated) torch cache
+    settings = window.train_panel.settings
+    settings.bool_pretrained.setChecked(True)
+    assert (not settings.label_pretrained_note.isHidden()) == (not any(window.environment["pretrained"].values()))
+
+
+def test_versions_dialog(window, qtbot):
+    box = window.show_versions()
+    assert "PySide6" in box.text() and "segstudio" in box.text()
+    box.close()
+
+
+def test_settings_persist_between_windows(qtbot, runs_dir):
+    w = MainWindow(probe=False)
+    qtbot.addWidget(w)
+    s = w.train_panel.settings
+    s.value_epochs.setValue(7)
+    s.combo_arch.setCurrentIndex(s.combo_arch.findData("resnet18"))
+    s.set_lrs(2e-4, 5e-3)
+    w.data_panel.set_folders("/some/images", "/some/masks")
+    w.tabs.setCurrentIndex(1)
+    w.close()
+    w2 = MainWindow(probe=False)
+    qtbot.addWidget(w2)
+    cfg = w2.train_panel.settings.config()
+    assert (cfg.epochs, cfg.arch, cfg.lr_lo, cfg.lr_hi) == (7, Arch.resnet18, 2e-4, 5e-3)
+    assert w2.data_panel.path_images.text() == "/some/images"
+    assert w2.tabs.currentIndex() == 1
+    w2.close()
+
+
+def test_settings_from_another_version_are_dropped(qtbot):
+    s = Settings()
+    s.set_train_config(TrainConfig(epochs=3))
+    s.set_value("version", 999)
+    s.sync()
+    assert Settings().train_config() is None
+
+
+def test_about_does_not_block(window, qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "about", lambda *a: shown.append(a))
+    window.findChild(type(window.action_quit), "action_about").trigger()
+    assert shown
