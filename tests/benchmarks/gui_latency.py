@@ -1,0 +1,121 @@
+"""GUI event-loop latency while a real training run goes (a script, not a pytest test).
+
+A 10 ms QTimer records the gaps between its ticks while the main window trains on the built-in
+sample dataset in its worker thread; the script prints p50/p99/max of the gaps and of the lag
+beyond 10 ms. Target: p99 gap < 50 ms.
+
+    QT_QPA_PLATFORM=offscreen python tests/benchmarks/gui_latency.py [--seconds 30] [--size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="measure at most this long")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--bs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+
+    from PySide6.QtCore import QCoreApplication, QElapsedTimer, QTimer
+
+    from segstudio.config import Arch, Device
+    from segstudio.data import sample_dataset
+    from segstudio.ui.app import make_app
+    from segstudio.ui.main_window import MainWindow
+    from segstudio.ui.settings import Settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="segstudio-latency-"))
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
+    app = make_app([])
+    window = MainWindow(settings=Settings(), probe=False)
+    window.resize(1320, 860)
+    window.show()
+    window.tabs.setCurrentIndex(1)  # the Train tab, so plots really redraw
+    images, masks = sample_dataset(tmp / "sample")
+    s = window.train_panel.settings
+    s.combo_arch.setCurrentIndex(s.combo_arch.findData(Arch(args.arch).value))
+    s.bool_pretrained.setChecked(False)
+    s.value_size.setValue(args.size)
+    s.value_bs.setValue(args.bs)
+    s.value_epochs.setValue(args.epochs)
+    s.combo_device.setCurrentIndex(s.combo_device.findData(Device(args.device).value))
+    s.path_runs.setText(str(tmp / "runs"))
+    window.data_panel.set_folders(str(images), str(masks))
+
+    clock = QElapsedTimer()
+    clock.start()
+    ticks: list[float] = []
+    measuring = {"on": False, "batches": 0}
+    timer = QTimer(interval=10)
+    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6) if measuring["on"] else None)
+    timer.start()
+
+    panel = window.train_panel
+
+    def on_batches(batch):
+        measuring["batches"] += len(batch)
+        if not measuring["on"]:
+            measuring["on"] = True  # measure from the first batch: the training loop is running
+            measuring["t0"] = time.monotonic()
+
+    marks: list[tuple[float, str]] = []
+    panel.start("train")
+    w = panel.worker
+    w.batches.connect(on_batches)
+    for name in ("batches", "epoch_ended", "preview", "run_started", "progress"):
+        getattr(w, name).connect(lambda *a, n=name: marks.append((clock.nsecsElapsed() / 1e6, n)))
+    deadline = time.monotonic() + args.seconds + 180
+    while panel.running and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.001)
+        if measuring["on"] and time.monotonic() - measuring["t0"] > args.seconds:
+            panel.stop()
+            measuring["on"] = False
+    measuring["on"] = False
+    panel.wait()
+    QCoreApplication.processEvents()
+    window.close()
+
+    gaps = np.diff(np.asarray(ticks))
+    if gaps.size < 10:
+        print("not enough samples; did training start?", file=sys.stderr)
+        return 1
+    lag = np.maximum(gaps - 10.0, 0.0)
+    final = panel.last_final
+    print(f"device={args.device} arch={args.arch} size={args.size} bs={args.bs}; "
+          f"{measuring['batches']} batches, {gaps.size} timer gaps, redraws={panel.plots.redraws}, "
+          f"final={type(final).__name__}")
+    print(f"timer gap ms: p50={np.percentile(gaps, 50):.1f} p99={np.percentile(gaps, 99):.1f} "
+          f"max={gaps.max():.1f}")
+    print(f"lag beyond 10 ms: p50={np.percentile(lag, 50):.1f} p99={np.percentile(lag, 99):.1f} "
+          f"max={lag.max():.1f}")
+    t = np.asarray(ticks)
+    for i in np.argsort(gaps)[::-1][:5]:  # what the GUI received around the longest gaps
+        near = [n for (m, n) in marks if t[i] - 5 <= m <= t[i + 1] + 5]
+        print(f"  gap {gaps[i]:.0f} ms at {t[i] / 1000:.2f} s; signals nearby: {near or '-'}")
+    ok = np.percentile(gaps, 99) < 50
+    print("PASS (p99 < 50 ms)" if ok else "FAIL (p99 >= 50 ms)")
+    return 0 if ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
