@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True)
     pr.add_argument("--device", default="auto", choices=[d.value for d in Device])
     pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy)")
+    pr.add_argument("--dicom-seg", action="store_true",
+                    help="also write one DICOM SEG per DICOM series, referencing its source images")
     return p
 
 
@@ -198,11 +200,14 @@ def cmd_predict(args) -> int:
 
     try:
         predictor = Predictor.load(args.model, device=args.device)
-        report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities)
+        report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities,
+                                          dicom_seg=args.dicom_seg)
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     print(f"wrote {len(report.written)} mask(s) to {Path(args.out)}")
+    if args.dicom_seg:
+        print(f"wrote {len(report.dicom_segs)} DICOM SEG file(s)")
     return 0 if report.written else 1

@@ -218,12 +218,14 @@ def review_task(run_dir: str, dataset=None):
 
 
 def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor=None):
-    """Predicts every image in `images_dir` and writes PNG masks to `out_dir`."""
+    """Predicts every image in `images_dir` and writes PNG masks to `out_dir` (and a DICOM SEG
+    per DICOM series)."""
     def fn(progress: ProgressFn, should_stop: StopFn):
         from segstudio.inference import Predictor
 
         p = predictor if predictor is not None else Predictor.load(run_dir)
-        return p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop)
+        return p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop,
+                                dicom_seg=True)
     return fn
 
 

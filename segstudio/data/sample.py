@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-VERSION = "sample-v1"
+VERSION = "sample-v2"
 CLASSES = ("background", "liver", "kidney")
 HU = {"air": -1000.0, "body": 0.0, "liver": 80.0, "kidney": 160.0, "bone": 700.0}
 NOISE_HU = 15.0
@@ -44,11 +44,13 @@ def sample_dataset(root: str | Path | None = None, n: int = 40, size: int = 128,
     for old in [*images.glob("phantom_*.dcm"), *masks.glob("phantom_*.png")]:
         old.unlink()
     rng = np.random.default_rng(seed)
+    first_slice: dict[int, int] = {}
     for i in range(n):
         patient = i * n_patients // n + 1
+        first_slice.setdefault(patient, i)
         hu, label = phantom_slice(rng, size)
         stem = f"phantom_{patient:02d}_{i:03d}"
-        _write_ct(images / f"{stem}.dcm", hu, patient, i, signature)
+        _write_ct(images / f"{stem}.dcm", hu, patient, i, i - first_slice[patient], signature)
         Image.fromarray(label).save(masks / f"{stem}.png")
     (masks / "classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
     marker.write_text(signature, encoding="utf-8")
@@ -89,8 +91,10 @@ def _ellipse(yy, xx, cy, cx, ry, rx, angle) -> np.ndarray:
     return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
 
 
-def _write_ct(path: Path, hu: np.ndarray, patient: int, index: int, signature: str) -> None:
-    """One CT Image Storage file: int16 stored values, intercept -1024, window 40/400.
+def _write_ct(path: Path, hu: np.ndarray, patient: int, index: int, slice_no: int,
+              signature: str) -> None:
+    """One CT Image Storage file: int16 stored values, intercept -1024, window 40/400, axial
+    slices 5 mm apart (so viewers and DICOM SEG writers can place them).
     UIDs are derived from `signature` so the same parameters give the same bytes."""
     def uid(kind: str, key: int) -> str:
         return generate_uid(entropy_srcs=[signature, kind, str(key)])
@@ -110,11 +114,18 @@ def _write_ct(path: Path, hu: np.ndarray, patient: int, index: int, signature: s
     ds.Modality = "CT"
     ds.PatientName = "PHANTOM^SAMPLE"
     ds.PatientID = f"PHANTOM-{patient:02d}"
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyDate, ds.StudyTime, ds.StudyID = "20260101", "120000", str(patient)
+    ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
+    ds.SeriesNumber = 1
+    ds.PositionReferenceIndicator = ""
     ds.StudyDescription = "segstudio sample phantom (synthetic)"
     ds.InstanceNumber = index + 1
     ds.Rows, ds.Columns = hu.shape
     ds.PixelSpacing = [1.0, 1.0]
-    ds.SliceThickness = 1.0
+    ds.SliceThickness = 5.0
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-hu.shape[1] / 2, -hu.shape[0] / 2, -5.0 * slice_no]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1

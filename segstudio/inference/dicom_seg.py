@@ -14,6 +14,10 @@ from ..data.dicom import first_line, quiet
 from ..errors import DataError
 
 SERIES_NUMBER = 9901  # conventionally high, so the SEG series sorts after the source series
+# Type 2 patient/study attributes the SEG copies from its sources; exporters often leave them out
+# and highdicom then refuses the sources, so missing ones are added empty (in memory only).
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "StudyID", "AccessionNumber", "ReferringPhysicianName")
 
 
 def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: list[str],
@@ -26,6 +30,10 @@ def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: l
         raise DataError("No source images for the DICOM SEG")
     with quiet():
         sources = [pydicom.dcmread(p) for p in source_paths]
+    for ds in sources:
+        for keyword in TYPE2_COPIED:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     series = {str(ds.get("SeriesInstanceUID", "")) for ds in sources}
     if len(series) != 1:
         raise DataError(f"The source images come from {len(series)} series; "

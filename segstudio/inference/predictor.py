@@ -13,18 +13,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data import Problem, list_image_files, read_image_frames, resize_image
+from ..data import Problem, group_series, list_image_files, read_image_frames, resize_image
 from ..errors import Cancelled, DataError, SegstudioError
 from ..palette import colourise
 from ..runs import MODEL_FILE, MODEL_META
 from ..training.device import resolve_device
 from ..training.weights import architecture
+from .dicom_seg import export_dicom_seg
 
 
 @dataclass
 class PredictReport:
     written: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    dicom_segs: list[str] = field(default_factory=list)  # one DICOM SEG file per DICOM series
 
 
 class Predictor:
@@ -84,14 +86,16 @@ class Predictor:
     def predict_folder(self, images_dir: str | Path, out_dir: str | Path,
                        progress: Callable[[int, int, str], None] | None = None,
                        should_stop: Callable[[], bool] | None = None,
-                       save_probabilities: bool = False) -> PredictReport:
-        """Write <name>.png (class indices) and <name>_color.png for every image; bad files are reported."""
+                       save_probabilities: bool = False, dicom_seg: bool = False) -> PredictReport:
+        """Write <name>.png (class indices) and <name>_color.png for every image; bad files are
+        reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series."""
         images_dir, out_dir = Path(images_dir), Path(out_dir)
         if not images_dir.is_dir():
             raise DataError(f"Image folder not found: {images_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
         files = list_image_files(images_dir)
         report = PredictReport()
+        masks: dict[Path, list[np.ndarray]] = {}
         for i, path in enumerate(files):
             if should_stop and should_stop():
                 raise Cancelled()
@@ -111,9 +115,34 @@ class Predictor:
                 if save_probabilities:
                     np.save(out_dir / f"{stem}_prob.npy", probs.astype(np.float16))
                 report.written.append(str(out_dir / f"{stem}.png"))
+                if dicom_seg:
+                    masks.setdefault(path, []).append(mask)
+        if masks:
+            self._write_dicom_segs(masks, out_dir, report)
         if progress:
             progress(len(files), len(files), "done")
         return report
+
+    def _write_dicom_segs(self, masks: dict[Path, list[np.ndarray]], out_dir: Path,
+                          report: PredictReport) -> None:
+        for series in group_series(list(masks)):
+            try:
+                self._write_dicom_seg(series, masks, out_dir, report)
+            except DataError:  # only raised for several slices
+                for path in series:  # e.g. slices without a patient coordinate system: one SEG each
+                    self._write_dicom_seg([path], masks, out_dir, report)
+
+    def _write_dicom_seg(self, series: list[Path], masks: dict[Path, list[np.ndarray]], out_dir: Path,
+                         report: PredictReport) -> None:
+        out = out_dir / f"{safe_name(series[0].stem)}_seg.dcm"
+        try:
+            export_dicom_seg(series, [m for p in series for m in masks[p]], self.codes, out)
+        except DataError as exc:
+            if len(series) > 1:
+                raise
+            report.problems.append(Problem(series[0].name, f"DICOM SEG not written: {exc}"))
+            return
+        report.dicom_segs.append(str(out))
 
 
 def safe_name(name: str) -> str:

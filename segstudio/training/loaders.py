@@ -11,10 +11,10 @@ import torch
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.data.transforms import IntToFloatTensor, Normalize
 from fastai.torch_core import TensorImage, TensorMask
-from fastai.vision.augment import aug_transforms
 from fasttransform import Transform
 
 from ..data import SegDataset
+from .augment import augmentations
 
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -46,16 +46,10 @@ class CachedDL(TfmdDL):
 class GrayToRGB(Transform):
     """Repeat a single channel to three so ImageNet encoders (and their weights) fit."""
 
-    order = 11  # after IntToFloatTensor, before augmentation
+    order = 90  # after augmentation (3x less resampling for grayscale), before Normalize (99)
 
     def encodes(self, x: TensorImage):
         return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
-
-
-def augmentations() -> list:
-    """Mild, anatomy-friendly batch augmentations (applied to image and mask together)."""
-    return aug_transforms(do_flip=True, flip_vert=False, max_rotate=10.0, max_zoom=1.1,
-                          max_lighting=0.2, max_warp=0.1, p_affine=0.75, p_lighting=0.75)
 
 
 def dataset_stats(images: np.ndarray) -> tuple[list[float], list[float]]:

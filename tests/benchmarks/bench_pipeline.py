@@ -6,7 +6,8 @@ rate, augmentations and split) on the same generated folder, once per source for
   fastai     DataBlock(ImageBlock, MaskBlock(codes)) + Resize item tfm + aug_transforms + Normalize,
              files decoded every epoch (DICOM through a small pydicom get_x returning a PILImage)
   segstudio  segstudio.data.load_dataset (one-time uint8 cache) + training.loaders.build_dataloaders
-             + training.learner.build_learner
+             + training.learner.build_learner; the same aug_transforms settings and random draws,
+             with the affine/warp grid built once per batch (training.augment.SharedGridAffine)
 
 Printed: data-loader images/s (one full epoch of dls.train, after_batch included, after a
 warm-up epoch; best of --reps), seconds per training epoch (train + validation), the final
@@ -44,7 +45,7 @@ from fastai.data.block import DataBlock  # noqa: E402
 from fastai.data.transforms import FuncSplitter, Normalize  # noqa: E402
 from fastai.losses import CrossEntropyLossFlat  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
-from fastai.vision.augment import AffineCoordTfm, LightingTfm, Resize, ResizeMethod  # noqa: E402
+from fastai.vision.augment import AffineCoordTfm, LightingTfm, Resize, ResizeMethod, aug_transforms  # noqa: E402
 from fastai.vision.core import PILImage  # noqa: E402
 from fastai.vision.data import ImageBlock, MaskBlock  # noqa: E402
 from fastai.vision.learner import unet_learner  # noqa: E402
@@ -55,7 +56,8 @@ from torchvision.models import resnet18, resnet34, resnet50  # noqa: E402
 from segstudio.config import Arch, DataConfig, Precision, TrainConfig  # noqa: E402
 from segstudio.data import load_dataset, sample_dataset  # noqa: E402
 from segstudio.training.learner import build_learner  # noqa: E402
-from segstudio.training.loaders import augmentations, build_dataloaders, dataset_stats  # noqa: E402
+from segstudio.training.augment import AUG_PARAMS, SharedGridAffine  # noqa: E402
+from segstudio.training.loaders import build_dataloaders, dataset_stats  # noqa: E402
 from segstudio.training.metrics import dice_counts, dice_from_counts, foreground_mean  # noqa: E402
 
 ARCHS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
@@ -115,7 +117,7 @@ def fastai_dls(images_dir: Path, masks_dir: Path, fmt: str, codes, valid_stems, 
         get_y=partial(mask_of, masks_dir),
         splitter=FuncSplitter(partial(in_set, frozenset(valid_stems))),
         item_tfms=Resize(size, method=ResizeMethod.Squish),
-        batch_tfms=[*augmentations(), Normalize.from_stats(*stats, cuda=False)])
+        batch_tfms=[*aug_transforms(**AUG_PARAMS), Normalize.from_stats(*stats, cuda=False)])
     kw = {} if nw is None else {"num_workers": nw}
     return block.dataloaders(files, bs=bs, device=CPU, drop_last=n_train % bs == 1, **kw)
 
@@ -213,6 +215,8 @@ def train_segstudio(config: TrainConfig, data, n_classes: int):
 def _tfm_name(f) -> str:
     # aug_transforms merges Flip/Warp/Rotate/Zoom into one AffineCoordTfm (named after the first)
     # and Brightness/Contrast into one LightingTfm
+    if isinstance(f, SharedGridAffine):
+        return "affine: same, one grid per batch (SharedGridAffine)"
     if isinstance(f, AffineCoordTfm):
         return "affine: flip+rotate+zoom+warp (grid_sample)"
     if isinstance(f, LightingTfm):

@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
+import pydicom
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,12 +42,28 @@ def test_train_then_predict(sample_dirs, tmp_path):
     assert "epoch 1/1" in run.stdout and "dice" in run.stdout
     run_dir = next((tmp_path / "runs").iterdir())
     assert (run_dir / "model.pth").is_file()
-    pred = cli("predict", "--model", run_dir, "--images", images, "--out", tmp_path / "masks")
+    pred = cli("predict", "--model", run_dir, "--images", images, "--out", tmp_path / "masks", "--dicom-seg")
     assert pred.returncode == 0, pred.stderr
     written = sorted((tmp_path / "masks").glob("*_color.png"))
     assert len(written) == len(list(images.iterdir()))
-    mask = Image.open(str(written[0]).replace("_color", ""))
-    assert np.asarray(mask).max() < 3
+    mask = np.asarray(Image.open(str(written[0]).replace("_color", "")))
+    assert mask.max() < 3
+    # one DICOM SEG per series (one series per phantom patient), referencing every source slice
+    segs = sorted((tmp_path / "masks").glob("*_seg.dcm"))
+    sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in images.glob("*.dcm")}
+    series = {pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID for p in sources.values()}
+    assert len(segs) == len(series) and f"wrote {len(segs)} DICOM SEG" in pred.stdout
+    referenced = set()
+    for seg_path in segs:
+        seg = hd.seg.segread(seg_path)
+        assert [seg.get_segment_description(n).SegmentLabel for n in seg.segment_numbers] == ["liver", "kidney"]
+        referenced |= {uid[2] for uid in seg.get_source_image_uids()}
+    assert referenced == set(sources)
+    first = pydicom.dcmread(sorted(images.glob("*.dcm"))[0], stop_before_pixels=True).SOPInstanceUID
+    seg = next(hd.seg.segread(p) for p in segs if first in {u[2] for u in hd.seg.segread(p).get_source_image_uids()})
+    back = seg.get_pixels_by_source_instance([first], combine_segments=True, ignore_spatial_locations=True)[0]
+    png = np.asarray(Image.open(tmp_path / "masks" / f"{sorted(images.glob('*.dcm'))[0].stem}.png"))
+    assert np.array_equal(back, png)
 
 
 def test_config_file_and_overrides(sample_dirs, tmp_path):

@@ -201,6 +201,16 @@ def test_find_lr_returns_curve_and_range(sample_data, tmp_path):
     assert np.all(np.diff(result.lrs) > 0)
     assert 0 < result.suggested_lo <= result.suggested_hi
     assert result.suggested_lo == result.suggested_hi  # random encoder: flat range
+    assert result.lrs[0] <= result.suggested_hi <= result.lrs[-1]
+
+
+def test_lr_suggestion_depends_on_the_encoder():
+    from segstudio.training.lr_find import suggest_hi
+
+    # the sample data's curve: valley early on the descent, lowest loss near 6e-3
+    assert suggest_hi(3e-5, 6e-3, pretrained=True) == pytest.approx(3e-5)
+    assert suggest_hi(3e-5, 6e-3, pretrained=False) == pytest.approx(2e-3)
+    assert suggest_hi(3e-5, 10.0, pretrained=False) == pytest.approx(0.1)  # clipped
 
 
 def test_lr_plan_matches_fastai_spreading():

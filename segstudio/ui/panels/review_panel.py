@@ -92,7 +92,8 @@ class ReviewPanel(QWidget):
         self.button_open_run = QPushButton(resources.icon("run"), "Open run…", objectName="button_open_run")
         self.button_predict = QPushButton(resources.icon("export"), "Predict folder…",
                                           objectName="button_predict_folder", enabled=False)
-        self.button_predict.setToolTip("Predict every image of a folder and save the masks as PNG")
+        self.button_predict.setToolTip("Predict every image of a folder and save the masks as PNG\n"
+                                       "(and as DICOM SEG for DICOM series)")
         self.button_open_run.clicked.connect(self.choose_run)
         self.button_predict.clicked.connect(lambda: self.export_masks())
         left = QGroupBox("Validation images (worst first)")
@@ -351,8 +352,9 @@ class ReviewPanel(QWidget):
         written, problems = list(report.written), list(report.problems)
         self.progress_review.setRange(0, 1)
         self.progress_review.setValue(1)
-        self.progress_review.setFormat(f"Wrote {len(written)} masks")
-        self.message.emit("info", f"Wrote {len(written)} masks" +
+        segs = f" and {len(report.dicom_segs)} DICOM SEG file(s)" if report.dicom_segs else ""
+        self.progress_review.setFormat(f"Wrote {len(written)} masks{segs}")
+        self.message.emit("info", f"Wrote {len(written)} masks{segs}" +
                           (f"; {len(problems)} problem(s): " + "; ".join(
                               f"{p.path}: {p.reason}" for p in problems[:5]) if problems else "."))
 
