@@ -10,10 +10,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .config import Arch, DataConfig, Device, Loss, Precision, Schedule, TrainConfig
-
-# Demo defaults: small enough to show a result within a minute or two on a laptop CPU.
-DEMO_OVERRIDES = {"arch": Arch.resnet18, "size": 128, "epochs": 8, "bs": 8}
+from .config import DEMO_SETTINGS, Arch, DataConfig, Device, Loss, Precision, Schedule, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +114,7 @@ def train_config(args) -> TrainConfig:
 
         images, masks = sample_dataset()
         cfg.data.images, cfg.data.masks = str(images), str(masks)
-        for key, value in DEMO_OVERRIDES.items():
+        for key, value in DEMO_SETTINGS.items():
             if getattr(args, key, None) is None:
                 setattr(cfg, key, value)
     data_opts = {"images": args.images, "masks": args.masks, "valid_pct": args.valid_pct, "window": args.window}

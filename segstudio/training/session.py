@@ -19,7 +19,7 @@ from .. import __version__
 from ..config import Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..errors import Cancelled, SegstudioError
-from ..runs import MetricsLog, new_run_dir, save_model, write_atomic, write_json
+from ..runs import MetricsLog, new_run_dir, save_model, write_atomic
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .device import device_name, resolve_device

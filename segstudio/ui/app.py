@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import sys
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 import segstudio
@@ -45,16 +43,3 @@ def run_app(argv: list[str] | None = None, demo: bool = False, images: str | Non
     elif images or masks:
         window.data_panel.set_folders(images, masks, load=bool(images and masks))
     return app.exec()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="segstudio", description="segstudio desktop app")
-    parser.add_argument("--demo", action="store_true", help="open with the built-in sample dataset")
-    parser.add_argument("--images", help="folder of images to load")
-    parser.add_argument("--masks", help="folder of masks to load")
-    args = parser.parse_args(argv)
-    return run_app(None, demo=args.demo, images=args.images, masks=args.masks)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,9 +8,10 @@ from importlib import metadata
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
 
 import segstudio
+from segstudio.config import DEMO_SETTINGS
 from segstudio.ui import resources
 from segstudio.ui.panels.data_panel import DataPanel
 from segstudio.ui.panels.review_panel import ReviewPanel
@@ -148,6 +149,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_sample(self) -> None:
         self.report("info", "Preparing the built-in CT phantom sample dataset…")
+        self.train_panel.settings.update(**DEMO_SETTINGS)
         self._run_task(sample_dataset_task, "sample",
                        lambda r: self.data_panel.set_folders(str(r[0]), str(r[1]), load=True))
         self.tabs.setCurrentIndex(DATA)

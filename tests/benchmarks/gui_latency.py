@@ -45,7 +45,7 @@ def main() -> int:
     from PySide6.QtCore import QSettings
 
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
-    app = make_app([])
+    _app = make_app([])  # keep the QApplication referenced
     window = MainWindow(settings=Settings(), probe=False)
     window.resize(1320, 860)
     window.show()

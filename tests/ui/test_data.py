@@ -107,3 +107,6 @@ def test_open_sample_dataset_action(window, qtbot):
         window.action_open_sample.trigger()
     qtbot.waitUntil(lambda: not panel.busy and not window._tasks, timeout=10000)
     assert panel.report.n_pairs == 40 and len(panel.dataset.codes) == 3
+    settings = window.train_panel.settings.config()
+    assert (settings.size, settings.epochs, settings.bs) == (128, 8, 4)  # the demo settings
+    assert panel.dataset.size == 128

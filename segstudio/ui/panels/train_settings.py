@@ -220,6 +220,15 @@ class TrainSettings(QWidget):
         self._update_pretrained_note()
         self._on_edit()
 
+    def update(self, **values) -> None:
+        """Change some settings (TrainConfig field names), keeping the others and the LR state."""
+        c = self.config()
+        for key, value in values.items():
+            setattr(c, key, value)
+        if not self._lr_touched:
+            c.lr_lo = c.lr_hi = None
+        self.set_config(c)
+
     def lrs(self) -> tuple[float, float]:
         lo, hi = self.slider_lr.value()
         return round_lr(10 ** lo), round_lr(10 ** hi)
