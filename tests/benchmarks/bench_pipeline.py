@@ -53,7 +53,7 @@ from fastcore.basics import noop  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.models import resnet18, resnet34, resnet50  # noqa: E402
 
-from segstudio.config import Arch, DataConfig, Precision, TrainConfig  # noqa: E402
+from segstudio.config import Arch, DataConfig, Loss, Precision, TrainConfig  # noqa: E402
 from segstudio.data import load_dataset, sample_dataset  # noqa: E402
 from segstudio.training.learner import build_learner  # noqa: E402
 from segstudio.training.augment import AUG_PARAMS, SharedGridAffine  # noqa: E402
@@ -131,7 +131,7 @@ def segstudio_data(images_dir: Path, masks_dir: Path, size: int):
 def segstudio_config(args, images_dir, masks_dir) -> TrainConfig:
     return TrainConfig(data=DataConfig(images=str(images_dir), masks=str(masks_dir)), arch=Arch(args.arch),
                        pretrained=False, size=args.size, bs=args.bs, epochs=args.epochs,
-                       lr_lo=args.lr, lr_hi=args.lr, seed=args.seed, device="cpu",
+                       lr_lo=args.lr, lr_hi=args.lr, seed=args.seed, device="cpu", loss=Loss.ce,
                        precision=Precision.off, preview_count=0)
 
 

@@ -1,6 +1,6 @@
 """Render the three areas to resources/screenshots/{data,train,review}.png (offscreen, real engine).
 
-    QT_QPA_PLATFORM=offscreen python tests/ui/make_screenshots.py [--epochs 3] [--size 64]
+    QT_QPA_PLATFORM=offscreen python tests/ui/make_screenshots.py [--epochs 8] [--size 128]
 
 Not a test: it runs the LR finder and a short real training on the built-in sample dataset.
 """
@@ -19,6 +19,8 @@ os.environ.setdefault("QT_API", "pyside6")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from segstudio.config import DEMO_SETTINGS  # noqa: E402
+
 
 def wait_until(app, cond, timeout=600.0):
     end = time.monotonic() + timeout
@@ -31,8 +33,8 @@ def wait_until(app, cond, timeout=600.0):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=DEMO_SETTINGS["epochs"])
+    ap.add_argument("--size", type=int, default=DEMO_SETTINGS["size"])
     ap.add_argument("--out", default=str(ROOT / "resources" / "screenshots"))
     args = ap.parse_args()
 
@@ -61,13 +63,8 @@ def main() -> int:
         print(f"{name}.png: {(out / f'{name}.png').stat().st_size // 1024} KB")
 
     images, masks = sample_dataset(tmp / "sample")
-    s = w.train_panel.settings
-    s.combo_arch.setCurrentIndex(s.combo_arch.findData("resnet18"))
-    s.bool_pretrained.setChecked(False)
-    s.value_size.setValue(args.size)
-    s.value_bs.setValue(8)
-    s.value_epochs.setValue(args.epochs)
-    s.path_runs.setText(str(tmp / "runs"))
+    w.train_panel.settings.update(**{**DEMO_SETTINGS, "size": args.size, "epochs": args.epochs},
+                                  pretrained=False, out_dir=str(tmp / "runs"))
     w.data_panel.set_folders(str(images), str(masks), load=True)
     wait_until(app, lambda: w.data_panel.dataset is not None and not w.data_panel.busy and not w._tasks)
     shot(0, "data")
