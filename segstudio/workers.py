@@ -10,6 +10,8 @@ Batch events are coalesced here, in the worker thread, and reach the GUI as list
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import traceback
@@ -23,6 +25,17 @@ from segstudio.training import events as ev
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
+
+
+def yield_cpu_to_gui() -> None:
+    """Lower the calling worker thread's CPU priority (Linux: a per-thread nice value, which the
+    threads it starts, such as torch's OpenMP team, inherit), so the GUI thread gets a core
+    promptly while training keeps every core busy. Elsewhere QThread.LowPriority does this."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
 
 
 class TaskWorker(QThread):
@@ -51,7 +64,11 @@ class TaskWorker(QThread):
             self._last = now
             self.progress.emit(int(done), int(total), str(message))
 
+    def start(self, priority=QThread.Priority.LowPriority) -> None:  # noqa: D102 - below the GUI thread
+        super().start(priority)
+
     def run(self) -> None:  # noqa: D102 (QThread)
+        yield_cpu_to_gui()
         try:
             out = self._fn(self._progress, self.isInterruptionRequested)
         except Cancelled:
@@ -121,7 +138,11 @@ class TrainWorker(QThread):
 
         return TrainingSession()
 
+    def start(self, priority=QThread.Priority.LowPriority) -> None:  # noqa: D102 - below the GUI thread
+        super().start(priority)
+
     def run(self) -> None:  # noqa: D102 (QThread)
+        yield_cpu_to_gui()
         final: Any
         try:
             session = self._make_session()

@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-VERSION = "sample-v2"
+VERSION = "sample-v3"
 CLASSES = ("background", "liver", "kidney")
 HU = {"air": -1000.0, "body": 0.0, "liver": 80.0, "kidney": 160.0, "bone": 700.0}
 NOISE_HU = 15.0
@@ -125,7 +125,7 @@ def _write_ct(path: Path, hu: np.ndarray, patient: int, index: int, slice_no: in
     ds.PixelSpacing = [1.0, 1.0]
     ds.SliceThickness = 5.0
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [-hu.shape[1] / 2, -hu.shape[0] / 2, -5.0 * slice_no]
+    ds.ImagePositionPatient = [-hu.shape[1] / 2, -hu.shape[0] / 2, 5.0 * slice_no]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
