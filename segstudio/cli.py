@@ -169,7 +169,7 @@ class EventPrinter:
     def __call__(self, e) -> None:
         ev = self.ev
         if isinstance(e, ev.Progress):
-            if e.done == 0 or e.done == e.total:
+            if e.total and e.done in (0, e.total):  # (0, 0): still listing files
                 print(f"loading data: {e.done}/{e.total}", file=sys.stderr)
         elif isinstance(e, ev.Started):
             self.codes = e.codes

@@ -27,6 +27,7 @@ from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Impli
                          SegmentationStorage)
 
 from ..errors import DataError
+from .discovery import sniff_format
 from .windowing import apply_window, percentile_window
 
 PATIENT_PREFIX = "patient-"
@@ -249,3 +250,39 @@ def _int(ds: pydicom.Dataset, keyword: str, default: int) -> int:
 def _first(value):
     """First of a multi-valued element (WindowCenter may list several windows)."""
     return value[0] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else value
+
+
+@dataclass
+class ModalityFrame:
+    """One grayscale DICOM frame for a viewer's window/level."""
+
+    values: np.ndarray           # float32 (H, W) in modality units (HU for CT)
+    window: tuple[float, float]  # (width, level) the dataset's window setting gives this frame
+    unit: str                    # "HU" for CT, else ""
+
+
+def read_modality_frame(path: str | Path, frame: int,
+                        window: str | tuple[float, float]) -> ModalityFrame | None:
+    """Frame `frame` of a MONOCHROME2 DICOM file in modality units, with its window; None for
+    other files (not DICOM, colour, MONOCHROME1) and for files that cannot be decoded."""
+    path = Path(path)
+    try:
+        if sniff_format(path) != "DICOM":
+            return None
+        with quiet(), open_capped(path) as f:
+            ds = pydicom.dcmread(f)
+            check_image(ds)
+            if str(ds.get("PhotometricInterpretation", "")).strip() != "MONOCHROME2":
+                return None
+            arr = ds.pixel_array
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # decoders may panic with BaseException; the caller falls back to 8 bits
+        return None
+    frames = arr if _int(ds, "NumberOfFrames", 1) > 1 else arr[None]
+    if not 0 <= frame < len(frames) or frames.ndim != 3:
+        return None
+    values = to_modality_units(frames, ds)[frame]
+    (width, level), _ = _choose_window(values, ds, window)
+    unit = "HU" if str(ds.get("Modality", "")).upper() == "CT" else ""
+    return ModalityFrame(values, (float(width), float(level)), unit)

@@ -171,6 +171,7 @@ def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
             pass
     log.error("training failed: %s", text)
     if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
+        _release_device_memory()
         return ev.Failed("The device ran out of memory.", advice=(
             "Lower the batch size or the image size, or pick a smaller architecture (resnet18)."),
             run_dir=str(run_dir or ""))
@@ -180,3 +181,16 @@ def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
         return ev.Failed("Interrupted.", run_dir=str(run_dir or ""))
     return ev.Failed(text, advice="See error.log in the run folder for details." if run_dir else "",
                      run_dir=str(run_dir or ""))
+
+
+def _release_device_memory() -> None:
+    """Give cached GPU memory back after an out-of-memory error, so the next try can fit."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif torch.backends.mps.is_available():
+        torch.mps.empty_cache()

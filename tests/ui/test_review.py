@@ -113,3 +113,25 @@ def test_overlay_functions():
     assert edge[1, 1] and not edge[2, 2] and not edge[0, 0]
     blended = overlay.blend(np.zeros((5, 5), np.uint8), rgba, 0.5)
     assert close(blended[2, 2], [c / 2 for c in overlay.class_color(2)], tol=1)
+
+
+def test_dicom_items_show_modality_units_with_the_training_window(window, qtbot, sample_data):
+    """Sample slices are 128 px CT (window 400/40) cached at 64 px: the viewer shows HU at 128 px."""
+    window.tabs.setCurrentIndex(2)
+    panel = window.review_panel
+    panel.dataset = sample_data
+    idx = int(sample_data.valid_idx[0])
+    item = ReviewItem(idx, sample_data.names[idx], sample_data.images[idx][0], sample_data.masks[idx],
+                      sample_data.masks[idx], (1.0, 1.0, 1.0), 1.0)
+    panel.set_items([item], CODES)
+    image = panel.image_item.image
+    assert image.shape == (128, 128) and image.dtype == np.float32
+    assert image.min() < -900 and image.max() > 500  # air and bone in HU
+    assert panel.slider_levels.value() == (-160, 240) and "W 400 L 40 HU" in panel.label_levels.text()
+    overlay_rect = panel.mask_item.mapRectToParent(panel.mask_item.boundingRect())
+    assert (overlay_rect.width(), overlay_rect.height()) == (128, 128)  # 64 px overlay stretched
+    panel.slider_levels.setValue((-1000, 600))  # the slider spans the image's values
+    assert tuple(panel.image_item.levels) == (-1000, 600) and "W 1600 L -200 HU" in panel.label_levels.text()
+    panel.dataset = None  # an item without a DICOM source falls back to 8-bit display values
+    panel.set_items([make_item("png", 0.5)], CODES)
+    assert panel.slider_levels.value() == (0, 255) and panel.image_item.image.shape == (64, 64)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
     QLabel, QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
@@ -153,18 +153,18 @@ class ReviewPanel(QWidget):
         self.slider_levels.setObjectName("slider_levels")
         self.slider_levels.setRange(0, 255)
         self.slider_levels.setValue((0, 255))
-        self.slider_levels.setToolTip("Window/level of the displayed image (darkest…brightest grey)")
+        self.slider_levels.setToolTip("Window/level of the displayed image (darkest…brightest grey);\n"
+                                      "DICOM images are shown in their own units (HU for CT)")
         self.slider_levels.setFixedWidth(130)
         self.label_levels = QLabel("0–255", objectName="label_levels")
-        self.label_levels.setMinimumWidth(52)
-        self.slider_levels.valueChanged.connect(
-            lambda v: self.label_levels.setText(f"{int(v[0])}–{int(v[1])}"))
+        self.label_levels.setMinimumWidth(120)
+        self._level_unit: str | None = None  # None: 8-bit display values; else DICOM units ("HU", "")
+        self.slider_levels.valueChanged.connect(self._show_levels)
         for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare):
             w.toggled.connect(self.redraw)
         self.combo_style.currentIndexChanged.connect(self.redraw)
         self.slider_opacity.valueChanged.connect(
             lambda v: self.mask_item.setOpacity(v / 100.0))
-        self.slider_levels.valueChanged.connect(lambda v: self.image_item.setLevels(v))
         top = QHBoxLayout()
         for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.combo_style):
             top.addWidget(w)
@@ -223,14 +223,64 @@ class ReviewPanel(QWidget):
         first = self.current < 0
         self.current = index
         self.placeholder.setVisible(False)
-        self.image_item.setImage(overlay.to_rgb(item.image)[..., 0] if np.asarray(item.image).ndim == 2
-                                 else overlay.to_rgb(item.image), autoLevels=False,
-                                 levels=self.slider_levels.value())
+        frame = self._modality_frame(item)
+        if frame is not None:
+            image = frame.values
+        elif np.asarray(item.image).ndim == 2:
+            image = overlay.to_rgb(item.image)[..., 0]
+        else:
+            image = overlay.to_rgb(item.image)
+        self._set_level_range(frame)
+        self.image_item.setImage(image, autoLevels=False, levels=self.slider_levels.value())
+        # The overlay (training size) is stretched over the image (original size for DICOM).
+        rect = QRectF(0, 0, image.shape[1], image.shape[0])
+        self.image_item.setRect(rect)
+        self.mask_item.setRect(rect)
         self.redraw()
         self.label_info.setText(f"{item.name} — mean Dice {float(item.dice_mean):.3f}  "
                                 f"({row + 1}/{len(self.items)}, ↑/↓ to step)")
         if first:
             self.viewbox.autoRange(padding=0)
+
+    def _modality_frame(self, item):
+        """The item's DICOM frame in modality units (HU for CT), or None to show the 8-bit image."""
+        ds = self.dataset
+        if ds is None or not 0 <= item.index < len(getattr(ds, "sources", ())):
+            return None
+        from segstudio.data.dicom import read_modality_frame
+        from segstudio.data.windowing import parse_window
+
+        return read_modality_frame(ds.sources[item.index], ds.frames[item.index], parse_window(ds.window))
+
+    def _set_level_range(self, frame) -> None:
+        """Slider range in the displayed units; reset to the training window when they change."""
+        if frame is None:
+            lo, hi, unit, default = 0, 255, None, (0, 255)
+        else:
+            width, level = frame.window
+            default = (math.floor(level - width / 2), math.ceil(level + width / 2))
+            lo = min(math.floor(float(frame.values.min())), default[0])
+            hi = max(math.ceil(float(frame.values.max())), default[1], lo + 1)
+            unit = frame.unit
+        slider = self.slider_levels
+        if unit != self._level_unit:
+            self._level_unit = unit
+            slider.setRange(lo, hi)
+            slider.setValue(default)
+        elif unit is not None:
+            keep = slider.value()
+            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
+            slider.setValue(keep)
+        self._show_levels(slider.value())
+
+    @Slot(object)
+    def _show_levels(self, value) -> None:
+        lo, hi = (float(v) for v in value)
+        self.image_item.setLevels((lo, hi))
+        if self._level_unit is None:
+            self.label_levels.setText(f"{int(lo)}–{int(hi)}")
+        else:
+            self.label_levels.setText(f"W {hi - lo:.0f} L {(lo + hi) / 2:.0f} {self._level_unit}".rstrip())
 
     @Slot()
     def redraw(self, *_args) -> None:
