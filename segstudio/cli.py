@@ -32,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images")
     tr.add_argument("--masks")
     tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
-    tr.add_argument("--epochs", type=int)
-    tr.add_argument("--size", type=int, help="training image size in pixels (square)")
-    tr.add_argument("--bs", type=int, help="batch size")
+    tr.add_argument("--epochs", type=at_least(1))
+    tr.add_argument("--size", type=at_least(32), help="training image size in pixels (square)")
+    tr.add_argument("--bs", type=at_least(1), help="batch size")
     tr.add_argument("--arch", choices=[a.value for a in Arch])
-    tr.add_argument("--lr-lo", type=float, help="learning rate of the earliest encoder group")
-    tr.add_argument("--lr-hi", type=float, help="learning rate of the decoder")
+    tr.add_argument("--lr-lo", type=learning_rate, help="learning rate of the earliest encoder group")
+    tr.add_argument("--lr-hi", type=learning_rate, help="learning rate of the decoder")
     tr.add_argument("--schedule", choices=[s.value for s in Schedule])
-    tr.add_argument("--freeze-epochs", type=int, help="fine_tune: epochs with a frozen encoder")
+    tr.add_argument("--freeze-epochs", type=at_least(0), help="fine_tune: epochs with a frozen encoder")
     tr.add_argument("--loss", choices=[s.value for s in Loss])
     tr.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None)
     tr.add_argument("--weights", help="local encoder weights file (torchvision state dict)")
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", choices=[d.value for d in Device])
     tr.add_argument("--precision", choices=[d.value for d in Precision])
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--valid-pct", type=float)
+    tr.add_argument("--valid-pct", type=validation_share,
+                    help="validation share: a fraction (0.2) or a percentage (20)")
     tr.add_argument("--window")
     tr.add_argument("--out", help="runs folder (default: the user data folder)")
     tr.add_argument("--name", help="run name")
@@ -61,6 +62,33 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dicom-seg", action="store_true",
                     help="also write one DICOM SEG per DICOM series, referencing its source images")
     return p
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer >= minimum."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def validation_share(text: str) -> float:
+    """A fraction in (0, 1), or a percentage in [1, 100)."""
+    value = float(text)
+    share = value / 100 if value >= 1 else value
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction (0.2) or a percentage (20), got {text}")
+    return share
+
+
+def learning_rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 10:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +185,9 @@ def cmd_train(args) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     final = result.get("event")
-    return 0 if isinstance(final, (ev.Finished, ev.Cancelled)) else 1
+    if isinstance(final, ev.Cancelled):
+        return 130  # the shell's convention for a run stopped by Ctrl-C
+    return 0 if isinstance(final, ev.Finished) else 1
 
 
 class EventPrinter:

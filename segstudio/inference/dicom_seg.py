@@ -28,8 +28,11 @@ def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: l
     sources and masks do not fit together or highdicom refuses them."""
     if not source_paths:
         raise DataError("No source images for the DICOM SEG")
-    with quiet():
-        sources = [pydicom.dcmread(p) for p in source_paths]
+    try:
+        with quiet():
+            sources = [pydicom.dcmread(p, force=True) for p in source_paths]
+    except Exception as e:  # unreadable here although it was predicted: report, do not crash
+        raise DataError(f"Cannot read the source images: {first_line(e, 200)}") from e
     for ds in sources:
         for keyword in TYPE2_COPIED:
             if keyword not in ds:
@@ -66,6 +69,6 @@ def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: l
                 device_serial_number="none", series_description="segstudio prediction")
             out_path = Path(out_path)
             seg.save_as(out_path)
-    except (ValueError, TypeError, AttributeError, KeyError) as e:
+    except Exception as e:  # highdicom refuses sources in many ways (missing attributes...)
         raise DataError(f"Cannot write the DICOM SEG: {first_line(e, 200)}") from e
     return out_path

@@ -29,18 +29,40 @@ def find_lr(config: TrainConfig, data: SegDataset, device: torch.device, stop: t
         learn.unfreeze()
         guard = StopGuard(stop)
         learn.add_cb(guard)
-        suggestion = learn.lr_find(num_it=num_it, show_plot=False, suggest_funcs=(valley, minimum))
+        try:
+            learn.lr_find(num_it=num_it, show_plot=False, suggest_funcs=None)
+        except Exception:
+            if stop.is_set() and not guard.failure:  # stopped before the sweep had started
+                return None
+            raise
         if stop.is_set() and not guard.failure:
             return None
         lrs = [float(x) for x in learn.recorder.lrs]
         losses = [float(x) for x in learn.recorder.losses]
-    hi = suggest_hi(suggestion.valley, suggestion.minimum * 10, built.pretrained)
+    default = config.lrs(built.pretrained)[1]
+    valley_lr, lr_at_min = suggestions(lrs, losses, num_it)
+    hi = suggest_hi(valley_lr, lr_at_min, built.pretrained) if valley_lr else default
     if not math.isfinite(hi) or hi <= 0:
-        hi = config.lrs(built.pretrained)[1]
+        hi = default
     lo = hi / 100 if built.pretrained else hi
     return ev.LRFound(lrs=tuple(lrs), losses=tuple(losses),
                       suggested_lo=lo, suggested_hi=hi,
-                      extra={"minimum": float(suggestion.minimum), "pretrained": built.pretrained})
+                      extra={"lr_at_min": lr_at_min, "pretrained": built.pretrained})
+
+
+def suggestions(lrs: list[float], losses: list[float], num_it: int) -> tuple[float, float]:
+    """(fastai's 'valley' LR, the LR at the lowest loss) over the part of the sweep fastai's
+    lr_find uses (the first 10% and the last 5 points dropped, cut at the first NaN);
+    (0, 0) when too little of the sweep is there to judge (a sweep cut short)."""
+    lr = torch.tensor(lrs[num_it // 10:-5])
+    loss = torch.tensor(losses[num_it // 10:-5])
+    finite = torch.isfinite(loss)
+    if not finite.all():
+        cut = int(torch.nonzero(~finite)[0])
+        lr, loss = lr[:cut], loss[:cut]
+    if len(loss) < 5:
+        return 0.0, 0.0
+    return valley(lr, loss, num_it)[0], minimum(lr, loss, num_it)[0] * 10
 
 
 def suggest_hi(valley: float, lr_at_min: float, pretrained: bool) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 import sys
 from importlib import metadata
 
@@ -109,6 +110,9 @@ class MainWindow(QMainWindow):
         if config is not None:
             self.train_panel.settings.set_config(config)
         self.data_panel.set_folders(self.settings.last_folder("images"), self.settings.last_folder("masks"))
+        if config is not None:  # the DICOM window and validation share saved with the settings
+            current = self.data_panel.data_config()
+            self.data_panel.set_data_config(replace(config.data, images=current.images, masks=current.masks))
         geometry, state = self.settings.window_state()
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1320, 860)
@@ -180,8 +184,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_run_finished(self, final) -> None:
         self.report("info", "Computing predictions for review…")
-        dp = self.data_panel
-        self.review_panel.load_run(final.run_dir, dp.dataset)
+        cfg = self.train_panel.last_config  # the data the run used, if it is still the loaded one
+        self.review_panel.load_run(final.run_dir, self.data_panel.dataset_for(cfg.data, cfg.size))
 
     @Slot(str)
     def _set_state(self, text: str) -> None:

@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--stacks", action="store_true",
+                    help="print what the GUI thread was running during gaps over 100 ms")
     args = ap.parse_args()
 
     from PySide6.QtCore import QCoreApplication, QElapsedTimer, QTimer
@@ -70,6 +72,21 @@ def main() -> int:
     timer.start()
 
     panel = window.train_panel
+    stalls: list[str] = []
+    if args.stacks:  # a sampler thread: where is the GUI thread when the timer is late?
+        import threading
+        import traceback
+
+        gui_id = threading.get_ident()
+
+        def sample():
+            while not done.is_set():
+                time.sleep(0.05)
+                if measuring["on"] and ticks and clock.nsecsElapsed() / 1e6 - ticks[-1] > 100:
+                    frame = sys._current_frames().get(gui_id)
+                    stalls.append("".join(traceback.format_stack(frame, limit=6)) if frame else "?")
+        done = threading.Event()
+        threading.Thread(target=sample, daemon=True).start()
 
     def on_batches(batch):
         measuring["batches"] += len(batch)
@@ -112,6 +129,10 @@ def main() -> int:
     for i in np.argsort(gaps)[::-1][:5]:  # what the GUI received around the longest gaps
         near = [n for (m, n) in marks if t[i] - 5 <= m <= t[i + 1] + 5]
         print(f"  gap {gaps[i]:.0f} ms at {t[i] / 1000:.2f} s; signals nearby: {near or '-'}")
+    if args.stacks:
+        done.set()
+        for stack in dict.fromkeys(stalls):  # unique stacks, first seen first
+            print("GUI thread during a stall:\n" + stack)
     ok = np.percentile(gaps, 99) < 50
     print("PASS (p99 < 50 ms)" if ok else "FAIL (p99 >= 50 ms)")
     return 0 if ok else 2

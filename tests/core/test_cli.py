@@ -9,6 +9,7 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pytest
 import pydicom
 from PIL import Image
 
@@ -95,10 +96,26 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(sample_dirs, tmp_path):
             break
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err  # stopped by the user: not a success for `&&` chains
     assert "stopped after" in out
     run_dir = next((tmp_path / "runs").iterdir())
     assert (run_dir / "model.pth").is_file() and (run_dir / "metrics.csv").is_file()
+
+
+def test_bad_options_are_refused_before_anything_runs(sample_dirs):
+    images, masks = sample_dirs
+    for option, value in (("--epochs", 0), ("--bs", -1), ("--size", 8), ("--valid-pct", 0), ("--valid-pct", 150),
+                          ("--lr-hi", 0)):
+        out = cli("train", "--images", images, "--masks", masks, option, value, timeout=60)
+        assert out.returncode == 2 and option in out.stderr, (option, out.stderr)
+
+
+def test_valid_pct_takes_a_fraction_or_a_percentage():
+    from segstudio.cli import build_parser, train_config
+
+    for text in ("0.3", "30"):
+        args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--valid-pct", text])
+        assert train_config(args).data.valid_pct == pytest.approx(0.3)
 
 
 def test_version_lists_libraries():

@@ -84,3 +84,28 @@ def test_seg_as_image_is_explained(tmp_path, mk):
     out = export_dicom_seg(paths, [np.zeros((16, 16), np.uint8)], CODES[:2], tmp_path / "s.dcm")
     with pytest.raises(DataError, match="DICOM SEG \\(a segmentation, not an image\\)"):
         read_image_frames(out)
+
+
+def test_predict_folder_writes_segs_for_files_without_meta_and_never_raises(tmp_path, mk):
+    import torch
+    from fastai.vision.learner import create_unet_model
+
+    from segstudio.inference import Predictor
+    from segstudio.training.weights import architecture
+
+    folder = tmp_path / "nometa"
+    folder.mkdir()
+    for p in mk.series(tmp_path, 3):  # the same series, saved as bare datasets (no preamble, no meta)
+        ds = pydicom.dcmread(p)
+        del ds.file_meta
+        ds.preamble = None
+        ds.save_as(folder / p.name, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    (folder / "broken.dcm").write_bytes(b"DICM" * 10)
+    meta = {"arch": "resnet18", "n_out": 3, "n_in": 3, "size": 32, "codes": CODES, "mean": [0.5] * 3,
+            "std": [0.25] * 3, "window": "auto"}
+    model = create_unet_model(architecture("resnet18"), 3, (32, 32), pretrained=False, n_in=3)
+    report = Predictor(model, meta, torch.device("cpu")).predict_folder(folder, tmp_path / "out", dicom_seg=True)
+    assert len(report.written) == 3 and [p.path for p in report.problems] == ["broken.dcm"]
+    assert len(report.dicom_segs) == 1
+    seg = hd.seg.segread(report.dicom_segs[0])
+    assert len(seg.get_source_image_uids()) == 3

@@ -56,6 +56,9 @@ def test_run_folder_is_complete(trained_run, sample_data):
     state = torch.load(run / "model.pth", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert not list(run.glob(".*"))  # no temporary files left behind
+    from segstudio.runs import FILE_MODE
+
+    assert all((p.stat().st_mode & 0o777) == FILE_MODE for p in run.iterdir())  # not mkstemp's 0600
 
 
 def test_random_encoder_gets_flat_default_lrs(trained_run):
@@ -202,6 +205,37 @@ def test_find_lr_returns_curve_and_range(sample_data, tmp_path):
     assert 0 < result.suggested_lo <= result.suggested_hi
     assert result.suggested_lo == result.suggested_hi  # random encoder: flat range
     assert result.lrs[0] <= result.suggested_hi <= result.lrs[-1]
+
+
+@pytest.mark.parametrize("after_batches", [0, 3])
+def test_find_lr_stopped_early_is_cancelled_not_failed(sample_data, tmp_path, monkeypatch, after_batches):
+    from segstudio.training.callbacks import StopGuard
+
+    seen = []
+    original = StopGuard.before_batch
+
+    def counting(self):
+        seen.append(1)
+        if len(seen) > after_batches:
+            self.stop.set()
+        return original(self)
+
+    monkeypatch.setattr(StopGuard, "before_batch", counting)
+    session = TrainingSession()
+    if after_batches == 0:
+        session.cancel()  # before the sweep starts
+    result = session.find_lr(tiny_config(tmp_path), lambda e: None, dataset=sample_data, num_it=40)
+    assert isinstance(result, ev.Cancelled), result
+
+
+def test_lr_suggestions_from_a_short_sweep_fall_back():
+    from segstudio.training.lr_find import suggestions
+
+    lrs = [10 ** (-7 + i * 0.08) for i in range(100)]
+    losses = [2.0 - 0.01 * i for i in range(60)] + [float("nan")] * 40
+    valley_lr, at_min = suggestions(lrs, losses, 100)
+    assert 0 < valley_lr <= at_min <= lrs[59]
+    assert suggestions(lrs[:12], losses[:12], 100) == (0.0, 0.0)  # stopped early: too few points
 
 
 def test_lr_suggestion_depends_on_the_encoder():

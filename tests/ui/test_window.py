@@ -57,6 +57,8 @@ def test_settings_persist_between_windows(qtbot, runs_dir):
     s.combo_arch.setCurrentIndex(s.combo_arch.findData("resnet18"))
     s.set_lrs(2e-4, 5e-3)
     w.data_panel.set_folders("/some/images", "/some/masks")
+    w.data_panel.value_valid_pct.setValue(30)
+    w.data_panel.combo_window.setCurrentText("lung")
     w.tabs.setCurrentIndex(1)
     w.close()
     w2 = MainWindow(probe=False)
@@ -64,6 +66,8 @@ def test_settings_persist_between_windows(qtbot, runs_dir):
     cfg = w2.train_panel.settings.config()
     assert (cfg.epochs, cfg.arch, cfg.lr_lo, cfg.lr_hi) == (7, Arch.resnet18, 2e-4, 5e-3)
     assert w2.data_panel.path_images.text() == "/some/images"
+    data = w2.data_panel.data_config()
+    assert (data.valid_pct, data.window) == (0.3, "lung")
     assert w2.tabs.currentIndex() == 1
     w2.close()
 

@@ -64,7 +64,8 @@ class ReviewPanel(QWidget):
         self.setObjectName("panel_review")
         self.items: list = []
         self.codes: tuple[str, ...] = ()
-        self.run_dir = ""
+        self.run_dir = ""  # the run whose model is loaded
+        self._loading_run = ""
         self.predictor = None
         self.dataset = None
         self.current = -1
@@ -343,11 +344,13 @@ class ReviewPanel(QWidget):
         return True
 
     def load_run(self, run_dir: str, dataset=None) -> bool:
-        """Load a run's model and compute predictions on its validation images (in a worker)."""
-        self.run_dir = str(run_dir)
-        self.label_run.setText(f"Run: <b>{Path(run_dir).name}</b>")
-        return self._start(review_task(str(run_dir), dataset), "review", self._on_review,
-                           "Predicting validation images…")
+        """Load a run's model and compute predictions on its validation images (in a worker).
+        The panel switches to the run (model, label, exports) only once that succeeded."""
+        started = self._start(review_task(str(run_dir), dataset), "review", self._on_review,
+                              "Predicting validation images…")
+        if started:
+            self._loading_run = str(run_dir)
+        return started
 
     def choose_run(self) -> None:
         from segstudio.runs import default_runs_dir
@@ -390,6 +393,8 @@ class ReviewPanel(QWidget):
     @Slot(object)
     def _on_review(self, result) -> None:
         self.predictor, self.dataset, items = result
+        self.run_dir = self._loading_run
+        self.label_run.setText(f"Run: <b>{Path(self.run_dir).name}</b>")
         self.current = -1
         self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
         self.progress_review.setRange(0, 1)

@@ -43,6 +43,7 @@ class TrainPanel(QWidget):
         self.last_started: ev.Started | None = None
         self.last_lr_found: ev.LRFound | None = None
         self.last_final = None
+        self.last_config = None  # the TrainConfig of the latest run
         self._t0 = 0.0
         self._build()
 
@@ -132,6 +133,7 @@ class TrainPanel(QWidget):
         worker.finished.connect(self._on_thread_done)
         self.worker = worker
         self.last_final = None
+        self.last_config = config
         if mode == "train":
             self.plots.reset()
             self.preview.clear()
