@@ -10,6 +10,7 @@ Batch events are coalesced here, in the worker thread, and reach the GUI as list
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -157,6 +158,7 @@ class TrainWorker(QThread):
         except BaseException as exc:  # noqa: BLE001 - the thread must always report an end
             final = ev.Failed(message=f"{type(exc).__name__}: {exc}",
                               advice=traceback.format_exc())
+        gc.unfreeze()
         self._flush()
         if final is None:
             final = ev.Failed(message="The training session ended without a result.")
@@ -179,6 +181,10 @@ class TrainWorker(QThread):
         if isinstance(event, ev.Progress):
             self.progress.emit(event)
         elif isinstance(event, ev.Started):
+            # The model, data and libraries are loaded: move them out of the garbage collector's
+            # reach for the run, so its full collections (200-600 ms here, holding the GIL) do
+            # not stall the GUI. run() hands them back at the end.
+            gc.freeze()
             self.run_started.emit(event)
         elif isinstance(event, ev.PhaseChanged):
             self.phase_changed.emit(event)

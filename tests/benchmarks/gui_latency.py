@@ -87,6 +87,17 @@ def main() -> int:
                     stalls.append("".join(traceback.format_stack(frame, limit=6)) if frame else "?")
         done = threading.Event()
         threading.Thread(target=sample, daemon=True).start()
+        import gc
+
+        collections: list[tuple[float, int, float]] = []  # (start s, generation, ms)
+
+        def on_gc(phase, info, started={}):
+            now = clock.nsecsElapsed() / 1e6
+            if phase == "start":
+                started["t"] = now
+            elif "t" in started:
+                collections.append((started["t"] / 1000, info["generation"], now - started["t"]))
+        gc.callbacks.append(on_gc)
 
     def on_batches(batch):
         measuring["batches"] += len(batch)
@@ -133,6 +144,8 @@ def main() -> int:
         done.set()
         for stack in dict.fromkeys(stalls):  # unique stacks, first seen first
             print("GUI thread during a stall:\n" + stack)
+        for start, gen, ms in sorted(collections, key=lambda c: -c[2])[:3]:
+            print(f"garbage collection: generation {gen}, {ms:.0f} ms at {start:.2f} s")
     ok = np.percentile(gaps, 99) < 50
     print("PASS (p99 < 50 ms)" if ok else "FAIL (p99 >= 50 ms)")
     return 0 if ok else 2

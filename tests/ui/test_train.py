@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -82,6 +83,7 @@ def test_short_training_fills_plots_review_and_export(window, qtbot, sample_dirs
         pass
     qtbot.waitUntil(lambda: not panel.running, timeout=10000)
     assert isinstance(panel.last_final, ev.Finished), panel.last_final
+    assert gc.get_freeze_count() == 0  # the worker unfroze what it froze during the run
     plots = panel.plots
     plots.flush()
     n = len(plots.it)
