@@ -135,3 +135,33 @@ def test_dicom_items_show_modality_units_with_the_training_window(window, qtbot,
     panel.dataset = None  # an item without a DICOM source falls back to 8-bit display values
     panel.set_items([make_item("png", 0.5)], CODES)
     assert panel.slider_levels.value() == (0, 255) and panel.image_item.image.shape == (64, 64)
+
+
+def test_a_run_that_fails_to_load_does_not_replace_the_current_one(window, qtbot, tmp_path):
+    panel = window.review_panel
+    panel.run_dir, panel.predictor = "/runs/a", "model of run a"
+    broken = tmp_path / "broken_run"
+    broken.mkdir()  # no model.pth
+    assert panel.load_run(str(broken))
+    assert not panel.load_run(str(tmp_path / "other"))  # busy: refused
+    qtbot.waitUntil(lambda: not panel.busy, timeout=30000)
+    assert (panel.run_dir, panel.predictor) == ("/runs/a", "model of run a")
+    assert "broken_run" not in panel.label_run.text()
+
+
+def test_review_after_training_reuses_the_dataset_only_if_the_run_used_it(window, sample_data, monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from segstudio.config import DataConfig, TrainConfig
+
+    dp, calls = window.data_panel, []
+    data = DataConfig(images="/i", masks="/m")
+    dp.dataset, dp.loaded_key = sample_data, (data, 64)
+    monkeypatch.setattr(window.review_panel, "load_run", lambda run_dir, dataset=None: calls.append(dataset))
+    final = SimpleNamespace(run_dir="/runs/x")
+    window.train_panel.last_config = TrainConfig(data=data, size=64)
+    window._on_run_finished(final)
+    window.train_panel.last_config = TrainConfig(data=replace(data, valid_pct=0.5), size=64)
+    window._on_run_finished(final)
+    assert calls[0] is sample_data and calls[1] is None  # None: the review loads the run's own data
