@@ -6,7 +6,12 @@ class SegstudioError(Exception):
 
 
 class DataError(SegstudioError):
-    """The data cannot be used (missing folder, no usable pairs...)."""
+    """The data cannot be used (missing folder, no usable pairs...); `report` is the dataset
+    report when one was made, so the user can see every file's problem."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
 
 
 class Cancelled(Exception):

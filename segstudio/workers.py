@@ -211,11 +211,18 @@ def probe_environment(progress: ProgressFn, should_stop: StopFn) -> dict:
 
 
 def load_dataset_task(data: DataConfig, size: int):
-    """A TaskWorker function loading a dataset: returns (SegDataset, DatasetReport)."""
+    """A TaskWorker function loading a dataset: returns (SegDataset, DatasetReport, ""), or
+    (None, DatasetReport, message) when files were read but none is usable."""
     def fn(progress: ProgressFn, should_stop: StopFn):
         from segstudio.data import load_dataset
 
-        return load_dataset(data, size, progress=progress, should_stop=should_stop)
+        try:
+            dataset, report = load_dataset(data, size, progress=progress, should_stop=should_stop)
+        except SegstudioError as exc:
+            if getattr(exc, "report", None) is None:
+                raise
+            return None, exc.report, str(exc)
+        return dataset, report, ""
     return fn
 
 

@@ -85,7 +85,7 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
     scan = _scan(cfg, size, progress, should_stop)
     report = scan.report
     if not scan.items:
-        raise DataError(_no_pairs_message(report))
+        raise DataError(_no_pairs_message(report), report=report)
     channels = 3 if any(it.image.shape[0] == 3 for it in scan.items) else 1
     images = np.stack([np.repeat(it.image, channels // it.image.shape[0], axis=0)
                        for it in scan.items])

@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         dp.size_provider = tp.settings.value_size.value
         tp.data_provider = lambda size: (dp.data_config(), dp.dataset_for(dp.data_config(), size))
         dp.dataset_loaded.connect(self._on_dataset)
+        dp.dataset_cleared.connect(lambda: self.label_dataset.setText("No dataset"))
         dp.folders_changed.connect(self._remember_folders)
         dp.busy_changed.connect(lambda b: self._set_state("Loading data…" if b else "Idle"))
         tp.running_changed.connect(self._on_running)

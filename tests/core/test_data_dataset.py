@@ -176,8 +176,9 @@ def test_no_usable_pairs(data_dirs, mk):
     images, masks = data_dirs
     mk.png(images / "a.png", mk.gradient())
     mk.png(masks / "b.png", mk.square())
-    with pytest.raises(DataError, match="No usable image/mask pairs.*a.png: no matching mask"):
+    with pytest.raises(DataError, match="No usable image/mask pairs.*a.png: no matching mask") as err:
         load_dataset(DataConfig(str(images), str(masks)), 8)
+    assert err.value.report.unmatched_images == ["images/a.png"]  # the whole report travels along
     report = inspect_dataset(DataConfig(str(images), str(masks)))
     assert report.n_pairs == 0 and report.unmatched_images == ["images/a.png"]
     assert report.unmatched_masks == ["masks/b.png"]

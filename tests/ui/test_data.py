@@ -78,6 +78,35 @@ def test_load_failure_is_reported_not_fatal(window, qtbot, tmp_path):
     assert "Loading failed" in window.train_panel.text_log.toPlainText()
 
 
+def _load(panel, qtbot, images, masks):
+    panel.set_folders(images, masks)
+    with qtbot.waitSignal(panel.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
+        panel.load()
+
+
+def test_a_failed_load_clears_the_previous_dataset(window, qtbot, sample_dirs, tmp_path):
+    panel = window.data_panel
+    _load(panel, qtbot, *sample_dirs)
+    assert panel.dataset is not None and panel.list_thumbnails.count() > 0
+    _load(panel, qtbot, tmp_path / "missing", sample_dirs[1])
+    assert panel.dataset is None and panel.list_thumbnails.count() == 0
+    assert panel.table_classes.rowCount() == 0 and window.label_dataset.text() == "No dataset"
+
+
+def test_images_without_masks_list_every_file_in_the_problems(window, qtbot, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(images / f"case{i}.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "other.png")
+    panel = window.data_panel
+    _load(panel, qtbot, images, masks)
+    assert panel.progress_load.format() == "Loading failed" and panel.dataset is None
+    text = panel.text_problems.toPlainText()
+    assert all(f"case{i}.png: no matching mask" in text for i in range(3)) and "other.png" in text
+    assert panel.label_problems.text() == "Problems (4)"
+
+
 def _png(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

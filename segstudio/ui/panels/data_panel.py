@@ -26,6 +26,7 @@ class DataPanel(QWidget):
     """Pick folders, load them off the GUI thread (cancellable), show the report and thumbnails."""
 
     dataset_loaded = Signal(object, object)  # SegDataset, DatasetReport
+    dataset_cleared = Signal()
     busy_changed = Signal(bool)
     folders_changed = Signal(str, str)  # images, masks
     message = Signal(str, str)  # level ("info"/"warning"/"error"), text
@@ -260,7 +261,11 @@ class DataPanel(QWidget):
 
     @Slot(object)
     def _on_loaded(self, result) -> None:
-        dataset, report = result
+        dataset, report, error = result
+        if dataset is None:  # files were read, none usable: show why, file by file
+            self._on_failed(error.splitlines()[0], "")
+            self._show_report(report, error.splitlines()[0])
+            return
         self.dataset, self.report = dataset, report
         self.loaded_key = self._pending_key
         self._show_report(report)
@@ -275,6 +280,7 @@ class DataPanel(QWidget):
         self.progress_load.setRange(0, 1)
         self.progress_load.setValue(0)
         self.progress_load.setFormat("Loading failed")
+        self.clear_dataset()
         self.label_summary.setText(f"<b>Could not load the dataset.</b><br>{message}")
         self.message.emit("error", f"Loading failed: {message}" + (f"\n{details}" if details else ""))
 
@@ -297,8 +303,17 @@ class DataPanel(QWidget):
         if self.dataset is not None and self._worker is None and has_dicom(self.dataset):
             self.load()
 
+    def clear_dataset(self) -> None:
+        """Forget the loaded dataset (after a failed load, nothing stale stays on screen)."""
+        self.dataset, self.report, self.loaded_key = None, None, None
+        self.list_thumbnails.clear()
+        self.table_classes.setRowCount(0)
+        self.label_problems.setText("Problems")
+        self.text_problems.clear()
+        self.dataset_cleared.emit()
+
     # -- report ------------------------------------------------------------------------------
-    def _show_report(self, report) -> None:
+    def _show_report(self, report, headline: str = "") -> None:
         g = lambda name, default="?": getattr(report, name, default)  # noqa: E731
         lines = [f"<b>{g('n_pairs')}</b> image/mask pairs "
                  f"({g('n_images')} images, {g('n_masks')} masks) — "
@@ -309,6 +324,8 @@ class DataPanel(QWidget):
             lines.append(f"Masks: {g('mask_convention')}")
         for note in list(g("notes", []) or [])[:4]:
             lines.append(f"<i>{note}</i>")
+        if headline:
+            lines.insert(0, f"<b>Could not load the dataset.</b> {headline}")
         self.label_summary.setText("<br>".join(lines))
         classes = list(g("classes", []) or [])
         self.table_classes.setRowCount(len(classes))
