@@ -58,6 +58,9 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
     arch_fn, pretrained = resolve_encoder(config, warnings)
     stats = IMAGENET_STATS if pretrained else dataset_stats(data.images)
     dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed)
+    if dls.train.bs < config.bs:
+        warnings.append(f"Batch size {config.bs} is more than the {len(data.train_idx)} training images: "
+                        f"using batches of {dls.train.bs}.")
     dice = PerClassDice(len(data.codes))
     learn = unet_learner(dls, arch_fn, normalize=False, n_out=len(data.codes), pretrained=pretrained,
                          loss_func=make_loss(config.loss), metrics=[dice],

@@ -7,6 +7,7 @@ import tempfile
 import threading
 
 import torch
+from fastai.callback.core import Callback
 from fastai.callback.schedule import minimum, valley
 
 from ..config import TrainConfig
@@ -16,8 +17,20 @@ from .callbacks import StopGuard
 from .learner import build_learner
 
 
+class SweepProgress(Callback):
+    """Reports each step of the sweep as a Progress event."""
+
+    def __init__(self, on_event, total: int):
+        self.on_event, self.total, self.done = on_event, total, 0
+
+    def after_batch(self):
+        if self.training:
+            self.done += 1
+            self.on_event(ev.Progress(min(self.done, self.total), self.total, "LR sweep"))
+
+
 def find_lr(config: TrainConfig, data: SegDataset, device: torch.device, stop: threading.Event,
-            num_it: int = 100) -> ev.LRFound | None:
+            num_it: int = 100, on_event=lambda event: None) -> ev.LRFound | None:
     """Sweep the LR from 1e-7 to 10 over `num_it` batches; None when stopped.
 
     hi: see `suggest_hi`; lo is hi/100 for a pretrained encoder (small early-layer rates) and hi
@@ -29,6 +42,7 @@ def find_lr(config: TrainConfig, data: SegDataset, device: torch.device, stop: t
         learn.unfreeze()
         guard = StopGuard(stop)
         learn.add_cb(guard)
+        learn.add_cb(SweepProgress(on_event, num_it))
         try:
             learn.lr_find(num_it=num_it, show_plot=False, suggest_funcs=None)
         except Exception:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import threading
 import traceback
 from pathlib import Path
@@ -66,7 +67,10 @@ class TrainingSession:
                     run_dir=str(run_dir)))
             best = reporter.best_dice if reporter.best_epoch >= 0 else math.nan
             if self._stop.is_set():
-                return self._emit(on_event, ev.Cancelled(str(run_dir), reporter.epochs_done, best))
+                if reporter.best_epoch < 0:  # stopped before a model was saved: leave no husk
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    run_dir = None
+                return self._emit(on_event, ev.Cancelled(str(run_dir or ""), reporter.epochs_done, best))
             return self._emit(on_event, ev.Finished(str(run_dir), reporter.best_epoch, best, reporter.epochs_done))
         except Cancelled:
             return self._emit(on_event, ev.Cancelled(str(run_dir or ""), 0, math.nan))
@@ -81,7 +85,7 @@ class TrainingSession:
         try:
             data = dataset if dataset is not None else self._load(config, on_event)
             device, _ = resolve_device(config.device)
-            result = find_lr(config, data, device, self._stop, num_it=num_it)
+            result = find_lr(config, data, device, self._stop, num_it=num_it, on_event=on_event)
             if result is None:
                 return self._emit(on_event, ev.Cancelled("", 0, math.nan))
             return self._emit(on_event, result)

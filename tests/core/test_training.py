@@ -76,6 +76,7 @@ def test_pretrained_request_without_weights_warns_and_uses_random_lrs(sample_dat
     warnings = " ".join(e.message for e in of(events, ev.WarningEvent))
     assert "not in the local torch cache" in warnings
     assert isinstance(final, ev.Cancelled) and not of(events, ev.BatchEnd)
+    assert final.run_dir == "" and not list((tmp_path / "runs").iterdir())  # no model: no run folder
     started = of(events, ev.Started)[0]
     assert not started.pretrained and started.lr_lo == started.lr_hi
 
@@ -163,6 +164,8 @@ def test_cancel_from_another_thread(sample_data, tmp_path):
     assert isinstance(result["final"], ev.Cancelled)
     n_batches = len(of(events, ev.BatchEnd))
     assert n_batches < 50 * of(events, ev.Started)[0].iters_per_epoch
+    if not of(events, ev.EpochEnd):  # stopped inside the first epoch: no model, no run folder left
+        assert result["final"].run_dir == "" and not list((tmp_path / "runs").iterdir())
 
 
 def test_nan_loss_fails_with_advice(sample_data, tmp_path, monkeypatch):
@@ -200,6 +203,8 @@ def test_find_lr_returns_curve_and_range(sample_data, tmp_path):
     events = []
     result = TrainingSession().find_lr(tiny_config(tmp_path), events.append, dataset=sample_data, num_it=12)
     assert isinstance(result, ev.LRFound), result
+    sweep = [e for e in of(events, ev.Progress) if e.message == "LR sweep"]
+    assert [e.done for e in sweep] == list(range(1, len(sweep) + 1)) and sweep[0].total == 12
     assert len(result.lrs) == len(result.losses) > 5
     assert np.all(np.diff(result.lrs) > 0)
     assert 0 < result.suggested_lo <= result.suggested_hi
@@ -236,6 +241,16 @@ def test_lr_suggestions_from_a_short_sweep_fall_back():
     valley_lr, at_min = suggestions(lrs, losses, 100)
     assert 0 < valley_lr <= at_min <= lrs[59]
     assert suggestions(lrs[:12], losses[:12], 100) == (0.0, 0.0)  # stopped early: too few points
+
+
+def test_batch_larger_than_the_training_set_is_said(sample_data, tmp_path):
+    events = []
+    session = TrainingSession()
+    session.cancel()  # build and report only
+    session.run(tiny_config(tmp_path, bs=500), events.append, dataset=sample_data)
+    n = len(sample_data.train_idx)
+    assert any(f"Batch size 500 is more than the {n} training images" in e.message
+               for e in of(events, ev.WarningEvent))
 
 
 def test_lr_suggestion_depends_on_the_encoder():

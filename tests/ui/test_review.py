@@ -165,3 +165,11 @@ def test_review_after_training_reuses_the_dataset_only_if_the_run_used_it(window
     window.train_panel.last_config = TrainConfig(data=replace(data, valid_pct=0.5), size=64)
     window._on_run_finished(final)
     assert calls[0] is sample_data and calls[1] is None  # None: the review loads the run's own data
+
+
+def test_position_label_follows_a_resort(review, qtbot):
+    review.step(1)  # worst first: bad (0.2), middle (0.5)...
+    assert review.label_info.text().startswith("middle") and "(2/4" in review.label_info.text()
+    review.table_review.sortItems(0, Qt.SortOrder.AscendingOrder)  # by name: bad, empty, good, middle
+    qtbot.waitUntil(lambda: "(4/4" in review.label_info.text(), timeout=2000)
+    assert review.label_info.text().startswith("middle")

@@ -34,6 +34,11 @@ def test_lr_slider_sets_config_and_group_chart(window, qtbot):
     assert s.config().lr_hi == 3e-3
     assert math.isclose(s.slider_lr.value()[1], math.log10(3e-3), abs_tol=1e-6)
     assert np.allclose(s.chart_lr.values, lr_plan(1e-4, 3e-3))
+    # a value beyond the range is clamped, and the user is told
+    s.value_lr_hi.setText("1.0")
+    s.value_lr_hi.editingFinished.emit()
+    assert s.config().lr_hi == 0.1
+    assert "set to the nearest" in window.train_panel.text_log.toPlainText()
 
 
 def test_lr_defaults_follow_pretrained(window):
@@ -191,3 +196,12 @@ def test_find_lr_plots_and_applies(window, qtbot, sample_dirs):
     clamp = lambda x: min(max(x, 1e-6), 1e-1)  # noqa: E731  (the slider's range)
     assert lo == pytest.approx(clamp(found.suggested_lo), rel=0.06)
     assert hi == pytest.approx(clamp(found.suggested_hi), rel=0.06)
+
+
+def test_log_axis_labels_stay_distinct():
+    from segstudio.ui.panels.plots import log_tick_labels
+
+    assert log_tick_labels([-3, -2]) == ["1e-3", "1e-2"]
+    close = [math.log10(x) for x in (1e-3, 1.5e-3, 2e-3, 2.5e-3)]
+    labels = log_tick_labels(close)
+    assert len(set(labels)) == 4 and labels[1] == "1.5e-3"

@@ -23,7 +23,16 @@ class Log10Axis(pg.AxisItem):
     """An axis over log10(value) that labels ticks with the value itself (1e-04, 3e-03...)."""
 
     def tickStrings(self, values, scale, spacing):
-        return [f"{10 ** v:.0e}".replace("e-0", "e-") for v in values]
+        return log_tick_labels(values)
+
+
+def log_tick_labels(values) -> list[str]:
+    """Labels for ticks at log10 positions, with as few digits as keep them distinct."""
+    for digits in range(4):
+        labels = [f"{10 ** v:.{digits}e}".replace("e-0", "e-") for v in values]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def styled_plot(name: str, title: str, left: str = "", bottom: str = "",

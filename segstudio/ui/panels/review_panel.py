@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
     QLabel, QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
@@ -85,6 +85,9 @@ class ReviewPanel(QWidget):
         self.table_review.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table_review.horizontalHeader().setStretchLastSection(True)
         self.table_review.currentCellChanged.connect(lambda r, *_: self._show_row(r))
+        # sorting moves the current row: refresh its "(k/n)" position once the sort is done
+        self.table_review.horizontalHeader().sortIndicatorChanged.connect(
+            lambda *_: QTimer.singleShot(0, self._update_info))
         self.label_run = QLabel("No run loaded. Train a model or use File ▸ Open run.",
                                 objectName="label_run", wordWrap=True)
         self.progress_review = QProgressBar(objectName="progress_review", textVisible=True)
@@ -97,7 +100,7 @@ class ReviewPanel(QWidget):
                                        "(and as DICOM SEG for DICOM series)")
         self.button_open_run.clicked.connect(self.choose_run)
         self.button_predict.clicked.connect(lambda: self.export_masks())
-        left = QGroupBox("Validation images (worst first)")
+        left = QGroupBox("Validation images")
         left.setMinimumWidth(340)
         lv = QVBoxLayout(left)
         lv.addWidget(self.label_run)
@@ -238,10 +241,16 @@ class ReviewPanel(QWidget):
         self.image_item.setRect(rect)
         self.mask_item.setRect(rect)
         self.redraw()
-        self.label_info.setText(f"{item.name} — mean Dice {float(item.dice_mean):.3f}  "
-                                f"({row + 1}/{len(self.items)}, ↑/↓ to step)")
+        self._update_info()
         if first:
             self.viewbox.autoRange(padding=0)
+
+    def _update_info(self) -> None:
+        row = self.table_review.currentRow()
+        item, _ = self._item_at_row(row)
+        if item is not None:
+            self.label_info.setText(f"{item.name} — mean Dice {float(item.dice_mean):.3f}  "
+                                    f"({row + 1}/{len(self.items)}, ↑/↓ to step)")
 
     def _modality_frame(self, item):
         """The item's DICOM frame in modality units (HU for CT), or None to show the 8-bit image."""

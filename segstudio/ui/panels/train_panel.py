@@ -56,6 +56,7 @@ class TrainPanel(QWidget):
         self.button_apply_lr = self.settings.button_apply_lr
         self.button_find_lr.clicked.connect(lambda: self.start("find_lr"))
         self.button_apply_lr.clicked.connect(self.apply_suggested_lr)
+        self.settings.notice.connect(lambda text: self.message.emit("warning", text))
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 4, 0)
@@ -248,7 +249,10 @@ class TrainPanel(QWidget):
             self.progress_train.setValue(0)
             self.progress_train.setFormat("Stopped")
             dice = "" if math.isnan(final.best_dice) else f"; best Dice {final.best_dice:.3f}"
-            self.log("warning", f"Stopped after {final.epochs_done} epoch(s){dice}.")
+            if self.worker is not None and self.worker.mode == "find_lr":
+                self.log("warning", "LR finder stopped.")
+            else:
+                self.log("warning", f"Stopped after {final.epochs_done} epoch(s){dice}.")
             if final.run_dir and final.epochs_done > 0:
                 self.run_finished.emit(final)
         elif isinstance(final, ev.Failed):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
     QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
@@ -53,6 +52,7 @@ class TrainSettings(QWidget):
     """Edits a TrainConfig (without its data part). `changed` fires on every edit."""
 
     changed = Signal()
+    notice = Signal(str)  # a message for the user (e.g. a value out of range was clamped)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -140,8 +140,6 @@ class TrainSettings(QWidget):
         self.slider_lr.setSingleStep(0.05)
         self.slider_lr.setToolTip("Slide the log10 of the learning rate: left handle = early encoder "
                                   "layers, right handle = decoder")
-        validator = QDoubleValidator(10 ** LOG_MIN, 10 ** LOG_MAX, 8)
-        validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
         self.value_lr_lo = QLineEdit(objectName="value_lr_lo", maximumWidth=80)
         self.value_lr_hi = QLineEdit(objectName="value_lr_hi", maximumWidth=80)
         for edit in (self.value_lr_lo, self.value_lr_hi):
@@ -284,6 +282,10 @@ class TrainSettings(QWidget):
         if lo <= 0 or hi <= 0:
             self._sync_lr_views()
             return
+        low, high = 10 ** LOG_MIN, 10 ** LOG_MAX
+        if not (low <= lo <= high and low <= hi <= high):
+            self.notice.emit(f"Learning rates range from {low:.0e} to {high:.0e}: "
+                             f"{lo:g} … {hi:g} was set to the nearest values.")
         self.set_lrs(lo, hi)
         self.changed.emit()
 
