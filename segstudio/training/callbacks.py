@@ -43,6 +43,9 @@ class StopGuard(Callback):
             raise CancelFitException()
 
 
+DIVERGENCE = 100.0  # valid loss above this multiple of the first epoch's: warn
+
+
 class EventReporter(Callback):
     """Emits BatchEnd, EpochEnd and Preview events; calls `on_best` when the valid Dice improves.
 
@@ -58,6 +61,7 @@ class EventReporter(Callback):
         self.epoch_base = 0  # epochs done in earlier fits (fine_tune's frozen phase)
         self.iteration = 0
         self.best_dice, self.best_epoch, self.epochs_done = -math.inf, -1, 0
+        self.first_valid_loss, self.warned_divergence = math.nan, False
 
     @property
     def total_iterations(self) -> int:
@@ -93,8 +97,23 @@ class EventReporter(Callback):
         self.emit(ev.EpochEnd(epoch=epoch, epochs=self.total_epochs, train_loss=train_loss,
                               valid_loss=valid_loss, dice=tuple(float(d) for d in per_class),
                               dice_mean=mean, seconds=seconds, is_best=is_best))
+        self._check_divergence(valid_loss)
         if self.preview is not None:
             self.emit(self._preview(epoch))
+
+    def _check_divergence(self, valid_loss: float) -> None:
+        """Warn once when the validation loss explodes (a learning rate far too high) while the
+        training loss stays finite, which StopGuard's NaN check does not catch."""
+        if math.isnan(self.first_valid_loss):
+            self.first_valid_loss = valid_loss
+            return
+        if not self.warned_divergence and (not math.isfinite(valid_loss)
+                                           or valid_loss > DIVERGENCE * max(self.first_valid_loss, 1e-3)):
+            self.warned_divergence = True
+            self.emit(ev.WarningEvent(
+                f"The validation loss exploded ({self.first_valid_loss:.3g} after the first epoch, now "
+                f"{valid_loss:.3g}): the learning rate is probably too high. Lower the upper end of the "
+                "range or use Find LR."))
 
     def _preview(self, epoch: int) -> ev.Preview:
         names, images, targets = self.preview

@@ -28,6 +28,7 @@ from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info
 
 log = logging.getLogger(__name__)
+LEARNED = 0.05  # a best Dice below this after a whole run means nothing was learned: say so
 EventFn = Callable[[object], None]
 
 
@@ -71,6 +72,10 @@ class TrainingSession:
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir = None
                 return self._emit(on_event, ev.Cancelled(str(run_dir or ""), reporter.epochs_done, best))
+            if best < LEARNED:
+                on_event(ev.WarningEvent(
+                    f"The best validation Dice is {best:.3f}: the model has not learned the classes yet. "
+                    "Train longer, or check the learning rate (Find LR) and the masks."))
             return self._emit(on_event, ev.Finished(str(run_dir), reporter.best_epoch, best, reporter.epochs_done))
         except Cancelled:
             return self._emit(on_event, ev.Cancelled(str(run_dir or ""), 0, math.nan))

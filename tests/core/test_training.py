@@ -272,3 +272,26 @@ def test_lr_plan_matches_fastai_spreading():
     opt = Adam(params, lr=1e-3)
     opt.set_hyper("lr", slice(1e-5, 1e-2))
     assert [h["lr"] for h in opt.hypers] == pytest.approx(lr_plan(1e-5, 1e-2))
+
+
+def test_exploding_validation_loss_is_warned_once():
+    from segstudio.training.callbacks import EventReporter
+
+    emitted = []
+    reporter = EventReporter(emitted.append, None, 3, None, lambda *a: None, lambda row: None)
+    for loss in (1.1, 3.0, 5e15, float("inf")):
+        reporter._check_divergence(loss)
+    warnings = of(emitted, ev.WarningEvent)
+    assert len(warnings) == 1 and "5e+15" in warnings[0].message and "too high" in warnings[0].message
+
+
+@pytest.mark.parametrize("floor, warned", [(2.0, True), (-1.0, False)])
+def test_a_run_that_learned_nothing_says_so(sample_data, tmp_path, monkeypatch, floor, warned):
+    import segstudio.training.session as session_module
+
+    monkeypatch.setattr(session_module, "LEARNED", floor)  # every Dice is below 2, none below -1
+    events = []
+    final = TrainingSession().run(tiny_config(tmp_path, size=32), events.append, dataset=sample_data)
+    assert isinstance(final, ev.Finished)
+    said = any("has not learned" in e.message for e in of(events, ev.WarningEvent))
+    assert said == warned
