@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 import math
 import signal
 import sys
@@ -109,12 +110,13 @@ def versions() -> str:
 
     from .training.device import describe_device
 
-    try:
-        import PySide6
-
-        qt = PySide6.__version__
-    except ImportError:
-        qt = "not installed"
+    qt = "not installed"
+    for dist in ("PySide6-Essentials", "PySide6"):  # read from the metadata: the core imports no Qt
+        try:
+            qt = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            pass
     kind, name = describe_device("auto")
     return (f"segstudio {__version__}\ntorch {torch.__version__}\nfastai {fastai.__version__}\n"
             f"PySide6 {qt}\ndevice {kind}: {name}")
