@@ -132,9 +132,13 @@ def test_dicom_items_show_modality_units_with_the_training_window(window, qtbot,
     assert (overlay_rect.width(), overlay_rect.height()) == (128, 128)  # 64 px overlay stretched
     panel.slider_levels.setValue((-1000, 600))  # the slider spans the image's values
     assert tuple(panel.image_item.levels) == (-1000, 600) and "W 1600 L -200 HU" in panel.label_levels.text()
+    assert panel.combo_preset.isEnabled()
+    panel.combo_preset.activated.emit(panel.combo_preset.findText("lung"))  # width 1500, level -600
+    assert panel.slider_levels.value() == (-1350, 150) and "W 1500 L -600 HU" in panel.label_levels.text()
     panel.dataset = None  # an item without a DICOM source falls back to 8-bit display values
     panel.set_items([make_item("png", 0.5)], CODES)
     assert panel.slider_levels.value() == (0, 255) and panel.image_item.image.shape == (64, 64)
+    assert not panel.combo_preset.isEnabled()
 
 
 def test_a_run_that_fails_to_load_does_not_replace_the_current_one(window, qtbot, tmp_path):

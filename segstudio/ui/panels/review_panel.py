@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledSlider, QRangeSlider
 
+from segstudio.data.windowing import WINDOW_PRESETS
 from segstudio.ui import overlay, resources
 from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
 from segstudio.workers import TaskWorker, predict_folder_task, review_task
@@ -176,8 +177,13 @@ class ReviewPanel(QWidget):
         self.label_legend = QLabel("", objectName="label_legend")
         top.addWidget(self.label_legend)
         bottom = QHBoxLayout()
+        self.combo_preset = QComboBox(objectName="combo_window_preset", enabled=False)
+        self.combo_preset.addItem("Preset…")
+        self.combo_preset.addItems(list(WINDOW_PRESETS))
+        self.combo_preset.setToolTip("CT window presets (width/level in HU)")
+        self.combo_preset.activated.connect(self._apply_preset)
         for w in (QLabel("Opacity"), self.slider_opacity, QLabel("   Window"), self.slider_levels,
-                  self.label_levels):
+                  self.label_levels, self.combo_preset):
             bottom.addWidget(w)
         bottom.addStretch(1)
         h = QVBoxLayout()
@@ -273,6 +279,7 @@ class ReviewPanel(QWidget):
             hi = max(math.ceil(float(frame.values.max())), default[1], lo + 1)
             unit = frame.unit
         slider = self.slider_levels
+        self.combo_preset.setEnabled(unit == "HU")
         if unit != self._level_unit:
             self._level_unit = unit
             slider.setRange(lo, hi)
@@ -282,6 +289,17 @@ class ReviewPanel(QWidget):
             slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
             slider.setValue(keep)
         self._show_levels(slider.value())
+
+    @Slot(int)
+    def _apply_preset(self, index: int) -> None:
+        name = self.combo_preset.itemText(index)
+        if name in WINDOW_PRESETS and self._level_unit == "HU":
+            width, level = WINDOW_PRESETS[name]
+            lo, hi = math.floor(level - width / 2), math.ceil(level + width / 2)
+            slider = self.slider_levels
+            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
+            slider.setValue((lo, hi))
+        self.combo_preset.setCurrentIndex(0)
 
     @Slot(object)
     def _show_levels(self, value) -> None:
