@@ -205,3 +205,18 @@ def test_log_axis_labels_stay_distinct():
     close = [math.log10(x) for x in (1e-3, 1.5e-3, 2e-3, 2.5e-3)]
     labels = log_tick_labels(close)
     assert len(set(labels)) == 4 and labels[1] == "1.5e-3"
+
+
+def test_a_single_point_is_drawn_as_a_dot(qtbot):
+    from segstudio.ui.panels.plots import LivePlots
+
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.reset(("background", "liver"), ("a", "b", "c"))
+    batch = ev.BatchEnd(epoch=0, iteration=0, total_iterations=1, loss=1.0, lrs=(1e-3, 1e-3, 1e-3))
+    plots.add_batches([batch])
+    plots.flush()
+    assert plots.c_smooth.opts["symbol"] == "o" and plots.c_lr[0].opts["symbol"] == "o"
+    plots.add_batches([ev.BatchEnd(epoch=0, iteration=1, total_iterations=2, loss=0.9, lrs=(1e-3,) * 3)])
+    plots.flush()
+    assert plots.c_smooth.opts["symbol"] is None

@@ -260,6 +260,10 @@ class LivePlots(QWidget):
             for g, curve in enumerate(self.c_lr):
                 if g < lr.shape[1]:
                     curve.setData(it, np.log10(np.maximum(lr[:, g], 1e-12)))
+        single = len(it) == 1  # a line through one point draws nothing: show it as a dot
+        for curve in (self.c_smooth, *self.c_lr):
+            curve.setSymbol("o" if single else None)
+            curve.setSymbolSize(6)
 
 
 class PreviewTiles(QWidget):
