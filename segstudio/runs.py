@@ -1,4 +1,4 @@
-"""Run folders: config.json, report, metrics.csv/json, model.pth + model.json; list past runs.
+"""Run folders: config.json, metrics.csv/json, model.pth + model.json.
 
 Every file is written atomically (temporary file + rename), so a crash or Ctrl-C never leaves a
 half-written file behind.
@@ -12,7 +12,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,40 +93,3 @@ def save_model(run_dir: Path, state_dict: dict, meta: dict[str, Any]) -> None:
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
     write_atomic(Path(run_dir) / MODEL_FILE, buf.getvalue())
     write_json(Path(run_dir) / MODEL_META, meta)
-
-
-@dataclass
-class RunInfo:
-    path: Path
-    name: str
-    created: float
-    best_dice: float
-    has_model: bool
-    config: dict[str, Any]
-
-
-def read_run(path: str | Path) -> RunInfo:
-    """Summary of one run folder (missing files give empty values)."""
-    path = Path(path)
-
-    def load(name, default):
-        try:
-            return json.loads((path / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return default
-
-    metrics = load("metrics.json", [])
-    dices = [r.get("dice_mean", float("nan")) for r in metrics]
-    best = max((d for d in dices if d == d), default=float("nan"))
-    return RunInfo(path=path, name=path.name, created=path.stat().st_mtime, best_dice=best,
-                   has_model=(path / MODEL_FILE).is_file() and (path / MODEL_META).is_file(),
-                   config=load("config.json", {}))
-
-
-def list_runs(out_dir: str | Path | None = None) -> list[RunInfo]:
-    """Runs under `out_dir` (default: the user's runs folder), newest first."""
-    root = Path(out_dir) if out_dir else default_runs_dir()
-    if not root.is_dir():
-        return []
-    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: r.created, reverse=True)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QThread, Signal
@@ -48,12 +49,11 @@ class TaskWorker(QThread):
     failed = Signal(str, str)  # message for the user, technical details
     cancelled = Signal()
 
-    def __init__(self, fn: Callable[[ProgressFn, StopFn], Any], name: str = "task", parent=None,
-                 progress_interval: float = 0.05):
+    def __init__(self, fn: Callable[[ProgressFn, StopFn], Any], name: str = "task", parent=None):
         super().__init__(parent)
         self.setObjectName(f"worker_{name}")
         self._fn = fn
-        self._interval = progress_interval
+        self._interval = 0.05  # seconds between progress signals
         self._last = 0.0
 
     def stop(self) -> None:
@@ -127,10 +127,6 @@ class TrainWorker(QThread):
             session = self._session
         if session is not None:
             session.cancel()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop
 
     def _make_session(self):
         if self._factory is not None:
@@ -235,10 +231,8 @@ def review_task(run_dir: str, dataset=None):
         progress(0, 0, "Loading model")
         predictor = Predictor.load(run_dir)
         ds = dataset
-        if ds is None or getattr(ds, "size", None) != predictor.size:
-            from segstudio.config import TrainConfig
+        if ds is None or ds.size != predictor.size:
             from segstudio.data import load_dataset
-            from pathlib import Path
 
             cfg = TrainConfig.load(Path(run_dir) / "config.json")
             ds, _ = load_dataset(cfg.data, predictor.size, progress=progress,
@@ -268,11 +262,3 @@ def sample_dataset_task(progress: ProgressFn, should_stop: StopFn):
     from segstudio.data import sample_dataset
 
     return sample_dataset()
-
-
-def list_runs_task(runs_dir: str | None = None):
-    def fn(progress: ProgressFn, should_stop: StopFn):
-        from segstudio.runs import default_runs_dir, list_runs
-
-        return list_runs(runs_dir or default_runs_dir())
-    return fn

@@ -1,15 +1,23 @@
-"""Reading, pairing, checking and caching image/mask datasets (no Qt, no fastai)."""
+"""Reading, pairing, checking and caching image/mask datasets (no Qt, no fastai).
 
-from .dataset import ProgressFn, SegDataset, StopFn, inspect_dataset, load_dataset
-from .discovery import list_image_files
-from .reader import read_image_frames, resize_image, resize_mask
-from .report import ClassInfo, DatasetReport, Problem
-from .sample import sample_dataset
-from .series import group_series
-from .windowing import WINDOW_PRESETS
+The names below load their module on first use, so importing one light piece (e.g. the window
+presets, for the GUI) does not pull in pydicom and the whole data layer.
+"""
 
-__all__ = [
-    "ClassInfo", "DatasetReport", "Problem", "ProgressFn", "SegDataset", "StopFn",
-    "WINDOW_PRESETS", "group_series", "inspect_dataset", "list_image_files", "load_dataset", "read_image_frames",
-    "resize_image", "resize_mask", "sample_dataset",
-]
+from importlib import import_module
+
+_SOURCES = {
+    "ProgressFn": "dataset", "SegDataset": "dataset", "StopFn": "dataset", "inspect_dataset": "dataset",
+    "load_dataset": "dataset", "list_image_files": "discovery", "read_image_frames": "reader",
+    "resize_image": "reader", "resize_mask": "reader", "ClassInfo": "report", "DatasetReport": "report",
+    "Problem": "report", "sample_dataset": "sample", "group_series": "series", "WINDOW_PRESETS": "windowing",
+}
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_SOURCES[name]}", __name__), name)
+    globals()[name] = value
+    return value

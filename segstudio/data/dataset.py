@@ -86,11 +86,13 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
     report = scan.report
     if not scan.items:
         raise DataError(_no_pairs_message(report), report=report)
-    channels = 3 if any(it.image.shape[0] == 3 for it in scan.items) else 1
-    images = np.stack([np.repeat(it.image, channels // it.image.shape[0], axis=0)
-                       for it in scan.items])
-    masks = np.stack([scan.classes.lut(it.mask)[it.mask.local] for it in scan.items])
     items = scan.items
+    channels = 3 if any(it.image.shape[0] == 3 for it in items) else 1
+    images = np.empty((len(items), channels, size, size), np.uint8)  # filled in place: one copy
+    masks = np.empty((len(items), size, size), np.uint8)
+    for k, it in enumerate(items):
+        images[k] = it.image  # a gray (1, S, S) image broadcasts to 3 channels
+        masks[k] = scan.classes.lut(it.mask)[it.mask.local]
     data = SegDataset(images, masks, [it.name for it in items], [it.source for it in items],
                       [it.frame for it in items], [it.group for it in items],
                       [it.orig_size for it in items], list(scan.classes.codes),
@@ -113,10 +115,7 @@ def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> Dataset
     images_dir = _folder("images", cfg.images)
     window = parse_window(cfg.window)
     report = DatasetReport(str(images_dir), "")
-    try:
-        files = list_image_files(images_dir)
-    except OSError as e:
-        raise DataError(f"Cannot list {e.filename or images_dir}: {e.strerror or e}") from e
+    files = _list(images_dir)
     windows: Counter = Counter()
     for done, path in enumerate(files):
         if stop():
@@ -143,6 +142,13 @@ def _folder(label: str, value) -> Path:
     if not p.is_dir():
         raise DataError(f"{label.capitalize()} folder not found: {p}")
     return p
+
+
+def _list(folder: Path) -> list[Path]:
+    try:
+        return list_image_files(folder)
+    except OSError as e:
+        raise DataError(f"Cannot list {e.filename or folder}: {e.strerror or e}") from e
 
 
 def _folders(cfg: DataConfig) -> tuple[Path, Path]:
@@ -202,11 +208,8 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
                 progress: ProgressFn, stop: StopFn) -> _Found:
     """List and pair the files (by stem; DICOM SEG masks by referenced SOP Instance UID) in
     series and slice order; unmatched, duplicate and unreadable SEG files go to the report."""
-    try:
-        image_files = list_image_files(images_dir)
-        mask_files = list_image_files(masks_dir) if masks_dir != images_dir else []
-    except OSError as e:
-        raise DataError(f"Cannot list {e.filename or images_dir}: {e.strerror or e}") from e
+    image_files = _list(images_dir)
+    mask_files = _list(masks_dir) if masks_dir != images_dir else []
     if images_dir == masks_dir:
         image_files, mask_files = split_shared_folder(image_files)
         report.notes.append("images and masks share a folder: masks are the files named "
@@ -220,8 +223,9 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
         if (h := read_header(p)) is not None:
             headers[p] = h
     seg_files = [p for p in image_files + mask_files if p in headers and headers[p].is_seg]
-    image_files = [p for p in image_files if p not in seg_files]
-    pairing = pair_files(image_files, [p for p in mask_files if p not in seg_files])
+    seg_set = set(seg_files)
+    image_files = [p for p in image_files if p not in seg_set]
+    pairing = pair_files(image_files, [p for p in mask_files if p not in seg_set])
     segs = _pair_by_reference(pairing, seg_files, headers, rel, report)
     order = {p: i for i, p in enumerate(series_order(image_files, headers))}
     pairing.pairs.sort(key=lambda pair: order[pair[0]])

@@ -161,16 +161,16 @@ def codestream_size(frame: bytes) -> tuple[int, int] | None:
     return None
 
 
-def to_modality_units(frames: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+def to_modality_units(frames: np.ndarray, ds: pydicom.Dataset, start: int = 0) -> np.ndarray:
     """Stored values -> modality units (HU for CT) via the LUT or RescaleSlope/Intercept, which
-    enhanced multi-frame files may give per frame."""
+    enhanced multi-frame files may give per frame; `frames` begin at frame `start` of `ds`."""
     if "ModalityLUTSequence" in ds:
         return apply_modality_lut(frames, ds).astype(np.float32)
     out = frames.astype(np.float32)
     n = len(frames) if frames.ndim == 3 else 1
     slopes, intercepts = np.ones(n, np.float32), np.zeros(n, np.float32)
     for i in range(n):
-        item = _frame_item(ds, i, "PixelValueTransformationSequence")
+        item = _frame_item(ds, start + i, "PixelValueTransformationSequence")
         slopes[i] = float(item.get("RescaleSlope", 1) or 1)
         intercepts[i] = float(item.get("RescaleIntercept", 0) or 0)
     shape = (-1, 1, 1) if frames.ndim == 3 else ()
@@ -282,7 +282,7 @@ def read_modality_frame(path: str | Path, frame: int,
     frames = arr if _int(ds, "NumberOfFrames", 1) > 1 else arr[None]
     if not 0 <= frame < len(frames) or frames.ndim != 3:
         return None
-    values = to_modality_units(frames, ds)[frame]
+    values = to_modality_units(frames[frame:frame + 1], ds, start=frame)[0]
     (width, level), _ = _choose_window(values, ds, window)
     unit = "HU" if str(ds.get("Modality", "")).upper() == "CT" else ""
     return ModalityFrame(values, (float(width), float(level)), unit)

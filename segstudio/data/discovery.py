@@ -9,6 +9,12 @@ DICOM_EXTS = {".dcm", ".dicom"}
 IMAGE_EXTS = RASTER_EXTS | DICOM_EXTS
 SKIP_NAMES = {"dicomdir"}
 
+
+def looks_dicom(fmt: str, path: Path) -> bool:
+    """DICOM by its preamble, or a file of no known format without a raster extension (DICOM
+    without a preamble, e.g. extensionless scanner exports); `fmt` is `sniff_format(path)`."""
+    return fmt == "DICOM" or (not fmt and path.suffix.lower() not in RASTER_EXTS)
+
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),

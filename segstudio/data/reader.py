@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..errors import DataError
 from .dicom import first_line, read_dicom
-from .discovery import DICOM_EXTS, RASTER_EXTS, sniff_format
+from .discovery import DICOM_EXTS, looks_dicom, sniff_format
 from .raster import read_raster
 from .windowing import parse_window, to_uint8
 
@@ -38,7 +38,7 @@ def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool
         raise DataError("empty file (0 bytes)")
     suffix = path.suffix.lower()
     try:
-        if fmt == "DICOM" or (not fmt and suffix not in RASTER_EXTS):
+        if looks_dicom(fmt, path):
             d = read_dicom(path, window, raw=mask, force=fmt != "DICOM")
             out = ImageFile(d.frames, d.group, d.window)
         else:

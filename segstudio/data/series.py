@@ -14,7 +14,7 @@ import pydicom
 from pydicom.uid import SegmentationStorage
 
 from .dicom import open_capped, quiet
-from .discovery import RASTER_EXTS, sniff_format
+from .discovery import looks_dicom, sniff_format
 
 _TAGS = ["SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber",
          "ImagePositionPatient", "ImageOrientationPatient", "NumberOfFrames"]
@@ -38,7 +38,7 @@ def read_header(path: Path) -> DicomHeader | None:
     """The header fields used for pairing and ordering; None for files that are not DICOM."""
     try:
         fmt = sniff_format(path)
-        if fmt != "DICOM" and (fmt or path.suffix.lower() in RASTER_EXTS):
+        if not looks_dicom(fmt, path):
             return None
         with quiet(), open_capped(path) as f:
             ds = pydicom.dcmread(f, stop_before_pixels=True, force=True, specific_tags=_TAGS)
@@ -56,21 +56,23 @@ def read_header(path: Path) -> DicomHeader | None:
 def series_order(paths: list[Path], headers: dict[Path, DicomHeader]) -> list[Path]:
     """`paths` with each series' files together in slice order; a series sits where its first
     file is in `paths`, and files outside any series keep their place."""
-    groups: dict[str, list[Path]] = {}
-    for i, p in enumerate(paths):
-        h = headers.get(p)
-        groups.setdefault(h.series_uid if h and h.series_uid else f"#{i}", []).append(p)
-    return [p for members in groups.values() for p in _slice_order(members, headers)]
+    return [p for members in _by_series(paths, headers) for p in _slice_order(members, headers)]
 
 
 def group_series(paths: list[str | Path]) -> list[list[Path]]:
     """The DICOM files among `paths` grouped by SeriesInstanceUID, each group in slice order."""
     paths = [Path(p) for p in paths]
     headers = {p: h for p in paths if (h := read_header(p)) is not None and h.series_uid}
-    ordered = series_order([p for p in paths if p in headers], headers)
+    return [_slice_order(members, headers) for members in _by_series([p for p in paths if p in headers], headers)]
+
+
+def _by_series(paths: list[Path], headers: dict[Path, DicomHeader]) -> list[list[Path]]:
+    """`paths` grouped by series UID, groups in order of their first file; a file without a
+    series is a group of its own."""
     groups: dict[str, list[Path]] = {}
-    for p in ordered:
-        groups.setdefault(headers[p].series_uid, []).append(p)
+    for i, p in enumerate(paths):
+        h = headers.get(p)
+        groups.setdefault(h.series_uid if h and h.series_uid else f"#{i}", []).append(p)
     return list(groups.values())
 
 

@@ -125,24 +125,23 @@ class Predictor:
 
     def _write_dicom_segs(self, masks: dict[Path, list[np.ndarray]], out_dir: Path,
                           report: PredictReport) -> None:
-        for series in group_series(list(masks)):
+        def write(paths: list[Path]) -> DataError | None:
+            out = out_dir / f"{safe_name(paths[0].stem)}_seg.dcm"
             try:
-                self._write_dicom_seg(series, masks, out_dir, report)
-            except DataError:  # only raised for several slices
-                for path in series:  # e.g. slices without a patient coordinate system: one SEG each
-                    self._write_dicom_seg([path], masks, out_dir, report)
+                export_dicom_seg(paths, [m for p in paths for m in masks[p]], self.codes, out)
+            except DataError as exc:
+                return exc
+            report.dicom_segs.append(str(out))
+            return None
 
-    def _write_dicom_seg(self, series: list[Path], masks: dict[Path, list[np.ndarray]], out_dir: Path,
-                         report: PredictReport) -> None:
-        out = out_dir / f"{safe_name(series[0].stem)}_seg.dcm"
-        try:
-            export_dicom_seg(series, [m for p in series for m in masks[p]], self.codes, out)
-        except DataError as exc:
-            if len(series) > 1:
-                raise
-            report.problems.append(Problem(series[0].name, f"DICOM SEG not written: {exc}"))
-            return
-        report.dicom_segs.append(str(out))
+        for series in group_series(list(masks)):
+            error = write(series)
+            if error and len(series) > 1:  # e.g. slices without patient coordinates: one SEG each
+                for path in series:
+                    if (error := write([path])):
+                        report.problems.append(Problem(path.name, f"DICOM SEG not written: {error}"))
+            elif error:
+                report.problems.append(Problem(series[0].name, f"DICOM SEG not written: {error}"))
 
 
 def safe_name(name: str) -> str:

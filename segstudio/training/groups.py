@@ -1,10 +1,12 @@
-"""Parameter groups of a ResNet U-Net and the learning rate each gets (pure Python, no torch).
+"""Parameter groups of a ResNet U-Net and the learning rate each gets (no torch: the GUI uses it).
 
 fastai splits a ResNet DynamicUnet into three groups and spreads `slice(lo, hi)` geometrically
 over them (fastcore's `even_mults`): the early encoder gets `lo`, the decoder `hi`.
 """
 
 from __future__ import annotations
+
+from fastcore.basics import even_mults
 
 RESNET_GROUPS = ("encoder: stem, layer1, layer2", "encoder: layer3, layer4", "decoder")
 
@@ -15,8 +17,5 @@ def group_names(arch: str = "resnet34") -> list[str]:
 
 
 def lr_plan(lr_lo: float, lr_hi: float, n_groups: int = len(RESNET_GROUPS)) -> list[float]:
-    """The peak LR of each group for `slice(lr_lo, lr_hi)`, as fastai computes it."""
-    if n_groups == 1:
-        return [lr_hi]
-    step = (lr_hi / lr_lo) ** (1 / (n_groups - 1))
-    return [lr_lo * step**i for i in range(n_groups)]
+    """The peak LR of each group for `slice(lr_lo, lr_hi)`: fastcore's `even_mults`, as fastai uses it."""
+    return [lr_hi] if n_groups == 1 else [float(lr) for lr in even_mults(lr_lo, lr_hi, n_groups)]

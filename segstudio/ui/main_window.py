@@ -162,9 +162,7 @@ class MainWindow(QMainWindow):
     # -- reactions ---------------------------------------------------------------------------
     @Slot(object, object)
     def _on_dataset(self, dataset, report) -> None:
-        n_train = getattr(report, "n_train", len(dataset.train_idx))
-        n_valid = getattr(report, "n_valid", len(dataset.valid_idx))
-        self.label_dataset.setText(f"{len(dataset.names)} images ({n_train} train / {n_valid} valid), "
+        self.label_dataset.setText(f"{len(dataset.names)} images ({report.n_train} train / {report.n_valid} valid), "
                                    f"{len(dataset.codes)} classes, {dataset.size}px")
 
     @Slot(str, str)

@@ -22,6 +22,9 @@ def class_color(index: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in PALETTE[1 + (index - 1) % (len(PALETTE) - 1)])
 
 
+_LUT = np.array([class_color(i) for i in range(256)], dtype=np.uint8)  # class index -> RGB
+
+
 def contour(mask: np.ndarray) -> np.ndarray:
     """Boolean map of pixels on the edge of their class region (4-neighbourhood)."""
     m = np.asarray(mask)
@@ -37,9 +40,8 @@ def colorize(mask: np.ndarray, alpha: int = 255, outline: bool = False,
              visible: set[int] | None = None) -> np.ndarray:
     """RGBA (H, W, 4) uint8: each foreground class in its palette colour, background transparent."""
     m = np.asarray(mask)
-    lut = np.array([class_color(i) for i in range(256)], dtype=np.uint8)
     rgba = np.zeros(m.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = lut[m]
+    rgba[..., :3] = _LUT[m]
     show = m > 0
     if visible is not None:
         show &= np.isin(m, list(visible))

@@ -300,7 +300,7 @@ class DataPanel(QWidget):
 
     @Slot(str)
     def _window_changed(self, _name: str) -> None:
-        if self.dataset is not None and self._worker is None and has_dicom(self.dataset):
+        if self.dataset is not None and self._worker is None:
             self.load()
 
     def clear_dataset(self) -> None:
@@ -366,17 +366,7 @@ class DataPanel(QWidget):
 
 
 def window_choices() -> list[str]:
-    """The window modes ("auto", "file", "percentile") then the data layer's DICOM presets."""
-    try:
-        from segstudio.data import WINDOW_PRESETS
-    except Exception:  # the data layer failed to import: keep the GUI usable
-        return ["auto"]
-    names = list(WINDOW_PRESETS.keys() if isinstance(WINDOW_PRESETS, dict) else WINDOW_PRESETS)
-    modes = ["auto", "file", "percentile"]
-    return modes + [str(n) for n in names if str(n) not in modes]
+    """The window modes ("auto", "file", "percentile") then the DICOM presets."""
+    from segstudio.data.windowing import MODES, WINDOW_PRESETS
 
-
-def has_dicom(dataset) -> bool:
-    sources = getattr(dataset, "sources", None) or []
-    return any(str(s).lower().endswith((".dcm", ".dicom")) or "dicom" in str(s).lower()
-               for s in list(sources)[:50]) or bool(getattr(dataset, "window", None))
+    return list(MODES) + list(WINDOW_PRESETS)

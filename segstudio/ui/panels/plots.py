@@ -221,8 +221,6 @@ class LivePlots(QWidget):
                 self._avg = 0.98 * self._avg + 0.02 * loss
             self.smooth.append(self._avg / (1 - 0.98 ** self._n) if self._n else float("nan"))
             self.lrs.append(tuple(float(x) for x in b.lrs))
-            if not self.iters_per_epoch and b.total_iterations:
-                pass
         self._dirty = True
 
     def add_epoch(self, e) -> None:

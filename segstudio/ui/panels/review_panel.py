@@ -69,6 +69,7 @@ class ReviewPanel(QWidget):
         self._loading_run = ""
         self.predictor = None
         self.dataset = None
+        self._frames: dict[int, object] = {}  # dataset index -> ModalityFrame or None
         self.current = -1
         self._worker: TaskWorker | None = None
         self._build()
@@ -195,6 +196,7 @@ class ReviewPanel(QWidget):
     # -- data --------------------------------------------------------------------------------
     def set_items(self, items: list, codes: tuple[str, ...] = ()) -> None:
         self.items = list(items)
+        self._frames = {}
         self.codes = tuple(codes) or tuple(f"class {i}" for i in range(len(items[0].dice))) \
             if items else tuple(codes)
         fg = list(range(1, len(self.codes)))
@@ -234,12 +236,7 @@ class ReviewPanel(QWidget):
         self.current = index
         self.placeholder.setVisible(False)
         frame = self._modality_frame(item)
-        if frame is not None:
-            image = frame.values
-        elif np.asarray(item.image).ndim == 2:
-            image = overlay.to_rgb(item.image)[..., 0]
-        else:
-            image = overlay.to_rgb(item.image)
+        image = frame.values if frame is not None else item.image  # (S, S) or (S, S, 3) uint8
         self._set_level_range(frame)
         self.image_item.setImage(image, autoLevels=False, levels=self.slider_levels.value())
         # The overlay (training size) is stretched over the image (original size for DICOM).
@@ -259,14 +256,18 @@ class ReviewPanel(QWidget):
                                     f"({row + 1}/{len(self.items)}, ↑/↓ to step)")
 
     def _modality_frame(self, item):
-        """The item's DICOM frame in modality units (HU for CT), or None to show the 8-bit image."""
+        """The item's DICOM frame in modality units (HU for CT), or None to show the 8-bit image;
+        each file is decoded once per review (stepping back and forth reuses it)."""
         ds = self.dataset
-        if ds is None or not 0 <= item.index < len(getattr(ds, "sources", ())):
+        if ds is None or not 0 <= item.index < len(ds.sources):
             return None
-        from segstudio.data.dicom import read_modality_frame
-        from segstudio.data.windowing import parse_window
+        if item.index not in self._frames:
+            from segstudio.data.dicom import read_modality_frame
+            from segstudio.data.windowing import parse_window
 
-        return read_modality_frame(ds.sources[item.index], ds.frames[item.index], parse_window(ds.window))
+            self._frames[item.index] = read_modality_frame(ds.sources[item.index], ds.frames[item.index],
+                                                           parse_window(ds.window))
+        return self._frames[item.index]
 
     def _set_level_range(self, frame) -> None:
         """Slider range in the displayed units; reset to the training window when they change."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -197,21 +198,27 @@ class TrainSettings(QWidget):
             preview_count=self.value_preview.value())
 
     def set_config(self, c: TrainConfig) -> None:
-        with signals_blocked(self.bool_pretrained):
+        editors = (self.bool_pretrained, self.combo_arch, self.combo_schedule, self.combo_loss,
+                   self.combo_device, self.combo_precision, self.value_size, self.value_bs,
+                   self.value_epochs, self.value_freeze_epochs, self.bool_augment, self.value_seed,
+                   self.value_preview, self.path_runs)
+        with ExitStack() as quiet:  # one update (and one `changed`) at the end, not one per field
+            for w in editors:
+                quiet.enter_context(signals_blocked(w))
             self.bool_pretrained.setChecked(c.pretrained)
-        set_combo(self.combo_arch, c.arch)
-        set_combo(self.combo_schedule, c.schedule)
-        set_combo(self.combo_loss, c.loss)
-        set_combo(self.combo_device, c.device)
-        set_combo(self.combo_precision, c.precision)
-        self.value_size.setValue(c.size)
-        self.value_bs.setValue(c.bs)
-        self.value_epochs.setValue(c.epochs)
-        self.value_freeze_epochs.setValue(c.freeze_epochs)
-        self.bool_augment.setChecked(c.augment)
-        self.value_seed.setValue(c.seed)
-        self.value_preview.setValue(c.preview_count)
-        self.path_runs.setText(c.out_dir)
+            set_combo(self.combo_arch, c.arch)
+            set_combo(self.combo_schedule, c.schedule)
+            set_combo(self.combo_loss, c.loss)
+            set_combo(self.combo_device, c.device)
+            set_combo(self.combo_precision, c.precision)
+            self.value_size.setValue(c.size)
+            self.value_bs.setValue(c.bs)
+            self.value_epochs.setValue(c.epochs)
+            self.value_freeze_epochs.setValue(c.freeze_epochs)
+            self.bool_augment.setChecked(c.augment)
+            self.value_seed.setValue(c.seed)
+            self.value_preview.setValue(c.preview_count)
+            self.path_runs.setText(c.out_dir)
         lo, hi = c.lrs(self.effective_pretrained())
         self._lr_touched = c.lr_lo is not None or c.lr_hi is not None
         self.set_lrs(lo, hi, touched=self._lr_touched)
