@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from importlib import metadata
 import math
+import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -20,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="open the app with the built-in sample dataset")
     p.add_argument("--images", help="image folder to open in the app")
     p.add_argument("--masks", help="mask folder to open in the app")
+    p.add_argument("--self-test", action="store_true",
+                   help="open the window, train one tiny epoch on the sample, predict, and exit 0 if all worked")
+    p.add_argument("--install-desktop-entry", action="store_true",
+                   help="add segstudio to this user's applications menu (Linux)")
+    p.add_argument("--uninstall-desktop-entry", action="store_true", help="remove that menu entry again")
     sub = p.add_subparsers(dest="command")
 
     ins = sub.add_parser("inspect", help="print the dataset report")
@@ -93,15 +100,32 @@ def learning_rate(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prepare_process()
     args = build_parser().parse_args(argv)
     if args.version:
         print(versions())
         return 0
+    if args.self_test:
+        from .ui.self_test import run_self_test
+
+        return run_self_test()
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        return cmd_desktop_entry(install=args.install_desktop_entry)
     if args.command is None:
         from .ui.app import run_app
 
         return run_app(demo=args.demo, images=args.images, masks=args.masks)
     return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict}[args.command](args)
+
+
+def prepare_process() -> None:
+    """First steps of a frozen or windowed process: multiprocessing's child processes re-run this
+    executable (freeze_support lets them), and a bundle without a console (or pythonw) has no
+    stdout/stderr, which tqdm, torch.hub and print write to."""
+    multiprocessing.freeze_support()
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
 
 
 def versions() -> str:
@@ -120,6 +144,28 @@ def versions() -> str:
     kind, name = describe_device("auto")
     return (f"segstudio {__version__}\ntorch {torch.__version__}\nfastai {fastai.__version__}\n"
             f"PySide6 {qt}\ndevice {kind}: {name}")
+
+
+def cmd_desktop_entry(install: bool) -> int:
+    if not sys.platform.startswith("linux"):
+        print("Desktop entries are for Linux desktops; for Windows and macOS, see packaging/README.md "
+              "in segstudio's source (a .app bundle, or an installer around the Windows bundle).", file=sys.stderr)
+        return 2
+    from . import desktop_entry
+    from .errors import SegstudioError
+
+    try:
+        paths = desktop_entry.install() if install else desktop_entry.uninstall()
+    except (SegstudioError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"{'wrote' if install else 'removed'} {path}")
+    if install:
+        print(f"segstudio is in the applications menu; it starts {' '.join(desktop_entry.launch_command())}")
+    elif not paths:
+        print("no segstudio desktop entry was installed for this user")
+    return 0
 
 
 def cmd_inspect(args) -> int:

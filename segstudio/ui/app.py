@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 
 from PySide6.QtWidgets import QApplication
 
 import segstudio
+from segstudio.desktop_entry import APP_ID
 from segstudio.ui import resources
 from segstudio.ui.settings import APP, ORG
 
@@ -20,6 +20,7 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     app.setApplicationVersion(segstudio.__version__)
+    app.setDesktopFileName(APP_ID)  # Wayland docks match the window to the installed menu entry
     app.setWindowIcon(resources.app_icon())
     app.setStyle("Fusion")
     app.setStyleSheet(resources.stylesheet())
@@ -32,7 +33,6 @@ def run_app(argv: list[str] | None = None, demo: bool = False, images: str | Non
 
     demo=True opens with the built-in sample dataset; images/masks preset (and load) folders.
     """
-    multiprocessing.freeze_support()
     app = make_app(argv)
     from segstudio.ui.main_window import MainWindow
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import sys
 from importlib import metadata
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
 
@@ -24,6 +24,8 @@ DATA, TRAIN, REVIEW = 0, 1, 2
 
 
 class MainWindow(QMainWindow):
+    error_reported = Signal(str)  # every error the user is shown (the self-test listens)
+
     def __init__(self, settings: Settings | None = None, probe: bool = True):
         super().__init__()
         self.setObjectName("main_window")
@@ -196,6 +198,7 @@ class MainWindow(QMainWindow):
         self.train_panel.log(level, text)
         self.statusBar().showMessage(text.splitlines()[0] if text else "", 8000)
         if level == "error":
+            self.error_reported.emit(text)
             first, _, rest = text.partition("\n")
             self.train_panel.show_error("segstudio", first, rest)
 

@@ -1,40 +1,10 @@
-"""Find bundled resources (icons, stylesheet) from a checkout, an installed wheel or a frozen app."""
+"""Qt views of the bundled resources: icons and the stylesheet (found by segstudio.resource_paths)."""
 
 from __future__ import annotations
 
-import sys
-from functools import lru_cache
-from pathlib import Path
-
 from PySide6.QtGui import QIcon
 
-import segstudio
-
-
-def _candidates() -> list[Path]:
-    pkg = Path(segstudio.__file__).resolve().parent
-    out = [pkg.parent / "resources", pkg / "resources"]
-    meipass = getattr(sys, "_MEIPASS", None)
-    if meipass:
-        out.append(Path(meipass) / "resources")
-    return out
-
-
-@lru_cache(maxsize=1)
-def resources_dir() -> Path | None:
-    """The first resources/ folder that holds the stylesheet, or None when none is found."""
-    for cand in _candidates():
-        if (cand / "style.qss").is_file():
-            return cand
-    return None
-
-
-def resource_path(name: str) -> Path | None:
-    root = resources_dir()
-    if root is None:
-        return None
-    path = root / name
-    return path if path.exists() else None
+from segstudio.resource_paths import resource_path
 
 
 def icon(name: str) -> QIcon:

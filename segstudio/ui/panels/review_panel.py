@@ -64,6 +64,7 @@ class ReviewPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("panel_review")
         self.items: list = []
+        self.last_export = None  # the PredictionReport of the last "Predict folder"
         self.codes: tuple[str, ...] = ()
         self.run_dir = ""  # the run whose model is loaded
         self._loading_run = ""
@@ -432,6 +433,7 @@ class ReviewPanel(QWidget):
 
     @Slot(object)
     def _on_predicted(self, report) -> None:
+        self.last_export = report
         written, problems = list(report.written), list(report.problems)
         self.progress_review.setRange(0, 1)
         self.progress_review.setValue(1)

@@ -1,0 +1,111 @@
+"""Install (or remove) the freedesktop menu entry, icons and AppStream metainfo for this user.
+
+`segstudio --install-desktop-entry` writes them under $XDG_DATA_HOME (default ~/.local/share), with
+the entry's Exec pointing at this installation's `segstudio` (a virtual environment's script or the
+frozen bundle's executable), so the app starts from the desktop menu like other software.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import SegstudioError
+from .resource_paths import resources_dir
+
+APP_ID = "io.github.segstudio.segstudio"
+ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
+_EXEC_RESERVED = set(' \t\n"\'\\><~|&;$*?#()`')
+
+
+def data_home() -> Path:
+    """$XDG_DATA_HOME, or ~/.local/share when it is unset or not absolute (as the XDG spec says)."""
+    env = os.environ.get("XDG_DATA_HOME", "")
+    return Path(env) if env and os.path.isabs(env) else Path.home() / ".local" / "share"
+
+
+def launch_command() -> list[str]:
+    """The command that starts this installation of segstudio."""
+    if getattr(sys, "frozen", False):
+        return [os.path.abspath(sys.executable)]
+    # No resolve(): a venv's python is a symlink, and the script lives beside the link.
+    script = Path(os.path.abspath(sys.executable)).with_name("segstudio.exe" if os.name == "nt" else "segstudio")
+    return [str(script)] if script.is_file() else [os.path.abspath(sys.executable), "-m", "segstudio"]
+
+
+def quote_exec_arg(arg: str) -> str:
+    """One argument of a desktop entry's Exec key (quoting and escaping per the spec; % doubled)."""
+    arg = arg.replace("%", "%%")
+    if not any(ch in _EXEC_RESERVED for ch in arg):
+        return arg
+    escaped = "".join("\\" + ch if ch in '"`$\\' else ch for ch in arg)
+    return f'"{escaped}"'
+
+
+def desktop_entry_text(template: str, command: list[str]) -> str:
+    """The template with Exec and TryExec set to `command` (an absolute path, so no PATH is needed)."""
+    lines = []
+    for line in template.splitlines():
+        if line.startswith("Exec="):
+            line = "Exec=" + " ".join(quote_exec_arg(a) for a in command)
+        elif line.startswith("TryExec="):
+            line = "TryExec=" + command[0]
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def planned_files(target: Path) -> dict[Path, Path | None]:
+    """{destination: source} for everything the entry installs (source None: generated)."""
+    res = resources_dir()
+    if res is None:
+        raise SegstudioError("The resources folder (icons, desktop entry) is missing from this installation.")
+    files: dict[Path, Path | None] = {
+        target / "applications" / f"{APP_ID}.desktop": None,
+        target / "metainfo" / f"{APP_ID}.metainfo.xml": res / "linux" / f"{APP_ID}.metainfo.xml",
+        target / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg": res / "segstudio.svg",
+    }
+    for n in ICON_SIZES:
+        rel = Path("icons") / "hicolor" / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
+        files[target / rel] = res / "hicolor" / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
+    return files
+
+
+def install(target: Path | None = None, command: list[str] | None = None) -> list[Path]:
+    """Write the desktop entry, metainfo and icons under `target` (default: data_home()); returns the paths."""
+    target = target or data_home()
+    command = command or launch_command()
+    res = resources_dir()
+    written = []
+    for dest, source in planned_files(target).items():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if source is None:
+            template = (res / "linux" / f"{APP_ID}.desktop").read_text(encoding="utf-8")
+            dest.write_text(desktop_entry_text(template, command), encoding="utf-8")
+        else:
+            shutil.copyfile(source, dest)
+        written.append(dest)
+    _refresh_caches(target)
+    return written
+
+
+def uninstall(target: Path | None = None) -> list[Path]:
+    """Remove what install() wrote; returns the paths that were there."""
+    target = target or data_home()
+    removed = [p for p in planned_files(target) if p.is_file()]
+    for path in removed:
+        path.unlink()
+    _refresh_caches(target)
+    return removed
+
+
+def _refresh_caches(target: Path) -> None:
+    """Tell the desktop about the change where its cache tools exist (optional: menus rescan anyway)."""
+    for tool, arg in (("update-desktop-database", target / "applications"),
+                      ("gtk-update-icon-cache", target / "icons" / "hicolor")):
+        exe = shutil.which(tool)
+        if exe and arg.is_dir():
+            subprocess.run([exe, "-q", str(arg)] if tool == "update-desktop-database" else
+                           [exe, "-q", "-t", "-f", str(arg)], check=False, capture_output=True)

@@ -1,0 +1,38 @@
+"""Where the bundled resources (icons, stylesheet, desktop entry) are: one lookup for every layout.
+
+- checkout (and editable install): ``<repo>/segstudio/`` next to ``<repo>/resources/``;
+- installed wheel: ``site-packages/segstudio/resources/`` (pyproject maps ``resources/`` there);
+- frozen bundle: ``<bundle>/_internal/segstudio/resources/`` (the PyInstaller spec puts it there).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import segstudio
+
+MARKER = "style.qss"  # a file every resources/ folder holds
+# What an install ships of resources/ (pyproject's package-data, the PyInstaller spec); not screenshots.
+SHIPPED = ("style.qss", "segstudio.svg", "icons", "hicolor", "linux")
+
+
+def find_resources(package_dir: Path) -> Path | None:
+    """The resources/ folder for a segstudio package at `package_dir`, or None when there is none."""
+    for candidate in (package_dir / "resources", package_dir.parent / "resources"):
+        if (candidate / MARKER).is_file():
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=1)
+def resources_dir() -> Path | None:
+    """This installation's resources/ folder (None when it is missing: the app runs without it)."""
+    return find_resources(Path(segstudio.__file__).resolve().parent)
+
+
+def resource_path(name: str) -> Path | None:
+    """resources/<name>, or None when it does not exist."""
+    root = resources_dir()
+    path = root / name if root is not None else None
+    return path if path is not None and path.exists() else None
