@@ -61,7 +61,7 @@ from segstudio.training.loaders import build_dataloaders, dataset_stats  # noqa:
 from segstudio.training.metrics import dice_counts, dice_from_counts, foreground_mean  # noqa: E402
 
 ARCHS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
-CPU = torch.device("cpu")
+DEVICE = torch.device("cpu")  # --device sets it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,9 +117,9 @@ def fastai_dls(images_dir: Path, masks_dir: Path, fmt: str, codes, valid_stems, 
         get_y=partial(mask_of, masks_dir),
         splitter=FuncSplitter(partial(in_set, frozenset(valid_stems))),
         item_tfms=Resize(size, method=ResizeMethod.Squish),
-        batch_tfms=[*aug_transforms(**AUG_PARAMS), Normalize.from_stats(*stats, cuda=False)])
+        batch_tfms=[*aug_transforms(**AUG_PARAMS), Normalize.from_stats(*stats, cuda=DEVICE.type == "cuda")])
     kw = {} if nw is None else {"num_workers": nw}
-    return block.dataloaders(files, bs=bs, device=CPU, drop_last=n_train % bs == 1, **kw)
+    return block.dataloaders(files, bs=bs, device=DEVICE, drop_last=n_train % bs == 1, **kw)
 
 
 def segstudio_data(images_dir: Path, masks_dir: Path, size: int):
@@ -131,7 +131,7 @@ def segstudio_data(images_dir: Path, masks_dir: Path, size: int):
 def segstudio_config(args, images_dir, masks_dir) -> TrainConfig:
     return TrainConfig(data=DataConfig(images=str(images_dir), masks=str(masks_dir)), arch=Arch(args.arch),
                        pretrained=False, size=args.size, bs=args.bs, epochs=args.epochs,
-                       lr_lo=args.lr, lr_hi=args.lr, seed=args.seed, device="cpu", loss=Loss.ce,
+                       lr_lo=args.lr, lr_hi=args.lr, seed=args.seed, device=DEVICE.type, loss=Loss.ce,
                        precision=Precision.off, preview_count=0)
 
 
@@ -144,6 +144,8 @@ def epoch_rate(dl) -> float:
     n, t = 0, time.perf_counter()
     for x, _y in dl:
         n += len(x)
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()  # CUDA work is queued: count it in the epoch that queued it
     return n / (time.perf_counter() - t)
 
 
@@ -200,7 +202,7 @@ def train_fastai(dls, args, n_classes: int):
 
 
 def train_segstudio(config: TrainConfig, data, n_classes: int):
-    built = build_learner(config, data, CPU)  # seeds, dataset-stat Normalize, no bar, no logger
+    built = build_learner(config, data, DEVICE)  # seeds, dataset-stat Normalize, no bar, no logger
     learn = built.learn
     learn.unfreeze()  # what TrainingSession does for a random encoder (one_cycle schedule)
     lo, hi = config.lrs(built.pretrained)
@@ -278,7 +280,7 @@ def run_format(fmt, images_dir, masks_dir, args, log) -> dict:
         f"{res['n_valid']} valid, classes {codes})")
 
     # Loaders
-    ss_dls = build_dataloaders(data, args.bs, CPU, augment=True, stats=stats, seed=args.seed)
+    ss_dls = build_dataloaders(data, args.bs, DEVICE, augment=True, stats=stats, seed=args.seed)
     fa_dls = {}
     for nw in (0, None):
         dls = fastai_dls(images_dir, masks_dir, fmt, codes, valid_stems, args.size, args.bs, nw, stats,
@@ -314,12 +316,18 @@ def run_format(fmt, images_dir, masks_dir, args, log) -> dict:
     return res
 
 
+def device_label() -> str:
+    if DEVICE.type == "cuda":
+        return f"{torch.cuda.get_device_name(DEVICE)} (fp32 on both sides)"
+    return f"CPU x{torch.get_num_threads()} threads"
+
+
 def print_report(results, args, total_s, load_before):
     w = print
     w("")
     w(f"segstudio vs plain fastai DataBlock -- N={args.n} slices {args.src}x{args.src} -> {args.size} px, "
       f"bs {args.bs}, {args.arch} (random init), {args.epochs} epoch(s), lr {args.lr:g}, "
-      f"CPU x{torch.get_num_threads()} threads, torch {torch.__version__}")
+      f"{device_label()}, torch {torch.__version__}")
     w("loader = one full epoch of dls.train incl. after_batch (augment + Normalize), warm-up excluded, "
       f"best of {args.reps}; epoch = train + valid")
     head = (f"{'format':6} {'pipeline':34} {'loader img/s':>12} {'ratio':>7} {'s/epoch':>8} {'ratio':>7} "
@@ -385,9 +393,12 @@ def main(argv=None):
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--profile-batches", type=int, default=9)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train and augment")
     p.add_argument("--keep", default="", help="generate into (and keep) this folder instead of a temp one")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
 
     os.environ.setdefault("TORCH_HOME", tempfile.mkdtemp(prefix="bench-torch-"))
     t_start = time.perf_counter()
