@@ -37,7 +37,7 @@ def launch_command() -> list[str]:
 
 
 def quote_exec_arg(arg: str) -> str:
-    """One argument of a desktop entry's Exec key (quoting and escaping per the spec; % doubled)."""
+    """One argument of a desktop entry's Exec key, quoted as the spec says (% doubled)."""
     arg = arg.replace("%", "%%")
     if not any(ch in _EXEC_RESERVED for ch in arg):
         return arg
@@ -45,32 +45,32 @@ def quote_exec_arg(arg: str) -> str:
     return f'"{escaped}"'
 
 
+def escape_string(value: str) -> str:
+    """A desktop entry string value: backslash, newline, tab, return and a leading space escaped."""
+    value = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    return "\\s" + value[1:] if value.startswith(" ") else value
+
+
 def desktop_entry_text(template: str, command: list[str]) -> str:
-    """The template with Exec and TryExec set to `command` (an absolute path, so no PATH is needed)."""
+    """The template with Exec and TryExec set to `command` (an absolute path, so no PATH is needed).
+    Exec is quoted first, then escaped as a string, as the spec orders it."""
     lines = []
     for line in template.splitlines():
         if line.startswith("Exec="):
-            line = "Exec=" + " ".join(quote_exec_arg(a) for a in command)
+            line = "Exec=" + escape_string(" ".join(quote_exec_arg(a) for a in command))
         elif line.startswith("TryExec="):
-            line = "TryExec=" + command[0]
+            line = "TryExec=" + escape_string(command[0])
         lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-def planned_files(target: Path) -> dict[Path, Path | None]:
-    """{destination: source} for everything the entry installs (source None: generated)."""
-    res = resources_dir()
-    if res is None:
-        raise SegstudioError("The resources folder (icons, desktop entry) is missing from this installation.")
-    files: dict[Path, Path | None] = {
-        target / "applications" / f"{APP_ID}.desktop": None,
-        target / "metainfo" / f"{APP_ID}.metainfo.xml": res / "linux" / f"{APP_ID}.metainfo.xml",
-        target / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg": res / "segstudio.svg",
-    }
-    for n in ICON_SIZES:
-        rel = Path("icons") / "hicolor" / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
-        files[target / rel] = res / "hicolor" / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
-    return files
+def planned_files(target: Path) -> list[Path]:
+    """Everything install() writes under `target`."""
+    icons = target / "icons" / "hicolor"
+    return [target / "applications" / f"{APP_ID}.desktop",
+            target / "metainfo" / f"{APP_ID}.metainfo.xml",
+            icons / "scalable" / "apps" / f"{APP_ID}.svg",
+            *(icons / f"{n}x{n}" / "apps" / f"{APP_ID}.png" for n in ICON_SIZES)]
 
 
 def install(target: Path | None = None, command: list[str] | None = None) -> list[Path]:
@@ -78,34 +78,35 @@ def install(target: Path | None = None, command: list[str] | None = None) -> lis
     target = target or data_home()
     command = command or launch_command()
     res = resources_dir()
-    written = []
-    for dest, source in planned_files(target).items():
+    if res is None:
+        raise SegstudioError("The resources folder (icons, desktop entry) is missing from this installation.")
+    entry, metainfo, svg, *pngs = planned_files(target)
+    template = (res / "linux" / f"{APP_ID}.desktop").read_text(encoding="utf-8")
+    sources = {metainfo: res / "linux" / metainfo.name, svg: res / "segstudio.svg"}
+    sources.update({png: res / png.relative_to(target / "icons") for png in pngs})
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(desktop_entry_text(template, command), encoding="utf-8")
+    for dest, source in sources.items():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if source is None:
-            template = (res / "linux" / f"{APP_ID}.desktop").read_text(encoding="utf-8")
-            dest.write_text(desktop_entry_text(template, command), encoding="utf-8")
-        else:
-            shutil.copyfile(source, dest)
-        written.append(dest)
-    _refresh_caches(target)
-    return written
+        shutil.copyfile(source, dest)
+    _refresh_icon_cache(target)
+    return [entry, *sources]
 
 
 def uninstall(target: Path | None = None) -> list[Path]:
-    """Remove what install() wrote; returns the paths that were there."""
+    """Remove what install() wrote (resources not needed); returns the paths that were there."""
     target = target or data_home()
     removed = [p for p in planned_files(target) if p.is_file()]
     for path in removed:
         path.unlink()
-    _refresh_caches(target)
+    _refresh_icon_cache(target)
     return removed
 
 
-def _refresh_caches(target: Path) -> None:
-    """Tell the desktop about the change where its cache tools exist (optional: menus rescan anyway)."""
-    for tool, arg in (("update-desktop-database", target / "applications"),
-                      ("gtk-update-icon-cache", target / "icons" / "hicolor")):
-        exe = shutil.which(tool)
-        if exe and arg.is_dir():
-            subprocess.run([exe, "-q", str(arg)] if tool == "update-desktop-database" else
-                           [exe, "-q", "-t", "-f", str(arg)], check=False, capture_output=True)
+def _refresh_icon_cache(target: Path) -> None:
+    """Update the user's hicolor icon cache where one exists (a stale cache hides new icons);
+    none is created, as xdg-utils does not create one either."""
+    hicolor = target / "icons" / "hicolor"
+    exe = shutil.which("gtk-update-icon-cache")
+    if exe and (hicolor / "icon-theme.cache").is_file():
+        subprocess.run([exe, "-q", "-t", "-f", str(hicolor)], check=False, capture_output=True)

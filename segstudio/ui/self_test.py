@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -30,12 +31,14 @@ def use_offscreen_without_display() -> None:
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
-def run_self_test(tiny_run: dict | None = None) -> int:
+def run_self_test() -> int:
     """Run every step; prints one line per step and returns the exit code (0: all passed)."""
     use_offscreen_without_display()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segstudio-self-test-") as tmp:
-        test = SelfTest(Path(tmp), {**TINY_RUN, **(tiny_run or {})})
+        test = SelfTest(Path(tmp))
+        previous_hook = sys.excepthook
+        sys.excepthook = test.excepthook  # Qt prints exceptions raised in slots and goes on
         try:
             test.run()
         except SelfTestFailed as exc:
@@ -43,21 +46,28 @@ def run_self_test(tiny_run: dict | None = None) -> int:
             return 1
         finally:
             test.close()
+            sys.excepthook = previous_hook
     print(f"self-test passed in {time.monotonic() - started:.1f} s", flush=True)
     return 0
 
 
 class SelfTest:
-    def __init__(self, tmp: Path, tiny_run: dict):
-        self.tmp, self.tiny_run = tmp, tiny_run
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
         self.errors: list[str] = []
         self.window = None
         self.app = None
+
+    def excepthook(self, kind, value, tb) -> None:
+        traceback.print_exception(kind, value, tb)
+        self.errors.append(f"{kind.__name__}: {value}")
 
     def step(self, name: str, action: Callable[[], str]) -> None:
         t0 = time.monotonic()
         try:
             detail = action()
+            if self.errors:
+                raise SelfTestFailed(self.errors[0])
         except SelfTestFailed as exc:
             raise SelfTestFailed(f"{name}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a self-test reports every failure as a failed step
@@ -90,12 +100,15 @@ class SelfTest:
             self.step(name, action)
 
     def check_resources(self) -> str:
-        from segstudio.resource_paths import resources_dir
+        from segstudio.resource_paths import SHIPPED, resources_dir
         from segstudio.ui import resources
 
         root = resources_dir()
         if root is None or not resources.stylesheet() or resources.app_icon().isNull():
             raise SelfTestFailed("the resources folder (stylesheet, icons) was not found")
+        missing = [name for name in SHIPPED if not (root / name).exists()]
+        if missing or resources.icon("train").isNull():
+            raise SelfTestFailed(f"{root} lacks {', '.join(missing) or 'icons/train.svg'}")
         return str(root)
 
     def open_window(self) -> str:
@@ -117,7 +130,7 @@ class SelfTest:
         w = self.window
         w.open_sample()
         # before the sample task returns and the load starts, so the data is read at the tiny size
-        w.train_panel.settings.update(**self.tiny_run, out_dir=str(self.tmp / "runs"))
+        w.train_panel.settings.update(**TINY_RUN, out_dir=str(self.tmp / "runs"))
         self.wait(lambda: w.data_panel.dataset is not None and not w.data_panel.busy, "load")
         d = w.data_panel.dataset
         return f"{len(d.names)} pairs, classes {', '.join(d.codes)}, {d.size} px"
@@ -176,9 +189,11 @@ class SelfTest:
         if w is None:
             return
         w.train_panel.stop()
-        w.train_panel.wait()
-        w.data_panel.wait()
-        w.review_panel.wait()
+        stopped = all([w.train_panel.wait(), w.data_panel.wait(), w.review_panel.wait()])
+        self.app.processEvents()  # the workers' finished slots: the window no longer sees a run
+        if not stopped or w.train_panel.running:
+            print("FAIL  a worker thread did not stop; exiting without cleaning up", flush=True)
+            os._exit(1)
         w.close()
         w.deleteLater()
         self.app.processEvents()

@@ -53,6 +53,17 @@ def test_wheel_ships_every_package_and_the_resources(wheel_tree, tmp_path):
     assert run_python(PRINT_RESOURCES, wheel_tree, tmp_path) == str(wheel_tree / "segstudio" / "resources")
 
 
+def test_self_test_passes_from_the_wheel(wheel_tree, tmp_path):
+    """The installed-wheel layout end to end: window, icons and styles from site-packages, training, predicting."""
+    env = {**os.environ, "PYTHONPATH": str(wheel_tree), "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-m", "segstudio", "--self-test"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("ok    resources")]
+    assert line.endswith(str(wheel_tree / "segstudio" / "resources"))
+    assert "self-test passed" in done.stdout
+
+
 def test_frozen_layout_finds_resources(wheel_tree, tmp_path):
     """PyInstaller's one-folder layout: modules and data under _internal/, as segstudio.spec lays them out."""
     internal = tmp_path / "bundle" / "_internal"
@@ -93,6 +104,25 @@ def test_desktop_entry_installs_and_uninstalls(tmp_path):
     assert sorted(desktop_entry.uninstall(tmp_path)) == sorted(written)
     assert not any(p.exists() for p in written)
     assert desktop_entry.uninstall(tmp_path) == []
+
+
+def test_uninstall_works_without_resources(tmp_path, monkeypatch):
+    written = desktop_entry.install(tmp_path, ["/usr/bin/segstudio"])
+    monkeypatch.setattr(desktop_entry, "resources_dir", lambda: None)
+    with pytest.raises(desktop_entry.SegstudioError):
+        desktop_entry.install(tmp_path, ["/usr/bin/segstudio"])
+    assert sorted(desktop_entry.uninstall(tmp_path)) == sorted(written)
+
+
+def test_exec_and_tryexec_are_escaped_as_strings_after_quoting():
+    template = "[Desktop Entry]\nExec=segstudio\nTryExec=segstudio\nName=x"
+    text = desktop_entry.desktop_entry_text(template, ['/x/$HOME"q', "--flag"])
+    assert 'Exec="/x/\\\\$HOME\\\\"q" --flag' in text.splitlines()
+    text = desktop_entry.desktop_entry_text(template, ["/opt/back\\slash/segstudio"])
+    # a literal backslash: quoted to two, then string-escaped to four (the spec's own example)
+    assert 'Exec="/opt/back\\\\\\\\slash/segstudio"' in text.splitlines()
+    assert "TryExec=/opt/back\\\\slash/segstudio" in text.splitlines()
+    assert text.endswith("Name=x\n")
 
 
 def test_icon_pngs_have_their_sizes():
