@@ -34,5 +34,4 @@ def resources_dir() -> Path | None:
 def resource_path(name: str) -> Path | None:
     """resources/<name>, or None when it does not exist."""
     root = resources_dir()
-    path = root / name if root is not None else None
-    return path if path is not None and path.exists() else None
+    return root / name if root is not None and (root / name).exists() else None
