@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QGuiApplication, QImage, QPainter  # noqa: E402
 from PySide6.QtSvg import QSvgRenderer  # noqa: E402
 
-from segstudio.desktop_entry import APP_ID, ICON_SIZES  # noqa: E402
+from segstudio.desktop_entry import ICON_SIZES, icon_png  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +35,7 @@ def main() -> int:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         renderer.render(painter)
         painter.end()
-        out = ROOT / "resources" / "hicolor" / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
+        out = ROOT / "resources" / icon_png(n)
         out.parent.mkdir(parents=True, exist_ok=True)
         image.save(str(out))
         print(out.relative_to(ROOT))

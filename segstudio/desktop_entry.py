@@ -64,13 +64,18 @@ def desktop_entry_text(template: str, command: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def icon_png(n: int) -> Path:
+    """The n px icon, relative to an icons folder (resources/, or $XDG_DATA_HOME/icons): hicolor layout."""
+    return Path("hicolor") / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
+
+
 def planned_files(target: Path) -> list[Path]:
     """Everything install() writes under `target`."""
-    icons = target / "icons" / "hicolor"
+    icons = target / "icons"
     return [target / "applications" / f"{APP_ID}.desktop",
             target / "metainfo" / f"{APP_ID}.metainfo.xml",
-            icons / "scalable" / "apps" / f"{APP_ID}.svg",
-            *(icons / f"{n}x{n}" / "apps" / f"{APP_ID}.png" for n in ICON_SIZES)]
+            icons / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg",
+            *(icons / icon_png(n) for n in ICON_SIZES)]
 
 
 def install(target: Path | None = None, command: list[str] | None = None) -> list[Path]:
@@ -83,7 +88,7 @@ def install(target: Path | None = None, command: list[str] | None = None) -> lis
     entry, metainfo, svg, *pngs = planned_files(target)
     template = (res / "linux" / f"{APP_ID}.desktop").read_text(encoding="utf-8")
     sources = {metainfo: res / "linux" / metainfo.name, svg: res / "segstudio.svg"}
-    sources.update({png: res / png.relative_to(target / "icons") for png in pngs})
+    sources.update({png: res / icon_png(n) for png, n in zip(pngs, ICON_SIZES)})
     entry.parent.mkdir(parents=True, exist_ok=True)
     entry.write_text(desktop_entry_text(template, command), encoding="utf-8")
     for dest, source in sources.items():

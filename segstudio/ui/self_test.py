@@ -57,6 +57,7 @@ class SelfTest:
         self.errors: list[str] = []
         self.window = None
         self.app = None
+        self.run_dir = ""  # the run the train step made
 
     def excepthook(self, kind, value, tb) -> None:
         traceback.print_exception(kind, value, tb)
@@ -147,12 +148,12 @@ class SelfTest:
             raise SelfTestFailed(f"the run ended with {type(final).__name__}: {getattr(final, 'message', '')}")
         if not tp.plots.loss or not tp.plots.dice_mean:
             raise SelfTestFailed("the live plots received no loss or Dice")
-        self.run_dir = final.run_dir
+        self.run_dir = str(final.run_dir)
         return f"{final.epochs_done} epoch, {len(tp.plots.loss)} batches plotted, Dice {final.best_dice:.3f}"
 
     def review(self) -> str:
         rp = self.window.review_panel
-        self.wait(lambda: rp.run_dir == str(self.run_dir) and not rp.busy, "review")
+        self.wait(lambda: rp.run_dir == self.run_dir and not rp.busy, "review")
         if not rp.items:
             raise SelfTestFailed("the review has no images")
         return f"{len(rp.items)} validation images with predictions"

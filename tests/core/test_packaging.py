@@ -129,7 +129,7 @@ def test_icon_pngs_have_their_sizes():
     from PIL import Image
 
     for n in desktop_entry.ICON_SIZES:
-        with Image.open(ROOT / "resources" / "hicolor" / f"{n}x{n}" / "apps" / f"{desktop_entry.APP_ID}.png") as im:
+        with Image.open(ROOT / "resources" / desktop_entry.icon_png(n)) as im:
             assert im.size == (n, n) and im.mode == "RGBA"
 
 
