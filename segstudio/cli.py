@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--images", required=True)
     ins.add_argument("--masks", default="")
     ins.add_argument("--window", default="auto", help="DICOM window: auto, file, percentile, a preset or W/L")
+    add_mask_options(ins)
 
     tr = sub.add_parser("train", help="train a U-Net and write a run folder")
     src = tr.add_mutually_exclusive_group()
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--valid-pct", type=validation_share,
                     help="validation share: a fraction (0.2) or a percentage (20)")
     tr.add_argument("--window")
+    add_mask_options(tr, default=None)
     tr.add_argument("--out", help="runs folder (default: the user data folder)")
     tr.add_argument("--name", help="run name")
 
@@ -70,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dicom-seg", action="store_true",
                     help="also write one DICOM SEG per DICOM series, referencing its source images")
     return p
+
+
+def add_mask_options(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument("--labels", choices=["auto", "classes", "instances"], default=default,
+                        help="mask values: auto (instance labels are detected and read as foreground), "
+                             "classes (each value a class) or instances (every non-zero value is foreground)")
+    parser.add_argument("--class-names", type=class_names,
+                        help="foreground class names in value order, comma-separated (e.g. liver,kidney)")
+
+
+def class_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"give names separated by commas, got {text!r}")
+    return names
 
 
 def at_least(minimum: int):
@@ -173,12 +190,13 @@ def cmd_inspect(args) -> int:
     from .errors import DataError
 
     try:
-        report = inspect_dataset(DataConfig(images=args.images, masks=args.masks, window=args.window))
+        report = inspect_dataset(DataConfig(images=args.images, masks=args.masks, window=args.window,
+                                            labels=args.labels, class_names=args.class_names or []))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.format())
-    usable = report.n_pairs if args.masks else report.n_images
+    usable = report.n_pairs and not report.cannot_train if args.masks else report.n_images
     return 0 if usable else 1
 
 
@@ -193,7 +211,8 @@ def train_config(args) -> TrainConfig:
         for key, value in DEMO_SETTINGS.items():
             if getattr(args, key, None) is None:
                 setattr(cfg, key, value)
-    data_opts = {"images": args.images, "masks": args.masks, "valid_pct": args.valid_pct, "window": args.window}
+    data_opts = {"images": args.images, "masks": args.masks, "valid_pct": args.valid_pct, "window": args.window,
+                 "labels": args.labels, "class_names": args.class_names}
     for key, value in data_opts.items():
         if value is not None:
             setattr(cfg.data, key, value)
@@ -282,7 +301,14 @@ def cmd_predict(args) -> int:
         return 2
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
-    print(f"wrote {len(report.written)} mask(s) to {Path(args.out)}")
+    for problem in report.notes:
+        print(f"note: {problem.path}: {problem.reason}", file=sys.stderr)
+    for problem in report.left_alone:
+        print(f"left alone {problem.path}: {problem.reason}", file=sys.stderr)
+    print(f"wrote {len(report.written)} mask(s) to {report.out_dir}")
     if args.dicom_seg:
         print(f"wrote {len(report.dicom_segs)} DICOM SEG file(s)")
+    if report.left_alone:
+        print(f"{len(report.left_alone)} existing file(s) left alone (segstudio replaces only its own "
+              "earlier predictions); choose an empty folder to write them all")
     return 0 if report.written else 1

@@ -58,9 +58,15 @@ class DataConfig:
     masks: str = ""
     valid_pct: float = 0.2
     split_seed: int = 42
-    # DICOM window: "auto" (file's window, else percentiles), "file", "percentile",
-    # a preset name (segstudio.data.WINDOW_PRESETS) or "WIDTH/LEVEL", e.g. "400/40".
+    # DICOM window: "auto" (CT: one HU window for the dataset from its foreground; other
+    # modalities: the file's window, else percentiles), "file", "percentile", a preset name
+    # (segstudio.data.WINDOW_PRESETS) or "WIDTH/LEVEL", e.g. "400/40"; fixed windows are in HU
+    # and apply to CT only.
     window: str = "auto"
+    # Mask values: "auto" (instance labels are detected), "classes" (each value a class) or
+    # "instances" (every non-zero value is foreground).
+    labels: str = "auto"
+    class_names: list[str] = field(default_factory=list)  # foreground class names, overriding
 
 
 # The built-in sample dataset's settings (CLI `train --demo`, the app's "Open sample dataset"):

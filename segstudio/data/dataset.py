@@ -12,15 +12,17 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
-from .discovery import list_image_files
-from .masks import ClassMap, MaskFrame, analyse_mask, build_classes, read_class_names
+from .dicom import DEFERRED
+from .discovery import list_image_files, skipped_entries
+from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
+                    read_class_names, too_many_for_classes)
 from .pairing import Pairing, pair_files, split_shared_folder
 from .reader import frame_name, read_file, resize_image, resize_mask
-from .report import DatasetReport, Problem
+from .report import DatasetReport, Problem, training_blocker
 from .seg import NAMES_SOURCE, SegMask, class_names, read_seg, seg_frames
 from .series import DicomHeader, read_header, series_order
 from .split import split_groups
-from .windowing import PERCENTILES, parse_window
+from .windowing import PERCENTILES, HUHistogram, apply_window, format_window, parse_window
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
 StopFn = Callable[[], bool]                   # True -> raise Cancelled
@@ -42,7 +44,8 @@ class SegDataset:
     codes: list[str]          # class names, codes[0] is background
     train_idx: np.ndarray     # int64
     valid_idx: np.ndarray     # int64, non-empty when N >= 2
-    window: str               # DataConfig.window used for DICOM images
+    window: str               # the DICOM window used: DataConfig.window, or the "W/L" computed
+                              # for the dataset's CT images with "auto"
     size: int
 
     @property
@@ -52,13 +55,14 @@ class SegDataset:
 
 @dataclass
 class _Item:
-    image: np.ndarray  # (C, S, S)
+    image: np.ndarray  # (C, S, S) uint8, or (1, S, S) int16 HU for a DEFERRED CT window
     mask: MaskFrame    # local index image resized to (S, S)
     name: str
     source: str
     frame: int
     group: str
     orig_size: tuple[int, int]
+    mask_name: str     # the mask file (and frame), for the report
 
 
 @dataclass
@@ -76,6 +80,20 @@ class _Scan:
     classes: ClassMap | None
     train_idx: np.ndarray
     valid_idx: np.ndarray
+    window: str
+
+
+@dataclass
+class _Windows:
+    """How the images were windowed: counts per (modality, window used) and the CT histogram."""
+
+    setting: str
+    used: Counter
+    hu: HUHistogram
+
+    def count(self, image, n: int) -> None:
+        if image.window:
+            self.used[(image.modality, image.window)] += n
 
 
 def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
@@ -96,7 +114,7 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
     data = SegDataset(images, masks, [it.name for it in items], [it.source for it in items],
                       [it.frame for it in items], [it.group for it in items],
                       [it.orig_size for it in items], list(scan.classes.codes),
-                      scan.train_idx, scan.valid_idx, cfg.window, size)
+                      scan.train_idx, scan.valid_idx, scan.window, size)
     return data, report
 
 
@@ -113,25 +131,28 @@ def inspect_dataset(cfg: DataConfig, progress: ProgressFn | None = None,
 def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> DatasetReport:
     """Decode every file of an images folder (no masks): counts, windows and unreadable files."""
     images_dir = _folder("images", cfg.images)
+    windows = _Windows(cfg.window, Counter(), HUHistogram())
     window = parse_window(cfg.window)
     report = DatasetReport(str(images_dir), "")
     files = _list(images_dir)
-    windows: Counter = Counter()
     for done, path in enumerate(files):
         if stop():
             raise Cancelled()
         progress(done, len(files), f"Reading {path.name}")
         try:
-            image = read_file(path, window)
+            image = read_file(path, window, defer_ct=True)
         except DataError as e:
             report.unreadable.append(Problem(path.relative_to(images_dir).as_posix(), str(e)))
             continue
         report.n_images += len(image.frames)
-        if image.window:
-            windows[image.window] += len(image.frames)
+        windows.count(image, len(image.frames))
+        if image.window == DEFERRED:
+            for hu in image.frames:
+                windows.hu.add(hu)
     progress(len(files), len(files), "Done")
-    if windows:
-        report.notes.append(_window_note(cfg.window, windows))
+    report.notes += _window_notes(windows) + _skipped_note(images_dir, files)
+    if not files:
+        report.notes.append(_no_files_note(images_dir))
     return report
 
 
@@ -173,7 +194,7 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
         return read_file(msk, mask=True).frames
 
     items: list[_Item] = []
-    windows: Counter = Counter()
+    windows = _Windows(cfg.window, Counter(), HUHistogram())
     total = len(found.pairing.pairs)
     for done, (img, msk) in enumerate(found.pairing.pairs):
         if stop():
@@ -185,11 +206,10 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
     classes, train_idx, valid_idx = None, np.zeros(0, np.int64), np.zeros(0, np.int64)
     names = (found.seg_names, NAMES_SOURCE) if found.segs else read_class_names(masks_dir)
     if items:
-        try:
-            classes = build_classes([it.mask for it in items], *names)
-        except DataError as e:  # e.g. too many classes over all masks
-            report.other.append(Problem(rel(masks_dir), str(e)))
-            items = []
+        items, classes = _classes(items, names, cfg.labels, report, rel(masks_dir))
+    if classes is not None and cfg.class_names:
+        report.notes.append(rename_classes(classes, cfg.class_names))
+    used_window = _apply_dataset_window(items, windows)
     if items:
         report.mask_convention = (f"DICOM SEG ({len(found.seg_names) - 1} segment label(s))"
                                   if found.segs else classes.convention)
@@ -198,10 +218,57 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
         train_idx, valid_idx, report.split, notes = split_groups(
             [it.group for it in items], cfg.valid_pct, cfg.split_seed)
         report.notes += notes
-    if windows:
-        report.notes.append(_window_note(cfg.window, windows))
+    report.notes += _window_notes(windows)
+    report.notes += _skipped_note(images_dir, _list(images_dir))
+    if masks_dir != images_dir:
+        report.notes += _skipped_note(masks_dir, _list(masks_dir))
     report.n_pairs, report.n_train, report.n_valid = len(items), len(train_idx), len(valid_idx)
-    return _Scan(items, report, classes, train_idx, valid_idx)
+    report.cannot_train = training_blocker(report.n_pairs, report.n_train, report.n_valid)
+    return _Scan(items, report, classes, train_idx, valid_idx,
+                 used_window if used_window else cfg.window)
+
+
+def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
+             masks_folder: str) -> tuple[list[_Item], ClassMap | None]:
+    """One mask convention for the whole dataset (see masks.decide_instances); masks that do not
+    fit it go to the report."""
+    verdict = decide_instances([it.mask for it in items], mode, bool(names[0]))
+    if not verdict[0]:
+        kept = []
+        for it in items:
+            reason = too_many_for_classes(it.mask)
+            if reason:
+                report.other.append(Problem(it.mask_name, reason))
+            else:
+                kept.append(it)
+        items = kept
+    if not items:
+        return [], None
+    try:
+        return items, build_classes([it.mask for it in items], *names, instances=verdict)
+    except DataError as e:  # e.g. too many classes over all masks
+        report.other.append(Problem(masks_folder, str(e)))
+        return [], None
+
+
+def rename_classes(classes: ClassMap, names: list[str]) -> str:
+    """Give the foreground classes the user's names (in class order); returns a note."""
+    n = len(classes.codes) - 1
+    classes.codes = [classes.codes[0]] + list(names[:n]) + classes.codes[1 + len(names):]
+    extra = f" ({len(names)} names for {n} classes)" if len(names) != n else ""
+    return f"class names from the settings{extra}"
+
+
+def _apply_dataset_window(items: list[_Item], windows: _Windows) -> str:
+    """Window the CT items whose window was deferred with one window for the dataset; returns
+    that window as "W/L" ("" when there were none)."""
+    if not windows.hu.images:
+        return ""
+    width, level, _ = windows.hu.window()
+    for it in items:
+        if it.image.dtype == np.int16:
+            it.image = apply_window(it.image, width, level)
+    return format_window(width, level)
 
 
 def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
@@ -269,10 +336,10 @@ def _pair_by_reference(pairing: Pairing, seg_files: list[Path], headers: dict[Pa
 
 
 def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
-               report: DatasetReport, windows: Counter) -> list[_Item]:
+               report: DatasetReport, windows: _Windows) -> list[_Item]:
     """The usable items of one image/mask pair; every problem goes to the report."""
     try:
-        image = read_file(img, window)
+        image = read_file(img, window, defer_ct=True)
     except DataError as e:
         report.unreadable.append(Problem(rel(img), str(e)))
         report.n_images += 1
@@ -291,8 +358,7 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
         report.size_mismatch.append(Problem(rel(img), f"image has {n} frame(s), mask "
                                                       f"{msk.name} has {len(mask_frames)}"))
         return []
-    if image.window:
-        windows[image.window] += n
+    windows.count(image, n)
     items = []
     for f, (im, mk) in enumerate(zip(image.frames, mask_frames)):
         suffix = f"#{f}" if n > 1 else ""
@@ -305,10 +371,19 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
         except DataError as e:
             report.other.append(Problem(rel(msk) + suffix, str(e)))
             continue
+        if image.window == DEFERRED:
+            windows.hu.add(im, _foreground(frame))
         frame.local = resize_mask(frame.local, size)
         items.append(_Item(resize_image(im, size), frame, frame_name(img, f, n), str(img), f,
-                           image.group or img.stem, (int(im.shape[0]), int(im.shape[1]))))
+                           image.group or img.stem, (int(im.shape[0]), int(im.shape[1])),
+                           rel(msk) + suffix))
     return items
+
+
+def _foreground(frame: MaskFrame) -> np.ndarray:
+    """Where a mask frame is not background (value 0, or black)."""
+    background = [i for i, k in enumerate(frame.keys) if k in (0, (0, 0, 0))]
+    return frame.local != background[0] if background else np.ones(frame.local.shape, bool)
 
 
 def _relative(images_dir: Path, masks_dir: Path) -> Callable[[Path], str]:
@@ -319,11 +394,45 @@ def _relative(images_dir: Path, masks_dir: Path) -> Callable[[Path], str]:
     return lambda p: p.relative_to(base).as_posix()
 
 
-def _window_note(setting: str, windows: Counter) -> str:
-    labels = {"file": "the file's own W/L",
-              "percentile": f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"}
-    parts = [f"{labels.get(w, w)} for {n} image(s)" for w, n in sorted(windows.items())]
-    return f"DICOM window ({setting!r}): " + ", ".join(parts)
+_USED = {"file": "the file's own W/L", "percentile": f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"}
+
+
+def _window_notes(windows: _Windows) -> list[str]:
+    """What each group of DICOM images got, per modality."""
+    if not windows.used:
+        return []
+    fixed = isinstance(parse_window(windows.setting), tuple)
+    parts = []
+    for (modality, used), n in sorted(windows.used.items()):
+        if used == DEFERRED:
+            width, level, source = windows.hu.window()
+            text = (f"one window for the dataset, W {width:g} L {level:g} HU (the {PERCENTILES[0]:g}-"
+                    f"{PERCENTILES[1]:g} percentiles of {source}, as nnU-Net does)")
+        else:
+            text = _USED.get(used, used)
+            if fixed and used in _USED:
+                text += " (HU windows apply to CT only)"
+        parts.append(f"{modality or 'no modality'}: {text} for {n} image(s)")
+    return [f"DICOM window ({windows.setting!r}): " + "; ".join(parts)]
+
+
+def _skipped_note(folder: Path, listed: list[Path]) -> list[str]:
+    """A note on what in `folder` was not read: files of other types and subfolders."""
+    files, folders = skipped_entries(folder, listed)
+    notes = []
+    if files:
+        shown = ", ".join(p.name for p in files[:3]) + (", …" if len(files) > 3 else "")
+        notes.append(f"{len(files)} file(s) in {folder.name}/ of a type segstudio does not read "
+                     f"were skipped ({shown})")
+    if folders:
+        shown = ", ".join(p.name for p in folders[:3]) + (", …" if len(folders) > 3 else "")
+        notes.append(f"{len(folders)} subfolder(s) of {folder.name}/ were not searched ({shown})")
+    return notes
+
+
+def _no_files_note(folder: Path) -> str:
+    return (f"No image files in {folder}: segstudio reads PNG, JPEG, TIFF, BMP and DICOM files "
+            "directly in the folder")
 
 
 def _wxh(arr: np.ndarray) -> str:

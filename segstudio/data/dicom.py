@@ -41,9 +41,21 @@ logging.getLogger("pydicom").setLevel(logging.ERROR)  # its warnings may quote e
 
 @dataclass
 class DicomFrames:
-    frames: list[np.ndarray]  # uint8 (H, W) / (H, W, 3), or raw stored values when read raw
+    frames: list[np.ndarray]  # uint8 (H, W) / (H, W, 3), raw stored values when read raw, or
+                              # int16 HU when a CT window is deferred to the dataset
     group: str                # "patient-<hash of PatientID>", or "" without a PatientID
-    window: str               # "file", "percentile", "W/L" or "" (colour / raw)
+    window: str               # "file", "percentile", "W/L", DEFERRED or "" (colour / raw)
+    modality: str = ""        # "CT", "MR"... ("" when the file does not say)
+
+
+DEFERRED = "dataset"  # read_dicom(defer_ct=True): CT frames come back in HU, windowed later
+HU_RANGE = (-4096, 12287)  # int16 HU kept for a deferred window (beyond: clipped)
+
+
+def is_ct(ds: pydicom.Dataset) -> bool:
+    """CT, or values the file says are Hounsfield units: the only images HU windows apply to."""
+    return (str(ds.get("Modality", "")).upper() == "CT"
+            or str(ds.get("RescaleType", "")).upper() == "HU")
 
 
 @contextmanager
@@ -76,9 +88,12 @@ def patient_group(ds: pydicom.Dataset) -> str:
 
 
 def read_dicom(path: Path, window: str | tuple[float, float], raw: bool = False,
-               force: bool = False) -> DicomFrames:
+               force: bool = False, defer_ct: bool = False) -> DicomFrames:
     """Decode every frame. `window` is a parsed window (see windowing.parse_window); `raw` keeps
     the stored values (for label masks). `force` reads files without the DICM preamble.
+    `defer_ct` with the "auto" window returns CT frames in HU (int16) for a window chosen over
+    the whole dataset. A fixed W/L (preset or numbers) applies to CT only; other modalities
+    get their own window or percentiles.
 
     Raises DataError with a short reason for files that are not images or cannot be decoded.
     """
@@ -93,20 +108,25 @@ def read_dicom(path: Path, window: str | tuple[float, float], raw: bool = False,
             raise DataError(_decode_error(ds, e)) from e
     frames = arr if _int(ds, "NumberOfFrames", 1) > 1 else arr[None]
     group = patient_group(ds)
+    modality = str(ds.get("Modality", "") or "").strip().upper()
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if raw:
-        return DicomFrames(list(frames), group, "")
+        return DicomFrames(list(frames), group, "", modality)
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(frames, ds)
-        return DicomFrames(list(rgb >> 8 if rgb.dtype == np.uint16 else rgb), group, "")
+        return DicomFrames(list(rgb >> 8 if rgb.dtype == np.uint16 else rgb), group, "", modality)
     if frames.ndim == 4:  # RGB (YBR is converted by pydicom): scale by the stored bit depth
-        return DicomFrames(list(_colour_to_uint8(frames, _int(ds, "BitsStored", 8))), group, "")
+        return DicomFrames(list(_colour_to_uint8(frames, _int(ds, "BitsStored", 8))), group, "",
+                           modality)
     values = to_modality_units(frames, ds)
+    if defer_ct and window == "auto" and is_ct(ds) and photometric != "MONOCHROME1":
+        hu = np.clip(np.rint(values), *HU_RANGE).astype(np.int16)
+        return DicomFrames(list(hu), group, DEFERRED, modality or "CT")
     (width, level), used = _choose_window(values, ds, window)
     out = apply_window(values, width, level)
     if photometric == "MONOCHROME1":
         out = 255 - out
-    return DicomFrames(list(out), group, used)
+    return DicomFrames(list(out), group, used, modality)
 
 
 def check_image(ds: pydicom.Dataset, force: bool = False) -> None:
@@ -183,10 +203,11 @@ def to_modality_units(frames: np.ndarray, ds: pydicom.Dataset, start: int = 0) -
 
 def _choose_window(values: np.ndarray, ds: pydicom.Dataset,
                    window: str | tuple[float, float]) -> tuple[tuple[float, float], str]:
-    """((width, level), how it was chosen) for a parsed window setting."""
-    if isinstance(window, tuple):
+    """((width, level), how it was chosen) for a parsed window setting; a fixed W/L is for CT
+    only, so other images fall back to "auto"."""
+    if isinstance(window, tuple) and is_ct(ds):
         return window, f"{window[0]:g}/{window[1]:g}"
-    if window in ("auto", "file"):
+    if window != "percentile":
         item = _frame_item(ds, 0, "FrameVOILUTSequence")
         width, center = item.get("WindowWidth"), item.get("WindowCenter")
         if width is not None and center is not None and float(_first(width)) > 0:

@@ -8,6 +8,8 @@ RASTER_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 DICOM_EXTS = {".dcm", ".dicom"}
 IMAGE_EXTS = RASTER_EXTS | DICOM_EXTS
 SKIP_NAMES = {"dicomdir"}
+# files segstudio reads or writes beside the images, not worth a note when skipped
+SIDECAR_NAMES = {"classes.txt", "codes.txt", "dataset.json", ".segstudio-predictions.json"}
 
 
 def looks_dicom(fmt: str, path: Path) -> bool:
@@ -55,3 +57,21 @@ def is_supported(path: Path) -> bool:
 def list_image_files(folder: str | Path) -> list[Path]:
     """Supported image files directly in `folder` (not recursive), sorted by name."""
     return sorted((p for p in Path(folder).iterdir() if is_supported(p)), key=lambda p: p.name)
+
+
+def skipped_entries(folder: str | Path, listed: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(visible files not in `listed`, visible subfolders) of `folder`, sorted by name."""
+    taken = set(listed)
+    files, folders = [], []
+    try:
+        entries = sorted(Path(folder).iterdir(), key=lambda p: p.name)
+    except OSError:
+        return [], []
+    for p in entries:
+        if p.name.startswith(".") or p in taken or p.name.lower() in SKIP_NAMES | SIDECAR_NAMES:
+            continue
+        if p.is_dir():
+            folders.append(p)
+        elif p.is_file():
+            files.append(p)
+    return files, folders

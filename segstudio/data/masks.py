@@ -1,33 +1,51 @@
-"""Mask conventions: binary 0/255 or 0/1, label images, RGB/palette colours -> class indices.
+"""Mask conventions: binary 0/255 or 0/1, label images, instance labels, RGB/palette colours ->
+class indices.
 
 Each mask frame is first reduced to its distinct values ("keys": ints, or (r, g, b) colours) and a
-local index image; `build_classes` then maps the union of keys over the dataset to class indices.
+local index image; `build_classes` then decides the convention for the whole dataset at once and
+maps the union of keys to class indices.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import DataError
 from .report import ClassInfo
 
-MAX_LABELS = 32  # more distinct values than this is not a label image
+MAX_LABELS = 32  # more distinct values than this in one mask is not a class label image
+MAX_KEYS = 65535  # distinct values one (instance) mask may hold
 NAME_FILES = ("classes.txt", "codes.txt")
+LABEL_MODES = ("auto", "classes", "instances")  # DataConfig.labels
+# Instance-label evidence (see looks_like_instances)
+SINGLE_SHARE = 0.9    # share of a mask's values that are one connected object each
+MODAL_SHARE = 0.5     # masks sharing the most common set of values, below which sets "vary"
+MANY_VALUES = 8       # a union of values this large is more than a class list
+CONTIGUOUS_SHARE = 0.8
+MIN_OBJECT_PIXELS = 4  # the median object's area; noise has values of a pixel or two
 
 
 @dataclass
 class MaskFrame:
     keys: list            # sorted distinct values: ints (gray) or (r, g, b) tuples (colour)
     counts: list[int]     # pixels per key
-    local: np.ndarray     # (H, W) uint8 index into keys
+    local: np.ndarray     # (H, W) index into keys: uint8, or uint16 beyond 256 keys
     thresholded: bool = False  # a JPEG-like 0/255 mask thresholded at 128
+    single: int = 0       # foreground keys that are one connected object (gray, >= 2 keys)
 
     @property
     def colour(self) -> bool:
         return bool(self.keys) and isinstance(self.keys[0], tuple)
+
+    @property
+    def foreground(self) -> list:
+        """The keys other than 0 / black."""
+        return [k for k in self.keys if k not in (0, (0, 0, 0))]
 
 
 @dataclass
@@ -38,9 +56,12 @@ class ClassMap:
     values: list[str]     # original value(s) per class, for the report
     notes: list[str]
     colour: bool = False  # keys are (r, g, b); gray frames map through (v, v, v)
+    instances: bool = False  # instance labels read as foreground/background
 
     def lut(self, frame: MaskFrame) -> np.ndarray:
         """Local index -> class index lookup table for one frame."""
+        if self.instances:
+            return (np.asarray(frame.keys) != 0).astype(np.uint8)
         return np.array([self.index[_as_colour(k) if self.colour else k] for k in frame.keys],
                         dtype=np.uint8)
 
@@ -72,12 +93,71 @@ def analyse_mask(arr: np.ndarray) -> MaskFrame:
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
     keys, counts, local = _distinct(arr)
-    if len(keys) <= MAX_LABELS:
-        return MaskFrame(keys, counts, local)
-    if _jpeg_like(arr):
+    if len(keys) > MAX_KEYS:
+        raise DataError(f"mask has {len(keys)} distinct values; expected class or instance labels")
+    frame = MaskFrame(keys, counts, local)
+    if len(frame.foreground) >= 2:
+        frame.single = _single_objects(local, keys)
+    if len(keys) > MAX_LABELS and not _objects(frame) and _jpeg_like(arr):
         keys, counts, local = _distinct((arr >= 128).astype(np.uint8) * 255)
         return MaskFrame(keys, counts, local, thresholded=True)
-    raise DataError(f"mask has {len(keys)} distinct values; expected a few class labels")
+    return frame
+
+
+def _objects(frame: MaskFrame) -> bool:
+    """Nearly every foreground value is one connected object of a few pixels or more (instance
+    labels; a lossy-compressed mask's stray values are scattered pixels)."""
+    areas = [c for k, c in zip(frame.keys, frame.counts) if k != 0]
+    return (len(areas) >= 2 and frame.single >= SINGLE_SHARE * len(areas)
+            and np.median(areas) >= MIN_OBJECT_PIXELS)
+
+
+def too_many_for_classes(frame: MaskFrame) -> str:
+    """The reason a frame cannot be a class label image ("" when it can)."""
+    if len(frame.keys) <= MAX_LABELS:
+        return ""
+    return (f"mask has {len(frame.keys)} distinct values; expected a few class labels "
+            "(for instance labels, set the mask values to 'instances')")
+
+
+def looks_like_instances(frames: list[MaskFrame]) -> tuple[bool, str]:
+    """(decision, why) for instance labels: each object its own value, as microscopy tools write
+    them. Evidence, over the masks with two or more foreground values: nearly every value is one
+    connected object, the sets of values vary from mask to mask (a class list would repeat), and
+    either there are many values overall or each mask numbers its objects 1..k."""
+    rich = [f for f in frames if not f.colour and len(f.foreground) >= 2]
+    if not rich:
+        return False, "no mask has two or more foreground values"
+    areas = [c for f in rich for k, c in zip(f.keys, f.counts) if k != 0]
+    if np.median(areas) < MIN_OBJECT_PIXELS:
+        return False, "the values cover a pixel or two each (noise, not objects)"
+    single = sum(f.single for f in rich) / len(areas)
+    if single < SINGLE_SHARE:
+        return False, f"only {single:.0%} of the values are single connected objects"
+    most = max(len(f.foreground) for f in rich)
+    union = {k for f in rich for k in f.foreground}
+    if most > MAX_LABELS:
+        return True, f"up to {most} values per mask, {single:.0%} of them single objects"
+    modal = Counter(frozenset(f.foreground) for f in rich).most_common(1)[0][1] / len(rich)
+    if modal >= MODAL_SHARE:
+        return False, "most masks hold the same set of values"
+    contiguous = sum(f.foreground == list(range(1, len(f.foreground) + 1)) for f in rich) / len(rich)
+    if len(union) >= MANY_VALUES or (most >= 3 and contiguous >= CONTIGUOUS_SHARE):
+        return True, (f"{len(union)} values over {len(rich)} masks, up to {most} per mask, "
+                      f"{single:.0%} of them single objects, sets varying from mask to mask")
+    return False, f"only {len(union)} values over all masks"
+
+
+def _single_objects(local: np.ndarray, keys: list) -> int:
+    """How many foreground keys form exactly one 8-connected region."""
+    eight = np.ones((3, 3), dtype=bool)
+    count = 0
+    for i, box in enumerate(ndimage.find_objects(local.astype(np.int32) + 1), start=0):
+        if box is None or keys[i] == 0:
+            continue
+        _, n = ndimage.label(local[box] == i, structure=eight)
+        count += n == 1
+    return count
 
 
 def read_class_names(masks_dir: Path) -> tuple[list[str] | None, str]:
@@ -92,13 +172,30 @@ def read_class_names(masks_dir: Path) -> tuple[list[str] | None, str]:
     return None, ""
 
 
+def decide_instances(frames: list[MaskFrame], mode: str, named: bool) -> tuple[bool, str]:
+    """(instances?, why) for the whole dataset. `mode` (DataConfig.labels): "instances" reads
+    every non-zero value as foreground, "classes" keeps the values as classes, "auto" decides
+    with `looks_like_instances` unless class names were given (names mean classes)."""
+    if mode not in LABEL_MODES:
+        raise DataError(f"Unknown mask values setting {mode!r}: use {', '.join(LABEL_MODES)}")
+    if mode != "auto":
+        return mode == "instances", "chosen in the settings"
+    if named:
+        return False, "class names were given"
+    return looks_like_instances(frames)
+
+
 def build_classes(frames: list[MaskFrame], names: list[str] | None = None,
-                  names_file: str = "") -> ClassMap:
-    """Decide the dataset's mask convention and class list from all usable mask frames."""
+                  names_file: str = "", instances: tuple[bool, str] = (False, "")) -> ClassMap:
+    """The dataset's mask convention and class list from all usable mask frames; `instances`
+    is `decide_instances`' verdict, which holds for every frame."""
     notes = []
     if any(f.thresholded for f in frames):
         notes.append("JPEG-like masks (values near 0 and 255) thresholded at 128")
-    if any(f.colour for f in frames):
+    instances, why = instances
+    if instances and not any(f.colour for f in frames):
+        cmap = _instance_classes(frames, why)
+    elif any(f.colour for f in frames):
         cmap = _colour_classes(frames)
     else:
         keys = sorted({k for f in frames for k in f.keys} | {0})
@@ -128,6 +225,16 @@ def build_classes(frames: list[MaskFrame], names: list[str] | None = None,
     return cmap
 
 
+def _instance_classes(frames: list[MaskFrame], why: str) -> ClassMap:
+    objects = sum(len(f.foreground) for f in frames)
+    top = max((k for f in frames for k in f.foreground), default=0)
+    note = (f"the masks hold instance labels (each object its own value; {why}): trained as "
+            "foreground vs background. Set the mask values to 'classes' to keep each value as a class.")
+    return ClassMap(["background", "foreground"],
+                    f"instance labels ({objects} objects in {len(frames)} masks) as foreground",
+                    {}, ["0", f"1–{top}" if top > 1 else "1"], [note], instances=True)
+
+
 def _colour_classes(frames: list[MaskFrame]) -> ClassMap:
     black = (0, 0, 0)
     keys = sorted({_as_colour(k) for f in frames for k in f.keys} - {black})
@@ -151,23 +258,28 @@ def _binary_kind(keys: list[int]) -> str | None:
 
 def _gray_convention(kinds: list, keys: list[int]) -> str:
     if None in kinds:
-        return "label image values " + ",".join(str(k) for k in keys)
+        shown = keys if len(keys) <= 12 else keys[:10] + ["…", keys[-1]]
+        return (f"label image values {', '.join(map(str, shown))}"
+                + (f" ({len(keys)} values)" if len(keys) > 12 else ""))
     return "binary " + " and ".join(kinds) if kinds else "binary (no foreground in any mask)"
 
 
 def _distinct(arr: np.ndarray) -> tuple[list[int], list[int], np.ndarray]:
-    """Sorted distinct integer values, their counts and the (uint8-capped) local index image."""
+    """Sorted distinct integer values, their counts and the local index image (uint8, or
+    uint16 beyond 256 values)."""
     if arr.dtype.kind in "ui" and arr.size and arr.min() >= 0 and arr.max() < 65536:
         counts = np.bincount(arr.ravel(), minlength=1)
         keys = np.flatnonzero(counts)
-        if len(keys) > MAX_LABELS:
-            return keys.tolist(), counts[keys].tolist(), arr
-        lut = np.zeros(len(counts), dtype=np.uint8)
+        lut = np.zeros(len(counts), dtype=_index_dtype(len(keys)))
         lut[keys] = np.arange(len(keys))
         return keys.tolist(), counts[keys].tolist(), lut[arr]
     keys, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
-    local = inverse.reshape(arr.shape).astype(np.uint8) if len(keys) <= MAX_LABELS else arr
+    local = inverse.reshape(arr.shape).astype(_index_dtype(len(keys)))
     return keys.tolist(), counts.tolist(), local
+
+
+def _index_dtype(n_keys: int):
+    return np.uint8 if n_keys <= 256 else np.uint16
 
 
 def _jpeg_like(arr: np.ndarray) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .dicom import first_line, read_dicom
+from .dicom import DEFERRED, first_line, read_dicom
 from .discovery import DICOM_EXTS, looks_dicom, sniff_format
 from .raster import read_raster
 from .windowing import parse_window, to_uint8
@@ -19,16 +19,19 @@ MIN_SIDE = 2  # smaller images cannot be segmented meaningfully
 
 @dataclass
 class ImageFile:
-    frames: list[np.ndarray]  # images: uint8 (H, W) / (H, W, 3); masks: raw values
+    frames: list[np.ndarray]  # images: uint8 (H, W) / (H, W, 3), int16 HU when the window is
+                              # DEFERRED; masks: raw values
     group: str = ""           # hashed PatientID for DICOM with one
     window: str = ""          # how a grayscale DICOM image was windowed
+    modality: str = ""        # DICOM Modality ("" for other files)
 
 
-def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool = False) -> ImageFile:
+def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool = False,
+              defer_ct: bool = False) -> ImageFile:
     """Read an image (`mask=False`: uint8, DICOM windowed) or a mask (raw stored values).
 
     The format comes from the content, so a PNG named .dcm still reads. Every failure is a
-    DataError whose message is a one-line reason (no path).
+    DataError whose message is a one-line reason (no path). `defer_ct`: see dicom.read_dicom.
     """
     try:
         fmt = sniff_format(path)
@@ -39,8 +42,8 @@ def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool
     suffix = path.suffix.lower()
     try:
         if looks_dicom(fmt, path):
-            d = read_dicom(path, window, raw=mask, force=fmt != "DICOM")
-            out = ImageFile(d.frames, d.group, d.window)
+            d = read_dicom(path, window, raw=mask, force=fmt != "DICOM", defer_ct=defer_ct)
+            out = ImageFile(d.frames, d.group, d.window, d.modality)
         else:
             out = ImageFile(read_raster(path, fmt))
     except DataError:
@@ -58,7 +61,8 @@ def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool
         if min(h, w) < MIN_SIDE:
             raise DataError(f"image is {w}x{h} pixel(s); too small to segment "
                             f"(at least {MIN_SIDE}x{MIN_SIDE})")
-        out.frames = [to_uint8(f) for f in out.frames]
+        if out.window != DEFERRED:
+            out.frames = [to_uint8(f) for f in out.frames]
     return out
 
 
@@ -83,9 +87,14 @@ def frame_name(path: Path, frame: int, n_frames: int) -> str:
 
 
 def resize_image(arr: np.ndarray, size: int) -> np.ndarray:
-    """(H, W) or (H, W, 3) uint8 -> (C, S, S) uint8, bilinear (aspect ratio is not kept)."""
+    """(H, W) or (H, W, 3) uint8 -> (C, S, S) uint8, bilinear (aspect ratio is not kept); an
+    (H, W) int16 HU frame keeps its values (resampled in float, rounded)."""
     if arr.shape[:2] != (size, size):
-        arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
+        if arr.dtype == np.int16:
+            big = Image.fromarray(arr.astype(np.float32)).resize((size, size), Image.BILINEAR)
+            arr = np.rint(np.asarray(big)).astype(np.int16)
+        else:
+            arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
     return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

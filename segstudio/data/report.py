@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+MIN_PAIRS = 2  # one to train on, one to validate
+
+
+def training_blocker(n_pairs: int, n_train: int, n_valid: int) -> str:
+    """Why a dataset with these counts cannot be trained on ("" when it can)."""
+    if n_pairs and (n_pairs < MIN_PAIRS or not n_train or not n_valid):
+        return (f"training needs at least {MIN_PAIRS} usable image/mask pairs (one to train on, one "
+                f"to validate); found {n_pairs}")
+    return ""
+
 
 @dataclass
 class Problem:
@@ -37,6 +47,7 @@ class DatasetReport:
     size_mismatch: list[Problem] = field(default_factory=list)
     other: list[Problem] = field(default_factory=list)  # odd mask values, duplicates...
     notes: list[str] = field(default_factory=list)
+    cannot_train: str = ""  # see training_blocker
 
     def problems(self) -> list[Problem]:
         """Every problem, unmatched files included, for a list widget."""
@@ -51,6 +62,8 @@ class DatasetReport:
                  else "Masks folder:  (none given: images checked only)"]
         if self.masks_dir:
             lines.append(f"Usable pairs:  {self.n_pairs} ({self.n_train} train, {self.n_valid} valid)")
+        if self.cannot_train:
+            lines.append(f"Cannot train:  {self.cannot_train}")
         if self.split:
             lines.append(f"Split:         {self.split}")
         if self.mask_convention:
@@ -67,7 +80,7 @@ class DatasetReport:
         if problems:
             lines.append(f"Problems ({len(problems)}):")
             lines += [f"  {p.path}: {p.reason}" for p in problems]
-        else:
+        elif self.n_images or self.n_masks:
             lines.append("No problems found.")
         return "\n".join(lines)
 

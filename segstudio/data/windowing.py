@@ -65,3 +65,38 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind == "f":
         arr = np.nan_to_num(arr)
     return apply_window(arr, *percentile_window(arr))
+
+
+class HUHistogram:
+    """Hounsfield-unit counts (1 HU bins) over a dataset's CT images, in their masks' foreground
+    and overall, for one window for the whole dataset: the 0.5-99.5 percentiles of the
+    foreground, as nnU-Net normalises CT (all pixels when no mask has foreground)."""
+
+    LOW, HIGH = -4096, 12287
+
+    def __init__(self):
+        self.foreground = np.zeros(self.HIGH - self.LOW + 1, np.int64)
+        self.every = np.zeros_like(self.foreground)
+        self.images = 0
+
+    def add(self, hu: np.ndarray, foreground: np.ndarray | None = None) -> None:
+        """One int16 HU frame, with a boolean map of its mask's foreground when there is one."""
+        idx = np.clip(hu.astype(np.int32), self.LOW, self.HIGH) - self.LOW
+        self.every += np.bincount(idx.ravel(), minlength=len(self.every))
+        if foreground is not None and foreground.any():
+            self.foreground += np.bincount(idx[foreground], minlength=len(self.foreground))
+        self.images += 1
+
+    def window(self) -> tuple[float, float, str]:
+        """(width, level, what it was computed from)."""
+        counts, source = ((self.foreground, "the masks' foreground") if self.foreground.any()
+                          else (self.every, "all pixels"))
+        cdf = np.cumsum(counts) / max(int(counts.sum()), 1)
+        lo, hi = (int(np.searchsorted(cdf, q / 100.0)) + self.LOW for q in PERCENTILES)
+        width = max(float(hi - lo), 1.0)
+        return width, lo + width / 2.0, source
+
+
+def format_window(width: float, level: float) -> str:
+    """A "W/L" window setting that parse_window reads back."""
+    return f"{width:.6g}/{level:.6g}"

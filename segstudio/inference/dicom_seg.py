@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import highdicom as hd
 import numpy as np
@@ -21,11 +22,11 @@ TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "S
 
 
 def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: list[str],
-                     out_path: Path, segmentation_type: str = "BINARY") -> Path:
+                     out: Path | BinaryIO, segmentation_type: str = "BINARY") -> Path | BinaryIO:
     """Write `masks` ((H, W) uint8 class indices at the source size, one per source frame, in
     the order of `source_paths`) as a DICOM SEG for one series; classes 1.. become segments
-    labelled by `codes` (codes[0] is the background). Returns `out_path`; DataError when the
-    sources and masks do not fit together or highdicom refuses them."""
+    labelled by `codes` (codes[0] is the background), into a file or a binary stream. Returns
+    `out`; DataError when the sources and masks do not fit together or highdicom refuses them."""
     if not source_paths:
         raise DataError("No source images for the DICOM SEG")
     try:
@@ -67,8 +68,7 @@ def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: l
                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="segstudio",
                 manufacturer_model_name="segstudio U-Net", software_versions=__version__,
                 device_serial_number="none", series_description="segstudio prediction")
-            out_path = Path(out_path)
-            seg.save_as(out_path)
+            seg.save_as(out if hasattr(out, "write") else Path(out))
     except Exception as e:  # highdicom refuses sources in many ways (missing attributes...)
         raise DataError(f"Cannot write the DICOM SEG: {first_line(e, 200)}") from e
-    return out_path
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,27 +14,35 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data import Problem, group_series, list_image_files, read_image_frames, resize_image
+from ..data import Problem, group_series, list_image_files, resize_image
+from ..data.reader import frame_name, read_file
+from ..data.windowing import parse_window
 from ..errors import Cancelled, DataError, SegstudioError
 from ..palette import colourise
 from ..runs import MODEL_FILE, MODEL_META
 from ..training.device import resolve_device
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
+from .outputs import PredictionFolder, check_output_folder
 
 
 @dataclass
 class PredictReport:
-    written: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    out_dir: str = ""
+    written: list[str] = field(default_factory=list)  # class-index masks
+    problems: list[Problem] = field(default_factory=list)  # images that got no mask
     dicom_segs: list[str] = field(default_factory=list)  # one DICOM SEG file per DICOM series
+    left_alone: list[Problem] = field(default_factory=list)  # existing files not replaced
+    notes: list[Problem] = field(default_factory=list)  # masks written, with something to say
 
 
 class Predictor:
     """A trained model plus the preprocessing it was trained with."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict, device: torch.device):
+    def __init__(self, model: torch.nn.Module, meta: dict, device: torch.device,
+                 training_folders: tuple[str, str] = ("", "")):
         self.model, self.meta, self.device = model.eval().to(device), meta, device
+        self.training_folders = training_folders  # (images, masks) the run was trained on
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
@@ -50,7 +59,7 @@ class Predictor:
         model = create_unet_model(architecture(meta["arch"]), meta["n_out"], (meta["size"], meta["size"]),
                                   pretrained=False, n_in=meta["n_in"])
         model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
-        return cls(model, meta, resolve_device(device)[0])
+        return cls(model, meta, resolve_device(device)[0], training_folders(run_dir))
 
     @property
     def codes(self) -> list[str]:
@@ -86,62 +95,104 @@ class Predictor:
     def predict_folder(self, images_dir: str | Path, out_dir: str | Path,
                        progress: Callable[[int, int, str], None] | None = None,
                        should_stop: Callable[[], bool] | None = None,
-                       save_probabilities: bool = False, dicom_seg: bool = False) -> PredictReport:
+                       save_probabilities: bool = False, dicom_seg: bool = False,
+                       protected: tuple[tuple[str, str], ...] = ()) -> PredictReport:
         """Write <name>.png (class indices) and <name>_color.png for every image; bad files are
-        reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series."""
-        images_dir, out_dir = Path(images_dir), Path(out_dir)
+        reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series.
+
+        `out_dir` may not be the images folder, the run's training folders or a `protected`
+        ((label, folder) pairs) one, and no file segstudio did not write there is replaced
+        (see outputs.PredictionFolder); such files are listed in `left_alone`."""
+        images_dir = Path(images_dir)
         if not images_dir.is_dir():
             raise DataError(f"Image folder not found: {images_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out = check_output_folder(out_dir, (("images", images_dir),
+                                            ("training images", self.training_folders[0]),
+                                            ("training masks", self.training_folders[1]),
+                                            *protected))
+        folder = PredictionFolder(out)
         files = list_image_files(images_dir)
-        report = PredictReport()
+        report = PredictReport(out_dir=str(out))
         masks: dict[Path, list[np.ndarray]] = {}
-        for i, path in enumerate(files):
-            if should_stop and should_stop():
-                raise Cancelled()
-            if progress:
-                progress(i, len(files), path.name)
-            try:
-                frames = read_image_frames(path, self.window)
-            except SegstudioError as exc:
-                report.problems.append(Problem(path.name, str(exc)))
-                continue
-            for name, image in frames:
-                probs = self.probabilities(image)
-                mask = probs.argmax(axis=0).astype(np.uint8)
-                stem = safe_name(name)
-                Image.fromarray(mask).save(out_dir / f"{stem}.png")
-                Image.fromarray(colourise(mask, len(self.codes))).save(out_dir / f"{stem}_color.png")
-                if save_probabilities:
-                    np.save(out_dir / f"{stem}_prob.npy", probs.astype(np.float16))
-                report.written.append(str(out_dir / f"{stem}.png"))
-                if dicom_seg:
-                    masks.setdefault(path, []).append(mask)
-        if masks:
-            self._write_dicom_segs(masks, out_dir, report)
+        window = parse_window(self.window)
+        try:
+            for i, path in enumerate(files):
+                if should_stop and should_stop():
+                    raise Cancelled()
+                if progress:
+                    progress(i, len(files), path.name)
+                try:
+                    frames = read_file(path, window).frames
+                except DataError as exc:
+                    report.problems.append(Problem(path.name, str(exc)))
+                    continue
+                for f, image in enumerate(frames):
+                    mask = self._predict_one(image, frame_name(path, f, len(frames)), path.name,
+                                             folder, report, save_probabilities)
+                    if dicom_seg:
+                        masks.setdefault(path, []).append(mask)
+            if masks:
+                self._write_dicom_segs(masks, folder, report)
+        finally:
+            folder.save()
+            report.left_alone = [Problem(name, why) for name, why in folder.left_alone]
         if progress:
             progress(len(files), len(files), "done")
         return report
 
-    def _write_dicom_segs(self, masks: dict[Path, list[np.ndarray]], out_dir: Path,
+    def _predict_one(self, image: np.ndarray, name: str, source: str, folder: PredictionFolder,
+                     report: PredictReport, save_probabilities: bool) -> np.ndarray:
+        probs = self.probabilities(image)
+        mask = probs.argmax(axis=0).astype(np.uint8)
+        stem = safe_name(name)
+        if folder.write(f"{stem}.png", png_bytes(mask), source):
+            report.written.append(str(folder.out_dir / f"{stem}.png"))
+        folder.write(f"{stem}_color.png", png_bytes(colourise(mask, len(self.codes))), source)
+        if save_probabilities:
+            buf = io.BytesIO()
+            np.save(buf, probs.astype(np.float16))
+            folder.write(f"{stem}_prob.npy", buf.getvalue(), source)
+        return mask
+
+    def _write_dicom_segs(self, masks: dict[Path, list[np.ndarray]], folder: PredictionFolder,
                           report: PredictReport) -> None:
         def write(paths: list[Path]) -> DataError | None:
-            out = out_dir / f"{safe_name(paths[0].stem)}_seg.dcm"
+            name = f"{safe_name(paths[0].stem)}_seg.dcm"
+            buf = io.BytesIO()
             try:
-                export_dicom_seg(paths, [m for p in paths for m in masks[p]], self.codes, out)
+                export_dicom_seg(paths, [m for p in paths for m in masks[p]], self.codes, buf)
             except DataError as exc:
                 return exc
-            report.dicom_segs.append(str(out))
+            if folder.write(name, buf.getvalue(), paths[0].name):
+                report.dicom_segs.append(str(folder.out_dir / name))
             return None
+
+        def note(path: Path, error: DataError) -> None:
+            report.notes.append(Problem(path.name, f"mask written, but no DICOM SEG: {error}"))
 
         for series in group_series(list(masks)):
             error = write(series)
             if error and len(series) > 1:  # e.g. slices without patient coordinates: one SEG each
                 for path in series:
                     if (error := write([path])):
-                        report.problems.append(Problem(path.name, f"DICOM SEG not written: {error}"))
+                        note(path, error)
             elif error:
-                report.problems.append(Problem(series[0].name, f"DICOM SEG not written: {error}"))
+                note(series[0], error)
+
+
+def training_folders(run_dir: Path) -> tuple[str, str]:
+    """(images, masks) folders a run was trained on, from its config.json ("" when unknown)."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("data", {})
+        return str(data.get("images", "") or ""), str(data.get("masks", "") or "")
+    except (OSError, ValueError, AttributeError):
+        return "", ""
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def safe_name(name: str) -> str:

@@ -16,6 +16,8 @@ from . import events as ev
 from .callbacks import StopGuard
 from .learner import build_learner
 
+SWEEP = (1e-6, 10.0)  # from the LR slider's lowest value up to where every loss diverges
+
 
 class SweepProgress(Callback):
     """Reports each step of the sweep as a Progress event."""
@@ -31,7 +33,7 @@ class SweepProgress(Callback):
 
 def find_lr(config: TrainConfig, data: SegDataset, device: torch.device, stop: threading.Event,
             num_it: int = 100, on_event=lambda event: None) -> ev.LRFound | None:
-    """Sweep the LR from 1e-7 to 10 over `num_it` batches; None when stopped.
+    """Sweep the LR over SWEEP in `num_it` batches; None when stopped.
 
     hi: see `suggest_hi`; lo is hi/100 for a pretrained encoder (small early-layer rates) and hi
     itself for a random encoder, which needs the same rate everywhere.
@@ -44,7 +46,7 @@ def find_lr(config: TrainConfig, data: SegDataset, device: torch.device, stop: t
         learn.add_cb(guard)
         learn.add_cb(SweepProgress(on_event, num_it))
         try:
-            learn.lr_find(num_it=num_it, show_plot=False, suggest_funcs=None)
+            learn.lr_find(start_lr=SWEEP[0], end_lr=SWEEP[1], num_it=num_it, show_plot=False, suggest_funcs=None)
         except Exception:
             if stop.is_set() and not guard.failure:  # stopped before the sweep had started
                 return None

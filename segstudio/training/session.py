@@ -11,6 +11,7 @@ import math
 import shutil
 import threading
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,8 @@ import numpy as np
 from .. import __version__
 from ..config import Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
-from ..errors import Cancelled, SegstudioError
+from ..data.report import training_blocker
+from ..errors import Cancelled, DataError, SegstudioError
 from ..runs import MetricsLog, new_run_dir, save_model, write_atomic
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
@@ -52,12 +54,16 @@ class TrainingSession:
         reporter = None
         try:
             data = dataset if dataset is not None else self._load(config, on_event)
+            blocker = training_blocker(len(data.names), len(data.train_idx), len(data.valid_idx))
+            if blocker:
+                raise DataError(blocker[0].upper() + blocker[1:] + ". Add pairs, or check the "
+                                "dataset report for the files that could not be used.")
             device, warning = resolve_device(config.device)
             if warning:
                 on_event(ev.WarningEvent(warning))
             run_dir = new_run_dir(config.out_dir, config.run_name)
-            write_atomic(run_dir / "config.json", config.to_json())
             built = build_learner(config, data, device, path=str(run_dir))
+            write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
             for message in built.warnings:
                 on_event(ev.WarningEvent(message))
             reporter = self._train(config, data, built, run_dir, device, on_event)
@@ -118,12 +124,12 @@ class TrainingSession:
         metrics = MetricsLog(run_dir)
         meta = model_meta(config, data, built)
 
-        def on_best(epoch, dice):
-            save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": epoch, "dice_mean": dice})
+        def on_best(epoch, dice):  # epochs in files count from 1, as the app and CLI show them
+            save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": epoch + 1, "dice_mean": dice})
 
         def on_epoch(row):
             per_class = {f"dice_{name}": float(d) for name, d in zip(data.codes, row.pop("dice"))}
-            metrics.append({**row, **per_class})
+            metrics.append({**row, "epoch": row["epoch"] + 1, **per_class})
 
         reporter = EventReporter(on_event, built.dice, frozen_epochs + config.epochs,
                                  preview_items(data, config.preview_count), on_best, on_epoch)
@@ -154,6 +160,14 @@ class TrainingSession:
         return event
 
 
+def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> TrainConfig:
+    """The config as the run really used it (config.json): whether the encoder was pretrained,
+    the learning rates and the DICOM window, so that replaying it trains the same way."""
+    lo, hi = config.lrs(built.pretrained)
+    return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi,
+                   data=replace(config.data, window=data.window))
+
+
 def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> dict:
     """What the predictor needs to rebuild the model and preprocess images like training did."""
     mean, std = built.stats
@@ -178,7 +192,7 @@ def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
             write_atomic(run_dir / "error.log", "".join(traceback.format_exception(exc)))
         except OSError:
             pass
-    log.error("training failed: %s", text)
+    log.debug("training failed: %s", text)  # the Failed event carries it to the user, once
     if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
         _release_device_memory()
         return ev.Failed("The device ran out of memory.", advice=(

@@ -123,3 +123,32 @@ def test_version_lists_libraries():
     assert out.returncode == 0
     for name in ("segstudio", "torch", "fastai", "PySide6", "device"):
         assert name in out.stdout
+
+
+def test_one_pair_is_refused_with_one_message_and_inspect_agrees(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    Image.fromarray(np.arange(1024, dtype=np.uint16).reshape(32, 32)).save(images / "a.png")
+    Image.fromarray((np.arange(1024).reshape(32, 32) % 5 == 0).astype(np.uint8)).save(masks / "a.png")
+    inspected = cli("inspect", "--images", images, "--masks", masks, timeout=60)
+    assert inspected.returncode == 1 and "at least 2 usable image/mask pairs" in inspected.stdout
+    run = cli("train", "--images", images, "--masks", masks, "--no-pretrained", "--arch", "resnet18",
+              "--device", "cpu", "--out", tmp_path / "runs")
+    assert run.returncode == 1 and run.stderr.count("at least 2 usable image/mask pairs") == 1, run.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_inspect_of_a_folder_without_images_says_why(tmp_path):
+    (tmp_path / "brain.nii.gz").write_bytes(b"\x1f\x8b")
+    out = cli("inspect", "--images", tmp_path, timeout=60)
+    assert out.returncode == 1 and "No problems found" not in out.stdout
+    assert "No image files" in out.stdout and "brain.nii.gz" in out.stdout
+
+
+def test_mask_options_reach_the_config():
+    from segstudio.cli import build_parser, train_config
+
+    args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--labels", "instances",
+                                      "--class-names", "nucleus"])
+    cfg = train_config(args)
+    assert cfg.data.labels == "instances" and cfg.data.class_names == ["nucleus"]

@@ -55,7 +55,7 @@ def test_patient_split_keeps_patients_on_one_side(data_dirs, mk):
     assert report.split.startswith("by patient: 1 of 5 patients")
     text = report.format() + json.dumps(report.to_dict())
     assert "PAT-" not in text and "Doe" not in text
-    assert any("file's own W/L for 20" in n for n in report.notes)
+    assert any("CT: one window for the dataset" in n and "for 20 image(s)" in n for n in report.notes)
 
 
 @pytest.mark.parametrize("n,expect", [(1, (1, 0)), (2, (1, 1)), (3, (2, 1))])

@@ -120,7 +120,7 @@ def test_mask_with_many_values_reported(data_dirs, mk):
     mk.dicom(masks / "a.dcm", np.random.default_rng(0).integers(0, 4000, (16, 16)).astype(np.uint16))
     report = inspect_dataset(DataConfig(str(images), str(masks)))
     [p] = report.other
-    assert p.path == "masks/a.dcm" and p.reason.endswith("distinct values; expected a few class labels")
+    assert p.path == "masks/a.dcm" and "distinct values; expected a few class labels" in p.reason
 
 
 def _seeds() -> list[bytes]:

@@ -41,7 +41,7 @@ def test_label_values_sorted_into_indices(data_dirs, mk):
     b[:2] = 40
     data, report = _load(*data_dirs, mk, [a, b])
     assert data.codes == ["background", "class 10", "class 20", "class 40"]
-    assert report.mask_convention == "label image values 0,10,20,40"
+    assert report.mask_convention == "label image values 0, 10, 20, 40"
     order = np.argsort(data.names)
     np.testing.assert_array_equal(data.masks[order[0]], np.searchsorted([0, 10, 20, 40], a))
     assert sum(c.pixel_share for c in report.classes) == pytest.approx(1.0)

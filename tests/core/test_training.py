@@ -49,16 +49,50 @@ def test_run_folder_is_complete(trained_run, sample_data):
     assert config["epochs"] == TRAIN_EPOCHS and config["arch"] == "resnet18"
     rows = json.loads((run / "metrics.json").read_text())
     assert len(rows) == TRAIN_EPOCHS and "dice_mean" in rows[0]
+    assert [r["epoch"] for r in rows] == list(range(1, TRAIN_EPOCHS + 1))  # as the app shows them
     csv_lines = (run / "metrics.csv").read_text().splitlines()
     assert len(csv_lines) == TRAIN_EPOCHS + 1 and csv_lines[0].startswith("epoch,")
     meta = json.loads((run / "model.json").read_text())
-    assert meta["codes"] == list(sample_data.codes) and meta["epoch"] == final.best_epoch
+    assert meta["codes"] == list(sample_data.codes) and meta["epoch"] == final.best_epoch + 1
+    # what was used: the random encoder's LRs and the CT window computed for the dataset
+    assert config["pretrained"] is False and config["lr_lo"] == config["lr_hi"] == pytest.approx(3e-3)
+    assert config["data"]["window"] == meta["window"] == sample_data.window != "auto"
     state = torch.load(run / "model.pth", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert not list(run.glob(".*"))  # no temporary files left behind
     from segstudio.runs import FILE_MODE
 
     assert all((p.stat().st_mode & 0o777) == FILE_MODE for p in run.iterdir())  # not mkstemp's 0600
+
+
+def test_config_records_the_encoder_really_used(sample_data):
+    from types import SimpleNamespace
+
+    from segstudio.config import TrainConfig
+    from segstudio.training.session import used_config
+
+    asked = TrainConfig(pretrained=True)  # but the weights were not available
+    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False))
+    assert used.pretrained is False and (used.lr_lo, used.lr_hi) == (3e-3, 3e-3)
+    assert asked.pretrained is True and asked.lr_lo is None  # the request itself is unchanged
+
+
+def test_one_pair_fails_before_creating_a_run_folder(tmp_path):
+    from PIL import Image
+
+    from segstudio.config import DataConfig
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    Image.fromarray(np.arange(1024, dtype=np.uint16).reshape(32, 32)).save(images / "a.png")
+    Image.fromarray((np.arange(1024).reshape(32, 32) % 7 == 0).astype(np.uint8)).save(masks / "a.png")
+    events = []
+    cfg = tiny_config(tmp_path, data=DataConfig(str(images), str(masks)))
+    final = TrainingSession().run(cfg, events.append)
+    assert isinstance(final, ev.Failed) and "at least 2 usable image/mask pairs" in final.message
+    assert "found 1" in final.message and final.run_dir == ""
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+    assert [e for e in events if isinstance(e, ev.Failed)] == [final]
 
 
 def test_random_encoder_gets_flat_default_lrs(trained_run):

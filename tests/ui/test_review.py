@@ -116,7 +116,8 @@ def test_overlay_functions():
 
 
 def test_dicom_items_show_modality_units_with_the_training_window(window, qtbot, sample_data):
-    """Sample slices are 128 px CT (window 400/40) cached at 64 px: the viewer shows HU at 128 px."""
+    """Sample slices are 128 px CT cached at 64 px: the viewer shows HU at 128 px, starting from
+    the window training used (one window for the dataset)."""
     window.tabs.setCurrentIndex(2)
     panel = window.review_panel
     panel.dataset = sample_data
@@ -127,7 +128,9 @@ def test_dicom_items_show_modality_units_with_the_training_window(window, qtbot,
     image = panel.image_item.image
     assert image.shape == (128, 128) and image.dtype == np.float32
     assert image.min() < -900 and image.max() > 500  # air and bone in HU
-    assert panel.slider_levels.value() == (-160, 240) and "W 400 L 40 HU" in panel.label_levels.text()
+    width, level = (float(v) for v in sample_data.window.split("/"))
+    assert panel.slider_levels.value() == (math.floor(level - width / 2), math.ceil(level + width / 2))
+    assert f"W {width:.0f} L {level:.0f} HU" in panel.label_levels.text()
     overlay_rect = panel.mask_item.mapRectToParent(panel.mask_item.boundingRect())
     assert (overlay_rect.width(), overlay_rect.height()) == (128, 128)  # 64 px overlay stretched
     panel.slider_levels.setValue((-1000, 600))  # the slider spans the image's values
