@@ -93,3 +93,17 @@ def save_model(run_dir: Path, state_dict: dict, meta: dict[str, Any]) -> None:
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
     write_atomic(Path(run_dir) / MODEL_FILE, buf.getvalue())
     write_json(Path(run_dir) / MODEL_META, meta)
+
+
+def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(metrics.json rows, class names from model.json): a run's history; ([], []) when missing."""
+    run_dir = Path(run_dir)
+    try:
+        rows = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rows = []
+    try:
+        codes = list(json.loads((run_dir / MODEL_META).read_text(encoding="utf-8"))["codes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        codes = []
+    return (rows if isinstance(rows, list) else []), codes

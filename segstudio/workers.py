@@ -22,7 +22,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QThread, Signal
 
 from segstudio.config import DataConfig, TrainConfig
-from segstudio.errors import Cancelled, SegstudioError
+from segstudio.errors import Cancelled, DataError, SegstudioError
 from segstudio.training import events as ev
 
 ProgressFn = Callable[[int, int, str], None]
@@ -79,35 +79,36 @@ class TaskWorker(QThread):
         except Exception as exc:  # anything else is a bug: report it, never let it kill the app
             self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
         else:
-            if self.isInterruptionRequested():
-                self.cancelled.emit()
-            else:
-                self.result.emit(out)
+            self._finish(out)
+
+    def _finish(self, out) -> None:
+        if self.isInterruptionRequested():
+            self.cancelled.emit()
+        else:
+            self.result.emit(out)
 
 
-class TrainWorker(QThread):
+class TrainWorker(TaskWorker):
     """Runs `TrainingSession.run` (mode "train") or `.find_lr` (mode "find_lr") in a thread.
 
-    `run_ended` always fires once with the final event (Finished, Cancelled, Failed or LRFound);
-    an unexpected exception becomes a Failed event, so the app never dies with the run.
+    `result` always fires once with the final event (Finished, Cancelled, Failed or LRFound), a
+    stopped run included; an unexpected exception becomes a Failed event, so the app never dies
+    with the run. Batch events are coalesced and reach the GUI as lists.
     """
 
-    progress = Signal(object)  # ev.Progress (data loading)
     run_started = Signal(object)  # ev.Started
     phase_changed = Signal(object)  # ev.PhaseChanged
     batches = Signal(list)  # [ev.BatchEnd, ...], coalesced
     epoch_ended = Signal(object)  # ev.EpochEnd
     preview = Signal(object)  # ev.Preview
     warning = Signal(str)
-    run_ended = Signal(object)  # final event
 
     def __init__(self, config: TrainConfig, dataset=None, mode: str = "train",
                  session_factory: Callable[[], Any] | None = None, batch_interval: float = 0.1,
                  parent=None):
-        super().__init__(parent)
         if mode not in ("train", "find_lr"):
             raise ValueError(f"unknown mode {mode!r}")
-        self.setObjectName(f"worker_{mode}")
+        super().__init__(self._run_session, mode, parent)
         self.config = config
         self.dataset = dataset
         self.mode = mode
@@ -135,12 +136,7 @@ class TrainWorker(QThread):
 
         return TrainingSession()
 
-    def start(self, priority=QThread.Priority.LowPriority) -> None:  # noqa: D102 - below the GUI thread
-        super().start(priority)
-
-    def run(self) -> None:  # noqa: D102 (QThread)
-        yield_cpu_to_gui()
-        final: Any
+    def _run_session(self, progress: ProgressFn, should_stop: StopFn):
         try:
             session = self._make_session()
             with self._lock:
@@ -152,13 +148,13 @@ class TrainWorker(QThread):
                 fn = session.run if self.mode == "train" else session.find_lr
                 final = fn(self.config, self._on_event, dataset=self.dataset)
         except BaseException as exc:  # noqa: BLE001 - the thread must always report an end
-            final = ev.Failed(message=f"{type(exc).__name__}: {exc}",
-                              advice=traceback.format_exc())
+            final = ev.Failed(message=f"{type(exc).__name__}: {exc}", advice=traceback.format_exc())
         gc.unfreeze()
         self._flush()
-        if final is None:
-            final = ev.Failed(message="The training session ended without a result.")
-        self.run_ended.emit(final)
+        return final if final is not None else ev.Failed(message="The training session ended without a result.")
+
+    def _finish(self, out) -> None:
+        self.result.emit(out)  # a stopped run ends with its Cancelled event
 
     # -- event routing (worker thread) -------------------------------------------------------
     def _flush(self) -> None:
@@ -175,11 +171,11 @@ class TrainWorker(QThread):
             return
         self._flush()
         if isinstance(event, ev.Progress):
-            self.progress.emit(event)
+            self.progress.emit(event.done, event.total, event.message)
         elif isinstance(event, ev.Started):
             # The model, data and libraries are loaded: move them out of the garbage collector's
             # reach for the run, so its full collections (200-600 ms here, holding the GIL) do
-            # not stall the GUI. run() hands them back at the end.
+            # not stall the GUI. The run's end hands them back.
             gc.freeze()
             self.run_started.emit(event)
         elif isinstance(event, ev.PhaseChanged):
@@ -190,12 +186,12 @@ class TrainWorker(QThread):
             self.preview.emit(event)
         elif isinstance(event, ev.WarningEvent):
             self.warning.emit(event.message)
-        # final events are returned by the session and emitted once by run()
+        # final events are returned by the session and emitted once as `result`
 
 
-# -- core tasks for TaskWorker (each runs in the worker thread) ----------------------------------
+# -- core tasks (each runs in a worker thread; TaskRunner.start passes progress and should_stop) --
 
-def probe_environment(progress: ProgressFn, should_stop: StopFn) -> dict:
+def probe_environment(*, progress: ProgressFn, should_stop: StopFn) -> dict:
     """Device kind/name and which pretrained encoders are cached locally."""
     from segstudio.config import Arch
     from segstudio.training.device import describe_device
@@ -206,58 +202,68 @@ def probe_environment(progress: ProgressFn, should_stop: StopFn) -> dict:
     return {"device_kind": kind, "device_name": name, "pretrained": weights}
 
 
-def load_dataset_task(data: DataConfig, size: int):
-    """A TaskWorker function loading a dataset: returns (SegDataset, DatasetReport, ""), or
-    (None, DatasetReport, message) when files were read but none is usable."""
-    def fn(progress: ProgressFn, should_stop: StopFn):
+def load_dataset_task(data: DataConfig, size: int, *, progress: ProgressFn, should_stop: StopFn):
+    """(SegDataset, DatasetReport, ""), or (None, DatasetReport, message) when files were read but
+    none is usable."""
+    from segstudio.data import load_dataset
+
+    try:
+        dataset, report = load_dataset(data, size, progress=progress, should_stop=should_stop)
+    except SegstudioError as exc:
+        if getattr(exc, "report", None) is None:
+            raise
+        return None, exc.report, str(exc)
+    return dataset, report, ""
+
+
+def review_task(run_dir: str, dataset, data: DataConfig | None = None, *, progress: ProgressFn,
+                should_stop: StopFn):
+    """(predictor, dataset, [ReviewItem...], note): the run's model and, when `dataset` is None,
+    the run's data (or `data`, where it is now), predicted. When that data cannot be read, the
+    dataset is None, there are no items and the note says why (the model still predicts)."""
+    from segstudio.inference import Predictor, review_items
+
+    progress(0, 0, "Loading model")
+    predictor = Predictor.load(run_dir)
+    ds = dataset
+    if ds is None or ds.size != predictor.size:
         from segstudio.data import load_dataset
 
+        data = data or TrainConfig.load(Path(run_dir) / "config.json").data
         try:
-            dataset, report = load_dataset(data, size, progress=progress, should_stop=should_stop)
-        except SegstudioError as exc:
-            if getattr(exc, "report", None) is None:
-                raise
-            return None, exc.report, str(exc)
-        return dataset, report, ""
-    return fn
+            ds, _ = load_dataset(data, predictor.size, progress=progress, should_stop=should_stop)
+        except DataError as exc:
+            return predictor, None, [], str(exc)
+    progress(0, 0, "Predicting validation images")
+    items = review_items(predictor, ds, should_stop=should_stop)
+    if should_stop():
+        raise Cancelled()
+    return predictor, ds, items, ""
 
 
-def review_task(run_dir: str, dataset=None):
-    """Loads the run's predictor (and, when `dataset` is None, the run's data) and returns
-    (predictor, dataset, [ReviewItem...])."""
-    def fn(progress: ProgressFn, should_stop: StopFn):
-        from segstudio.inference import Predictor, review_items
+def display_frame_task(source: str, frame: int, window: str, *, progress: ProgressFn, should_stop: StopFn):
+    """A review item's DICOM frame in modality units (HU for CT), or None for other images."""
+    from segstudio.data.dicom import read_modality_frame
+    from segstudio.data.windowing import parse_window
 
-        progress(0, 0, "Loading model")
-        predictor = Predictor.load(run_dir)
-        ds = dataset
-        if ds is None or ds.size != predictor.size:
-            from segstudio.data import load_dataset
-
-            cfg = TrainConfig.load(Path(run_dir) / "config.json")
-            ds, _ = load_dataset(cfg.data, predictor.size, progress=progress,
-                                 should_stop=should_stop)
-        progress(0, 0, "Predicting validation images")
-        items = review_items(predictor, ds, should_stop=should_stop)
-        if should_stop():
-            raise Cancelled()
-        return predictor, ds, items
-    return fn
+    return read_modality_frame(source, frame, parse_window(window))
 
 
-def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor=None):
-    """Predicts every image in `images_dir` and writes PNG masks to `out_dir` (and a DICOM SEG
-    per DICOM series)."""
-    def fn(progress: ProgressFn, should_stop: StopFn):
-        from segstudio.inference import Predictor
+def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor, protected: tuple, *,
+                        progress: ProgressFn, should_stop: StopFn):
+    """(PredictReport, [ReviewItem...]): predicts every image in `images_dir`, writes PNG masks
+    to `out_dir` (and a DICOM SEG per DICOM series; `protected` folders are never written into)
+    and reads the first ones back for the review."""
+    from segstudio.inference import Predictor, predicted_items
 
-        p = predictor if predictor is not None else Predictor.load(run_dir)
-        return p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop,
-                                dicom_seg=True)
-    return fn
+    p = predictor if predictor is not None else Predictor.load(run_dir)
+    report = p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop,
+                              dicom_seg=True, protected=protected)
+    progress(0, 0, "Reading the predictions back")
+    return report, predicted_items(report, p.window, should_stop)
 
 
-def sample_dataset_task(progress: ProgressFn, should_stop: StopFn):
+def sample_dataset_task(*, progress: ProgressFn, should_stop: StopFn):
     """(images_dir, masks_dir) of the built-in sample dataset (written on first use)."""
     from segstudio.data import sample_dataset
 

@@ -117,7 +117,7 @@ def too_many_for_classes(frame: MaskFrame) -> str:
     if len(frame.keys) <= MAX_LABELS:
         return ""
     return (f"mask has {len(frame.keys)} distinct values; expected a few class labels "
-            "(for instance labels, set the mask values to 'instances')")
+            "(for instance labels choose Mask values 'Instances', or --labels instances)")
 
 
 def looks_like_instances(frames: list[MaskFrame]) -> tuple[bool, str]:
@@ -229,7 +229,8 @@ def _instance_classes(frames: list[MaskFrame], why: str) -> ClassMap:
     objects = sum(len(f.foreground) for f in frames)
     top = max((k for f in frames for k in f.foreground), default=0)
     note = (f"the masks hold instance labels (each object its own value; {why}): trained as "
-            "foreground vs background. Set the mask values to 'classes' to keep each value as a class.")
+            "foreground vs background. To keep each value as a class, choose Mask values 'Each value "
+            "is a class' (or --labels classes).")
     return ClassMap(["background", "foreground"],
                     f"instance labels ({objects} objects in {len(frames)} masks) as foreground",
                     {}, ["0", f"1–{top}" if top > 1 else "1"], [note], instances=True)

@@ -30,6 +30,7 @@ from .outputs import PredictionFolder, check_output_folder
 class PredictReport:
     out_dir: str = ""
     written: list[str] = field(default_factory=list)  # class-index masks
+    sources: list[tuple[str, int]] = field(default_factory=list)  # (image file, frame) per mask
     problems: list[Problem] = field(default_factory=list)  # images that got no mask
     dicom_segs: list[str] = field(default_factory=list)  # one DICOM SEG file per DICOM series
     left_alone: list[Problem] = field(default_factory=list)  # existing files not replaced
@@ -127,7 +128,7 @@ class Predictor:
                     report.problems.append(Problem(path.name, str(exc)))
                     continue
                 for f, image in enumerate(frames):
-                    mask = self._predict_one(image, frame_name(path, f, len(frames)), path.name,
+                    mask = self._predict_one(image, frame_name(path, f, len(frames)), (path, f),
                                              folder, report, save_probabilities)
                     if dicom_seg:
                         masks.setdefault(path, []).append(mask)
@@ -140,18 +141,19 @@ class Predictor:
             progress(len(files), len(files), "done")
         return report
 
-    def _predict_one(self, image: np.ndarray, name: str, source: str, folder: PredictionFolder,
-                     report: PredictReport, save_probabilities: bool) -> np.ndarray:
+    def _predict_one(self, image: np.ndarray, name: str, source: tuple[Path, int],
+                     folder: PredictionFolder, report: PredictReport, save_probabilities: bool) -> np.ndarray:
         probs = self.probabilities(image)
         mask = probs.argmax(axis=0).astype(np.uint8)
-        stem = safe_name(name)
-        if folder.write(f"{stem}.png", png_bytes(mask), source):
+        stem, item = safe_name(name), source[0].name
+        if folder.write(f"{stem}.png", png_bytes(mask), item):
             report.written.append(str(folder.out_dir / f"{stem}.png"))
-        folder.write(f"{stem}_color.png", png_bytes(colourise(mask, len(self.codes))), source)
+            report.sources.append((str(source[0]), source[1]))
+        folder.write(f"{stem}_color.png", png_bytes(colourise(mask, len(self.codes))), item)
         if save_probabilities:
             buf = io.BytesIO()
             np.save(buf, probs.astype(np.float16))
-            folder.write(f"{stem}_prob.npy", buf.getvalue(), source)
+            folder.write(f"{stem}_prob.npy", buf.getvalue(), item)
         return mask
 
     def _write_dicom_segs(self, masks: dict[Path, list[np.ndarray]], folder: PredictionFolder,

@@ -1,14 +1,15 @@
-"""The main window: three tabs (Data, Train, Review), menus, status bar, drag-and-drop. Wiring only."""
+"""The main window: builds the state, the three areas (Data, Train, Review), menus, status bar and
+drag-and-drop, and connects them. Wiring only: the panels talk through the AppState."""
 
 from __future__ import annotations
 
 import platform
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from importlib import metadata
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
 
 import segstudio
@@ -18,9 +19,12 @@ from segstudio.ui.panels.data_panel import DataPanel
 from segstudio.ui.panels.review_panel import ReviewPanel
 from segstudio.ui.panels.train_panel import TrainPanel
 from segstudio.ui.settings import Settings
-from segstudio.workers import TaskWorker, probe_environment, sample_dataset_task
+from segstudio.ui.state import AppState, Message, RunRef
+from segstudio.ui.tasks import TaskRunner
+from segstudio.workers import probe_environment, sample_dataset_task
 
 DATA, TRAIN, REVIEW = 0, 1, 2
+DEFAULT_SIZE = QSize(1320, 860)
 
 
 class MainWindow(QMainWindow):
@@ -33,13 +37,15 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(resources.app_icon())
         self.setAcceptDrops(True)
         self.settings = settings or Settings()
-        self._tasks: list[TaskWorker] = []
+        self.state = AppState()
         self._close_after_stop = False
-        self.environment: dict | None = None
+        self.tasks = TaskRunner(self, "app", on_error=lambda m, d: self.state.post(
+            "app", "error", m + (f"\n{d}" if d else "")))
+        self.probe = TaskRunner(self, "probe")
 
-        self.data_panel = DataPanel()
-        self.train_panel = TrainPanel()
-        self.review_panel = ReviewPanel()
+        self.data_panel = DataPanel(self.state)
+        self.train_panel = TrainPanel(self.state)
+        self.review_panel = ReviewPanel(self.state)
         self.tabs = QTabWidget(objectName="tabs", documentMode=False)
         self.tabs.addTab(self.data_panel, resources.icon("data"), "Data")
         self.tabs.addTab(self.train_panel, resources.icon("train"), "Train")
@@ -47,10 +53,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self._build_status()
         self._build_menus()
-        self._wire()
+        self._connect()
         self._restore()
         if probe:
-            self._run_task(probe_environment, "probe", self._on_environment)
+            self.probe.start(probe_environment, on_done=lambda env: setattr(self.state, "environment", env))
+
+    @property
+    def environment(self) -> dict | None:
+        return self.state.environment
 
     # -- construction ------------------------------------------------------------------------
     def _build_status(self) -> None:
@@ -72,14 +82,14 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self.action_open_images = self._action("action_open_images", "Open image folder…",
-                                               lambda: self.data_panel._browse("images"), "Ctrl+O", "folder")
+                                               lambda: self.data_panel.browse("images"), "Ctrl+O", "folder")
         self.action_open_masks = self._action("action_open_masks", "Open mask folder…",
-                                              lambda: self.data_panel._browse("masks"), "Ctrl+M", "mask")
+                                              lambda: self.data_panel.browse("masks"), "Ctrl+M", "mask")
         self.action_open_sample = self._action("action_open_sample", "Open sample dataset",
                                                self.open_sample, None, "sample")
         self.action_open_run = self._action("action_open_run", "Open run…",
                                             self.review_panel.choose_run, "Ctrl+R", "run")
-        self.action_export = self._action("action_export_masks", "Export masks…",
+        self.action_export = self._action("action_export_masks", "Predict folder…",
                                           lambda: self.review_panel.export_masks(), "Ctrl+E", "export")
         self.action_quit = self._action("action_quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
         for a in (self.action_open_images, self.action_open_masks, self.action_open_sample):
@@ -93,119 +103,107 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self._action("action_about", "About segstudio", self.show_about))
         help_menu.addAction(self._action("action_versions", "Versions", self.show_versions))
 
-    def _wire(self) -> None:
-        dp, tp, rp = self.data_panel, self.train_panel, self.review_panel
-        dp.size_provider = tp.settings.value_size.value
-        tp.data_provider = lambda size: (dp.data_config(), dp.dataset_for(dp.data_config(), size))
-        dp.dataset_loaded.connect(self._on_dataset)
-        dp.dataset_cleared.connect(lambda: self.label_dataset.setText("No dataset"))
-        dp.folders_changed.connect(self._remember_folders)
-        dp.busy_changed.connect(lambda b: self._set_state("Loading data…" if b else "Idle"))
-        tp.running_changed.connect(self._on_running)
-        tp.state_changed.connect(self._set_state)
-        tp.run_finished.connect(self._on_run_finished)
-        tp.settings.changed.connect(lambda: self.settings.set_train_config(tp.settings.config()))
-        for panel in (dp, tp, rp):
-            panel.message.connect(self.report)
+    def _connect(self) -> None:
+        s = self.state
+        s.watch("dataset", lambda _: self._show_dataset())
+        s.watch("training", self._on_training)
+        s.watch("environment", self._on_environment)
+        s.watch("message", self._on_message)
+        s.watch("run", self._on_run)
+        s.watch("train_config", lambda c: self.settings.set_train_config(replace(c, data=s.data_config)))
+        s.watch("data_config", self._remember_folders)
+        self.data_panel.runner.busy_changed.connect(lambda b: self._set_state("Loading data…" if b else "Idle"))
 
     def _restore(self) -> None:
         config = self.settings.train_config()
+        data = replace(config.data if config else self.state.data_config,
+                       images=self.settings.last_folder("images"), masks=self.settings.last_folder("masks"))
         if config is not None:
             self.train_panel.settings.set_config(config)
-        self.data_panel.set_folders(self.settings.last_folder("images"), self.settings.last_folder("masks"))
-        if config is not None:  # the DICOM window and validation share saved with the settings
-            current = self.data_panel.data_config()
-            self.data_panel.set_data_config(replace(config.data, images=current.images, masks=current.masks))
+        self.data_panel.set_data_config(data)
         geometry, state = self.settings.window_state()
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1320, 860)
+            self.resize(DEFAULT_SIZE)
+        self.fit_to_screen()
         if state is not None:
             self.restoreState(state)
         tab = self.settings.value("window/tab", 0)
         self.tabs.setCurrentIndex(int(tab) if str(tab).isdigit() else 0)
 
+    def fit_to_screen(self) -> None:
+        """A saved size larger than the screen (or absurd, from a widened layout) is not kept."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        room = screen.availableGeometry()
+        if self.width() > room.width() or self.height() > room.height():
+            self.resize(min(DEFAULT_SIZE.width(), room.width()), min(DEFAULT_SIZE.height(), room.height()))
+            self.move(room.topLeft())
+
     def save_settings(self) -> None:
         self.settings.set_window_state(self.saveGeometry(), self.saveState())
         self.settings.set_value("window/tab", self.tabs.currentIndex())
-        self.settings.set_train_config(self.train_panel.settings.config(self.data_panel.data_config()))
+        self.settings.set_train_config(replace(self.state.train_config, data=self.state.data_config))
         self.settings.sync()
 
-    # -- tasks -------------------------------------------------------------------------------
-    def _run_task(self, fn, name: str, on_result) -> TaskWorker:
-        w = TaskWorker(fn, name, self)
-        w.result.connect(on_result)
-        w.failed.connect(lambda m, d: self.report("error", m + (f"\n{d}" if d else "")))
-        w.finished.connect(lambda: self._task_done(w))
-        self._tasks.append(w)
-        w.start()
-        return w
+    # -- reactions ---------------------------------------------------------------------------
+    @Slot()
+    def open_sample(self) -> None:
+        self.state.post("data", "info", "Preparing the built-in CT phantom sample dataset…")
+        self.train_panel.settings.update(**DEMO_SETTINGS)
+        self.tasks.start(sample_dataset_task,
+                         on_done=lambda r: self.data_panel.set_folders(str(r[0]), str(r[1]), load=True))
+        self.tabs.setCurrentIndex(DATA)
 
-    def _task_done(self, w: TaskWorker) -> None:
-        if w in self._tasks:
-            self._tasks.remove(w)
-        w.deleteLater()
+    def _show_dataset(self) -> None:
+        s = self.state
+        if s.dataset is None:
+            self.label_dataset.setText("No dataset")
+            return
+        d = s.dataset
+        self.label_dataset.setText(f"{len(d.names)} images ({len(d.train_idx)} train / "
+                                   f"{len(d.valid_idx)} valid), {len(d.codes)} classes, loaded at {d.size}px")
 
-    @Slot(object)
+    def _remember_folders(self, data) -> None:
+        if data.images:
+            self.settings.set_last_folder("images", data.images)
+        if data.masks:
+            self.settings.set_last_folder("masks", data.masks)
+
     def _on_environment(self, env: dict) -> None:
-        self.environment = env
         kind = env.get("device_kind", "cpu")
         self.label_device.setText(f"Device: {env.get('device_name', kind)}")
         self.label_device.setToolTip(f"Training runs on {kind.upper()} with the 'auto' device setting")
-        self.train_panel.settings.set_weights_available(env.get("pretrained", {}))
 
-    @Slot()
-    def open_sample(self) -> None:
-        self.report("info", "Preparing the built-in CT phantom sample dataset…")
-        self.train_panel.settings.update(**DEMO_SETTINGS)
-        self._run_task(sample_dataset_task, "sample",
-                       lambda r: self.data_panel.set_folders(str(r[0]), str(r[1]), load=True))
-        self.tabs.setCurrentIndex(DATA)
+    def _on_training(self, mode: str) -> None:
+        for w in (self.action_open_images, self.action_open_masks, self.action_open_sample):
+            w.setEnabled(not mode)
+        if mode:
+            size = self.state.train_config.size
+            self._set_state(f"{'Training' if mode == 'train' else 'Finding LR'} at {size} px")
+        else:
+            self._set_state("Idle")
+            if self._close_after_stop:
+                self.close()
 
-    # -- reactions ---------------------------------------------------------------------------
-    @Slot(object, object)
-    def _on_dataset(self, dataset, report) -> None:
-        self.label_dataset.setText(f"{len(dataset.names)} images ({report.n_train} train / {report.n_valid} valid), "
-                                   f"{len(dataset.codes)} classes, {dataset.size}px")
+    def _on_run(self, run: RunRef | None) -> None:
+        if run is not None and run.config is not None:
+            self.state.post("review", "info", "Computing predictions for review…")
 
-    @Slot(str, str)
-    def _remember_folders(self, images: str, masks: str) -> None:
-        if images:
-            self.settings.set_last_folder("images", images)
-        if masks:
-            self.settings.set_last_folder("masks", masks)
-
-    @Slot(bool)
-    def _on_running(self, running: bool) -> None:
-        for w in (self.data_panel, self.action_open_images, self.action_open_masks,
-                  self.action_open_sample):
-            w.setEnabled(not running)
-        if not running and self._close_after_stop:
-            self.close()
-
-    @Slot(object)
-    def _on_run_finished(self, final) -> None:
-        self.report("info", "Computing predictions for review…")
-        cfg = self.train_panel.last_config  # the data the run used, if it is still the loaded one
-        self.review_panel.load_run(final.run_dir, self.data_panel.dataset_for(cfg.data, cfg.size))
+    def _on_message(self, m: Message) -> None:
+        first = m.text.splitlines()[0] if m.text else ""
+        self.statusBar().showMessage(first, 8000)
+        if m.level == "error":
+            self.error_reported.emit(m.text)
 
     @Slot(str)
     def _set_state(self, text: str) -> None:
         self.label_state.setText(text)
 
-    @Slot(str, str)
-    def report(self, level: str, text: str) -> None:
-        """Messages from any panel: log pane, status bar and, for errors, a dialog."""
-        self.train_panel.log(level, text)
-        self.statusBar().showMessage(text.splitlines()[0] if text else "", 8000)
-        if level == "error":
-            self.error_reported.emit(text)
-            first, _, rest = text.partition("\n")
-            self.train_panel.show_error("segstudio", first, rest)
-
     # -- drag and drop -----------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            if not self.train_panel.running:
+            if not self.state.training:
                 event.acceptProposedAction()
                 return
         event.ignore()
@@ -232,7 +230,7 @@ class MainWindow(QMainWindow):
                 rows.append((dist, metadata.version(dist)))
             except metadata.PackageNotFoundError:
                 rows.append((dist, "not installed"))
-        env = self.environment or {}
+        env = self.state.environment or {}
         rows.append(("Device", env.get("device_name", "unknown")))
         rows.append(("Platform", f"{platform.system()} {platform.release()} ({sys.platform})"))
         text = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
@@ -246,26 +244,26 @@ class MainWindow(QMainWindow):
 
     # -- closing -----------------------------------------------------------------------------
     def confirm_stop_run(self) -> bool:
-        answer = QMessageBox.question(
-            self, "Stop training?", "A training run is in progress. Stop it and quit?\n"
-            "The best model so far stays in the run folder.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
+        if self.state.training == "find_lr":
+            title, text = "Stop the LR finder?", "The LR finder is running. Stop it and quit?"
+        else:
+            title, text = "Stop training?", ("A training run is in progress. Stop it and quit?\n"
+                                             "The best model so far stays in the run folder.")
+        answer = QMessageBox.question(self, title, text,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event) -> None:
-        if self.train_panel.running:
+        if self.state.training and self.train_panel.runner.running:
             if self._close_after_stop or self.confirm_stop_run():
                 # stop cooperatively; the window closes when the thread has ended (never terminate)
                 self._close_after_stop = True
                 self.train_panel.stop()
-                self._set_state("Stopping the run before closing…")
+                self._set_state("Stopping before closing…")
             event.ignore()
             return
         self.save_settings()
-        self.data_panel.wait()
-        self.review_panel.wait()
-        for w in list(self._tasks):
-            w.stop()
-            w.wait(30000)
+        for runner in (self.data_panel, self.review_panel, self.tasks, self.probe):
+            runner.wait(30000)
         super().closeEvent(event)

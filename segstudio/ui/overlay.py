@@ -5,24 +5,19 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-# One colour per class; index 0 (background) is never drawn.
-PALETTE = np.array([
-    (0, 0, 0), (230, 57, 70), (42, 157, 143), (244, 162, 97), (69, 123, 157), (155, 93, 229),
-    (255, 209, 102), (6, 214, 160), (239, 71, 111), (17, 138, 178), (131, 56, 236),
-], dtype=np.uint8)
+from segstudio.palette import class_colours
 
 TP_COLOR = (46, 204, 113)   # green: predicted and true
 FP_COLOR = (231, 76, 60)    # red: predicted, not true
 FN_COLOR = (52, 152, 219)   # blue: true, missed
 
 
+_LUT = class_colours(256)  # class index -> RGB: the colours of the exported *_color.png masks
+
+
 def class_color(index: int) -> tuple[int, int, int]:
-    if index <= 0:
-        return (0, 0, 0)
-    return tuple(int(c) for c in PALETTE[1 + (index - 1) % (len(PALETTE) - 1)])
-
-
-_LUT = np.array([class_color(i) for i in range(256)], dtype=np.uint8)  # class index -> RGB
+    """The colour of class `index` (background black), as the exported colour masks use it."""
+    return tuple(int(c) for c in _LUT[max(0, min(int(index), 255))])
 
 
 def contour(mask: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ def main() -> int:
     s.value_bs.setValue(args.bs)
     s.value_epochs.setValue(args.epochs)
     s.combo_device.setCurrentIndex(s.combo_device.findData(Device(args.device).value))
-    s.path_runs.setText(str(tmp / "runs"))
+    s.path_out_dir.setText(str(tmp / "runs"))
     window.data_panel.set_folders(str(images), str(masks))
 
     clock = QElapsedTimer()

@@ -53,7 +53,7 @@ def test_instance_labels_become_foreground_for_every_file(nuclei):
     assert data.codes == ["background", "foreground"] and len(data.names) == len(arrays)
     assert set(np.unique(data.masks)) == {0, 1} and not report.problems()
     assert report.mask_convention.startswith("instance labels (")
-    assert any("instance labels" in n and "'classes'" in n for n in report.notes)
+    assert any("instance labels" in n and "--labels classes" in n for n in report.notes)
     order = np.argsort(data.names)
     big = np.asarray(Image.fromarray((arrays[2] > 0).astype(np.uint8)).resize((64, 64), Image.NEAREST))
     np.testing.assert_array_equal(data.masks[order[2]], big)

@@ -59,7 +59,7 @@ def window(qtbot, runs_dir):
 
     make_app()
     w = MainWindow(probe=False)
-    w.train_panel.settings.path_runs.setText(str(runs_dir))
+    w.train_panel.settings.path_out_dir.setText(str(runs_dir))
     qtbot.addWidget(w)
     w.resize(1320, 860)
     w.show()
@@ -68,8 +68,8 @@ def window(qtbot, runs_dir):
     w.train_panel.wait()
     w.data_panel.wait()
     w.review_panel.wait()
-    for t in list(w._tasks):
-        t.wait(60000)
+    w.tasks.wait()
+    w.probe.wait()
 
 
 def small_train_settings(window, epochs=1, size=32, bs=8):
@@ -80,6 +80,6 @@ def small_train_settings(window, epochs=1, size=32, bs=8):
     s.value_size.setValue(size)
     s.value_bs.setValue(bs)
     s.value_epochs.setValue(epochs)
-    s.value_preview.setValue(3)
+    s.value_preview_count.setValue(3)
     s.bool_augment.setChecked(False)
     s.combo_device.setCurrentIndex(s.combo_device.findData("cpu"))

@@ -66,7 +66,7 @@ def main() -> int:
     w.train_panel.settings.update(**{**DEMO_SETTINGS, "size": args.size, "epochs": args.epochs},
                                   pretrained=False, out_dir=str(tmp / "runs"))
     w.data_panel.set_folders(str(images), str(masks), load=True)
-    wait_until(app, lambda: w.data_panel.dataset is not None and not w.data_panel.busy and not w._tasks)
+    wait_until(app, lambda: w.data_panel.dataset is not None and not w.data_panel.busy and not w.tasks.busy)
     shot(0, "data")
 
     class ShortSweep(TrainingSession):
@@ -82,9 +82,10 @@ def main() -> int:
     wait_until(app, lambda: not panel.running)
     wait_until(app, lambda: not w.review_panel.busy)
     shot(1, "train")
-    rp = w.review_panel
-    rp.bool_show_truth.setChecked(True)
-    rp.slider_opacity.setValue(60)
+    viewer = w.review_panel.viewer
+    wait_until(app, lambda: viewer.frame is not None)  # the slice in HU, decoded by a worker
+    viewer.bool_show_truth.setChecked(True)
+    viewer.slider_opacity.setValue(60)
     shot(2, "review")
     w.close()
     return 0

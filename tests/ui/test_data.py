@@ -35,16 +35,16 @@ def test_drop_parent_folder_loads_dataset(window, qtbot, sample_dirs):
     qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
     report = panel.report
     assert report.n_pairs == 40 and panel.dataset.images.shape[0] == 40
-    assert panel.table_classes.rowCount() == len(report.classes) == 3
-    assert panel.table_classes.item(1, 1).text() == "liver"
-    assert panel.list_thumbnails.count() == 40
+    assert panel.report_view.table_classes.rowCount() == len(report.classes) == 3
+    assert panel.report_view.table_classes.item(1, 1).text() == "liver"
+    assert panel.thumbnails.list_thumbnails.count() == 40
     assert "40 images" in window.label_dataset.text()
     assert panel.button_load.isEnabled() and not panel.button_cancel_load.isEnabled()
     # a DICOM window preset reloads the data with that window
     with qtbot.waitSignal(panel.dataset_loaded, timeout=60000):
         panel.combo_window.setCurrentText("abdomen")
     qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
-    assert panel.dataset.window == "abdomen" and panel.loaded_key[0].window == "abdomen"
+    assert panel.dataset.window == "abdomen" and window.state.dataset_key[0].window == "abdomen"
 
 
 def test_drop_two_folders_in_any_order(window, qtbot, sample_dirs):
@@ -60,7 +60,7 @@ def test_loading_can_be_cancelled(window, qtbot, sample_dirs):
     images, masks = sample_dirs
     panel = window.data_panel
     panel.set_folders(images, masks)
-    with qtbot.waitSignal(panel.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
+    with qtbot.waitSignal(panel.runner.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
         panel.load()
         panel.cancel()
     assert panel.progress_load.format() in ("Cancelled", f"Loaded {40} pairs")
@@ -71,26 +71,26 @@ def test_load_failure_is_reported_not_fatal(window, qtbot, tmp_path):
     (tmp_path / "empty_images").mkdir()
     (tmp_path / "empty_masks").mkdir()
     panel.set_folders(tmp_path / "empty_images", tmp_path / "empty_masks")
-    with qtbot.waitSignal(panel.busy_changed, timeout=30000, check_params_cb=lambda b: not b):
+    with qtbot.waitSignal(panel.runner.busy_changed, timeout=30000, check_params_cb=lambda b: not b):
         panel.load()
     assert panel.progress_load.format() == "Loading failed"
-    assert "Could not load" in panel.label_summary.text()
+    assert "Could not load" in panel.report_view.label_summary.text()
     assert "Loading failed" in window.train_panel.text_log.toPlainText()
 
 
 def _load(panel, qtbot, images, masks):
     panel.set_folders(images, masks)
-    with qtbot.waitSignal(panel.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
+    with qtbot.waitSignal(panel.runner.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
         panel.load()
 
 
 def test_a_failed_load_clears_the_previous_dataset(window, qtbot, sample_dirs, tmp_path):
     panel = window.data_panel
     _load(panel, qtbot, *sample_dirs)
-    assert panel.dataset is not None and panel.list_thumbnails.count() > 0
+    assert panel.dataset is not None and panel.thumbnails.list_thumbnails.count() > 0
     _load(panel, qtbot, tmp_path / "missing", sample_dirs[1])
-    assert panel.dataset is None and panel.list_thumbnails.count() == 0
-    assert panel.table_classes.rowCount() == 0 and window.label_dataset.text() == "No dataset"
+    assert panel.dataset is None and panel.thumbnails.list_thumbnails.count() == 0
+    assert panel.report_view.table_classes.rowCount() == 0 and window.label_dataset.text() == "No dataset"
 
 
 def test_images_without_masks_list_every_file_in_the_problems(window, qtbot, tmp_path):
@@ -102,9 +102,9 @@ def test_images_without_masks_list_every_file_in_the_problems(window, qtbot, tmp
     panel = window.data_panel
     _load(panel, qtbot, images, masks)
     assert panel.progress_load.format() == "Loading failed" and panel.dataset is None
-    text = panel.text_problems.toPlainText()
+    text = panel.report_view.text_problems.toPlainText()
     assert all(f"case{i}.png: no matching mask" in text for i in range(3)) and "other.png" in text
-    assert panel.label_problems.text() == "Problems (4)"
+    assert panel.report_view.label_problems.text() == "Problems (4)"
 
 
 def _png(path, array):
@@ -134,7 +134,7 @@ def test_open_sample_dataset_action(window, qtbot):
     panel = window.data_panel
     with qtbot.waitSignal(panel.dataset_loaded, timeout=120000):
         window.action_open_sample.trigger()
-    qtbot.waitUntil(lambda: not panel.busy and not window._tasks, timeout=10000)
+    qtbot.waitUntil(lambda: not panel.busy and not window.tasks.busy, timeout=10000)
     assert panel.report.n_pairs == 40 and len(panel.dataset.codes) == 3
     settings = window.train_panel.settings.config()
     assert (settings.size, settings.epochs, settings.bs) == (128, 8, 4)  # the demo settings

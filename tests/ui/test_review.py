@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QLabel
 
 from segstudio.inference import ReviewItem
 from segstudio.ui import overlay
@@ -33,16 +34,17 @@ def review(window, qtbot):
     items = [make_item("good", 0.9, 0), make_item("bad", 0.2, 1), make_item("empty", math.nan, 2),
              make_item("middle", 0.5, 3)]
     panel.set_items(items, CODES)
-    panel.slider_opacity.setValue(100)
+    panel.viewer.slider_opacity.setValue(100)
     qtbot.wait(50)
     return panel
 
 
 def pixel(panel, x, y):
     """The rendered colour at image pixel (x, y) (its centre), as (r, g, b)."""
-    panel.viewbox.autoRange(padding=0)
-    img = panel.view_review.grab().toImage()
-    p = panel.viewbox.mapViewToDevice(QPointF(x + 0.5, y + 0.5))
+    v = panel.viewer
+    v.viewbox.autoRange(padding=0)
+    img = v.view_review.grab().toImage()
+    p = v.viewbox.mapViewToDevice(QPointF(x + 0.5, y + 0.5))
     c = img.pixelColor(int(p.x()), int(p.y()))
     return c.red(), c.green(), c.blue()
 
@@ -55,38 +57,54 @@ def test_filled_prediction_colours(review):
     assert close(pixel(review, 16, 16), overlay.class_color(1))
     assert close(pixel(review, 48, 48), overlay.class_color(2))
     assert close(pixel(review, 30, 30), (GREY,) * 3)  # background stays the image
-    review.slider_opacity.setValue(50)
+    review.viewer.slider_opacity.setValue(50)
     expected = tuple(round(0.5 * c + 0.5 * GREY) for c in overlay.class_color(1))
     assert close(pixel(review, 16, 16), expected)
 
 
+def test_viewer_and_exported_masks_share_one_palette():
+    from segstudio.palette import colourise
+
+    mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    np.testing.assert_array_equal(colourise(mask, 12), overlay.colorize(mask)[..., :3])
+
+
 def test_contour_mode_leaves_the_inside_clear(review):
-    review.combo_style.setCurrentIndex(1)
+    review.viewer.combo_style.setCurrentIndex(1)
     assert close(pixel(review, 16, 16), (GREY,) * 3)
     assert close(pixel(review, 8, 16), overlay.class_color(1))
 
 
 def test_compare_mode_tp_fp_fn(review):
-    review.bool_compare.setChecked(True)
+    review.viewer.bool_compare.setChecked(True)
     assert close(pixel(review, 16, 16), overlay.TP_COLOR)
     assert close(pixel(review, 48, 48), overlay.FP_COLOR)
     assert close(pixel(review, 16, 48), overlay.FN_COLOR)
-    assert "missed" in review.label_legend.text()
+    assert "missed" in review.viewer.label_legend.text()
 
 
 def test_ground_truth_toggle(review):
-    review.bool_show_pred.setChecked(False)
-    review.bool_show_truth.setChecked(True)
+    v = review.viewer
+    v.bool_show_pred.setChecked(False)
+    v.bool_show_truth.setChecked(True)
     assert close(pixel(review, 16, 48), overlay.class_color(2))  # true kidney, filled
     assert close(pixel(review, 48, 48), (GREY,) * 3)  # predicted-only kidney is hidden
-    review.bool_show_truth.setChecked(False)
+    v.bool_show_truth.setChecked(False)
     assert close(pixel(review, 16, 16), (GREY,) * 3)
 
 
 def test_window_level(review):
-    review.bool_show_pred.setChecked(False)
-    review.slider_levels.setValue((0, 200))
+    review.viewer.bool_show_pred.setChecked(False)
+    review.viewer.slider_levels.setValue((0, 200))
     assert close(pixel(review, 30, 30), (128,) * 3, tol=3)
+
+
+def test_readout_names_the_value_and_classes_under_the_cursor(review):
+    review.step(1)  # "middle": the liver square at 8..24 is predicted and true
+    assert review.viewer.readout(QPointF(16.5, 16.5)) == (
+        f"x 16, y 16 · {GREY} · prediction liver · truth liver")
+    assert "prediction background · truth kidney" in review.viewer.readout(QPointF(16.5, 48.5))
+    assert review.viewer.readout(QPointF(-3, 5)) == ""  # outside the image
 
 
 def test_worst_first_and_arrow_keys(review, qtbot):
@@ -94,13 +112,24 @@ def test_worst_first_and_arrow_keys(review, qtbot):
     assert [t.item(r, 0).text() for r in range(t.rowCount())] == ["bad", "middle", "good", "empty"]
     assert t.horizontalHeaderItem(2).text() == "liver"
     assert review.items[review.current].name == "bad"
-    review.view_review.setFocus()
-    qtbot.keyClick(review.view_review, Qt.Key.Key_Down)
+    view = review.viewer.view_review
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Down)
     assert review.items[review.current].name == "middle"
     qtbot.keyClick(t, Qt.Key.Key_Down)
     assert review.items[review.current].name == "good"
     t.sortItems(1, Qt.SortOrder.DescendingOrder)
     assert t.item(0, 0).text() in ("good", "empty")
+
+
+def test_a_legend_of_many_classes_does_not_widen_the_window(window, qtbot):
+    width = window.width()
+    codes = ("background",) + tuple(f"a rather long class name {i}" for i in range(150))
+    window.tabs.setCurrentIndex(2)
+    window.review_panel.set_items([make_item("x", 0.5)], codes)
+    qtbot.wait(50)
+    assert window.width() == width and window.minimumSizeHint().width() < 1400
+    assert "+142 more" in window.review_panel.viewer.label_legend.text()
 
 
 def test_overlay_functions():
@@ -115,33 +144,39 @@ def test_overlay_functions():
     assert close(blended[2, 2], [c / 2 for c in overlay.class_color(2)], tol=1)
 
 
-def test_dicom_items_show_modality_units_with_the_training_window(window, qtbot, sample_data):
-    """Sample slices are 128 px CT cached at 64 px: the viewer shows HU at 128 px, starting from
-    the window training used (one window for the dataset)."""
+def test_dicom_items_show_modality_units_decoded_off_the_gui_thread(window, qtbot, sample_data):
+    """Sample slices are 128 px CT cached at 64 px: the viewer shows the 8-bit slice at once, then
+    HU at 128 px from a worker, starting from the window training used."""
+    from types import SimpleNamespace
+
     window.tabs.setCurrentIndex(2)
-    panel = window.review_panel
-    panel.dataset = sample_data
+    panel, viewer = window.review_panel, window.review_panel.viewer
+    panel.predictor = SimpleNamespace(window=sample_data.window, codes=list(CODES))
     idx = int(sample_data.valid_idx[0])
     item = ReviewItem(idx, sample_data.names[idx], sample_data.images[idx][0], sample_data.masks[idx],
-                      sample_data.masks[idx], (1.0, 1.0, 1.0), 1.0)
+                      sample_data.masks[idx], (1.0, 1.0, 1.0), 1.0, sample_data.sources[idx], 0)
     panel.set_items([item], CODES)
-    image = panel.image_item.image
+    assert viewer.image_item.image.shape == (64, 64)  # the cached slice until the decode arrives
+    qtbot.waitUntil(lambda: viewer.frame is not None, timeout=20000)
+    image = viewer.image_item.image
     assert image.shape == (128, 128) and image.dtype == np.float32
     assert image.min() < -900 and image.max() > 500  # air and bone in HU
     width, level = (float(v) for v in sample_data.window.split("/"))
-    assert panel.slider_levels.value() == (math.floor(level - width / 2), math.ceil(level + width / 2))
-    assert f"W {width:.0f} L {level:.0f} HU" in panel.label_levels.text()
-    overlay_rect = panel.mask_item.mapRectToParent(panel.mask_item.boundingRect())
+    assert viewer.slider_levels.value() == (math.floor(level - width / 2), math.ceil(level + width / 2))
+    assert f"W {width:.0f} L {level:.0f} HU" in viewer.label_levels.text()
+    assert viewer.combo_preset.currentText() == "Custom"
+    overlay_rect = viewer.mask_item.mapRectToParent(viewer.mask_item.boundingRect())
     assert (overlay_rect.width(), overlay_rect.height()) == (128, 128)  # 64 px overlay stretched
-    panel.slider_levels.setValue((-1000, 600))  # the slider spans the image's values
-    assert tuple(panel.image_item.levels) == (-1000, 600) and "W 1600 L -200 HU" in panel.label_levels.text()
-    assert panel.combo_preset.isEnabled()
-    panel.combo_preset.activated.emit(panel.combo_preset.findText("lung"))  # width 1500, level -600
-    assert panel.slider_levels.value() == (-1350, 150) and "W 1500 L -600 HU" in panel.label_levels.text()
-    panel.dataset = None  # an item without a DICOM source falls back to 8-bit display values
-    panel.set_items([make_item("png", 0.5)], CODES)
-    assert panel.slider_levels.value() == (0, 255) and panel.image_item.image.shape == (64, 64)
-    assert not panel.combo_preset.isEnabled()
+    assert viewer.readout(QPointF(1.5, 1.5)).split(" · ")[1].endswith("HU")
+    viewer.slider_levels.setValue((-1000, 600))  # the slider spans the image's values
+    assert tuple(viewer.image_item.levels) == (-1000, 600) and "W 1600 L -200 HU" in viewer.label_levels.text()
+    assert viewer.combo_preset.isEnabled()
+    viewer.combo_preset.activated.emit(viewer.combo_preset.findText("lung"))  # width 1500, level -600
+    assert viewer.slider_levels.value() == (-1350, 150) and "W 1500 L -600 HU" in viewer.label_levels.text()
+    assert viewer.combo_preset.currentText() == "lung"  # the box shows the active preset
+    panel.set_items([make_item("png", 0.5)], CODES)  # no DICOM source: 8-bit display values
+    assert viewer.slider_levels.value() == (0, 255) and viewer.image_item.image.shape == (64, 64)
+    assert not viewer.combo_preset.isEnabled()
 
 
 def test_a_run_that_fails_to_load_does_not_replace_the_current_one(window, qtbot, tmp_path):
@@ -154,29 +189,29 @@ def test_a_run_that_fails_to_load_does_not_replace_the_current_one(window, qtbot
     qtbot.waitUntil(lambda: not panel.busy, timeout=30000)
     assert (panel.run_dir, panel.predictor) == ("/runs/a", "model of run a")
     assert "broken_run" not in panel.label_run.text()
+    assert "no trained model" in window.review_panel.findChild(QLabel, "label_message_review").text()
 
 
 def test_review_after_training_reuses_the_dataset_only_if_the_run_used_it(window, sample_data, monkeypatch):
     from dataclasses import replace
-    from types import SimpleNamespace
 
     from segstudio.config import DataConfig, TrainConfig
+    from segstudio.ui.state import RunRef
 
-    dp, calls = window.data_panel, []
+    calls = []
     data = DataConfig(images="/i", masks="/m")
-    dp.dataset, dp.loaded_key = sample_data, (data, 64)
-    monkeypatch.setattr(window.review_panel, "load_run", lambda run_dir, dataset=None: calls.append(dataset))
-    final = SimpleNamespace(run_dir="/runs/x")
-    window.train_panel.last_config = TrainConfig(data=data, size=64)
-    window._on_run_finished(final)
-    window.train_panel.last_config = TrainConfig(data=replace(data, valid_pct=0.5), size=64)
-    window._on_run_finished(final)
+    window.state.set_dataset(sample_data, None, (data, 64))
+    monkeypatch.setattr(window.review_panel, "load_run",
+                        lambda run_dir, dataset=None, config=None: calls.append(dataset))
+    window.state.run = RunRef("/runs/x", TrainConfig(data=data, size=64))
+    window.state.run = RunRef("/runs/y", TrainConfig(data=replace(data, valid_pct=0.5), size=64))
     assert calls[0] is sample_data and calls[1] is None  # None: the review loads the run's own data
 
 
 def test_position_label_follows_a_resort(review, qtbot):
+    info = review.viewer.label_info
     review.step(1)  # worst first: bad (0.2), middle (0.5)...
-    assert review.label_info.text().startswith("middle") and "(2/4" in review.label_info.text()
+    assert info.text().startswith("middle") and "(2/4" in info.text()
     review.table_review.sortItems(0, Qt.SortOrder.AscendingOrder)  # by name: bad, empty, good, middle
-    qtbot.waitUntil(lambda: "(4/4" in review.label_info.text(), timeout=2000)
-    assert review.label_info.text().startswith("middle")
+    qtbot.waitUntil(lambda: "(4/4" in info.text(), timeout=2000)
+    assert info.text().startswith("middle")

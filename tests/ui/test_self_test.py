@@ -16,7 +16,7 @@ def test_fails_when_training_fails(monkeypatch, capsys):
     assert self_test.run_self_test() == 1
     out = capsys.readouterr().out
     assert "ok    load sample" in out
-    assert "FAIL  train: the run ended with Failed: RuntimeError: CUDA kernel image not found" in out
+    assert "FAIL  train: RuntimeError: CUDA kernel image not found" in out
     assert "self-test passed" not in out
 
 
@@ -29,7 +29,7 @@ def test_a_timeout_mid_run_stops_the_run_and_exits(monkeypatch, capsys):
 
 
 def test_an_exception_in_a_slot_fails_the_step(monkeypatch, capsys):
-    def broken_slot(self, report):
+    def broken_slot(self, result):
         raise ValueError("mask writer broke")
 
     monkeypatch.setattr(ReviewPanel, "_on_predicted", broken_slot)

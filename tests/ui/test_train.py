@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QLabel
 
 from segstudio.config import default_lrs
 from segstudio.training import events as ev
@@ -83,7 +83,7 @@ def test_short_training_fills_plots_review_and_export(window, qtbot, sample_dirs
     panel = _start(window, qtbot, sample_dirs, epochs=1, size=32, bs=16)
     assert not panel.settings.combo_arch.isEnabled() and not panel.settings.slider_lr.isEnabled() and not panel.button_train.isEnabled()
     assert panel.button_stop.isEnabled() and not window.data_panel.isEnabled()
-    with qtbot.waitSignal(window.review_panel.busy_changed, timeout=120000,
+    with qtbot.waitSignal(window.review_panel.runner.busy_changed, timeout=120000,
                           check_params_cb=lambda busy: not busy):
         pass
     qtbot.waitUntil(lambda: not panel.running, timeout=10000)
@@ -111,20 +111,83 @@ def test_short_training_fills_plots_review_and_export(window, qtbot, sample_dirs
     assert review.button_predict.isEnabled()
     # predict a folder and export PNG masks (File > Export masks does the same)
     out = tmp_path / "exported"
-    with qtbot.waitSignal(review.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+    with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
         assert review.export_masks(sample_dirs[0], str(out))
     assert len(list(out.glob("*.png"))) >= 40
     assert "Wrote" in review.progress_review.format()
+    assert review.group_items.title() == "Predicted images (no ground truth)"  # the results, viewable
+    assert review.table_review.rowCount() == 40 and review.viewer.item.target is None
+    assert not review.viewer.bool_compare.isEnabled()
     # File > Open run: the run alone (no dataset in memory) is enough to review it
     run_dir = panel.last_final.run_dir
-    with qtbot.waitSignal(review.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+    with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
         assert review.load_run(run_dir, None)
     assert review.table_review.rowCount() == len(window.data_panel.dataset.valid_idx)
 
 
+def test_a_run_whose_data_moved_opens_and_predicts(window, qtbot, trained_run, sample_dirs, tmp_path):
+    """Its model, metrics and plots are usable; 'Locate data…' computes the review."""
+    import json
+    import shutil
+
+    from segstudio.ui.state import RunRef
+
+    moved = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["data"].update(images=str(tmp_path / "gone" / "images"), masks=str(tmp_path / "gone" / "masks"))
+    (moved / "config.json").write_text(json.dumps(config))
+    review = window.review_panel
+    with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+        window.state.run = RunRef(str(moved))
+    assert review.run_dir == str(moved) and review.predictor is not None
+    assert review.button_predict.isEnabled() and review.table_review.rowCount() == 0
+    message = window.state.message
+    assert message.area == "review" and "Images folder not found" in message.text
+    assert message.action[0] == "Locate data…"
+    plots = window.train_panel.plots  # the run's epochs, from its metrics.json
+    assert len(plots.dice_mean) == len(json.loads((moved / "metrics.json").read_text())) > 0
+    with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+        assert review.locate_data(*map(str, sample_dirs))
+    assert review.table_review.rowCount() > 0 and review.dataset is not None
+    before = sorted(p.name for p in sample_dirs[1].iterdir())
+    with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
+        assert review.export_masks(str(sample_dirs[0]), str(sample_dirs[1]))  # the located ground truth
+    assert "is the training masks folder" in window.state.message.text
+    assert sorted(p.name for p in sample_dirs[1].iterdir()) == before
+
+
+def test_closing_during_find_lr_asks_about_the_lr_finder(window, qtbot, sample_dirs, monkeypatch):
+    import threading
+
+    from PySide6.QtWidgets import QMessageBox
+
+    class Sweeping:
+        """An LR sweep that goes on until it is stopped."""
+
+        def __init__(self):
+            self.stop = threading.Event()
+
+        def find_lr(self, config, on_event, dataset=None):
+            self.stop.wait(60)
+            return ev.Cancelled("", 0, math.nan)
+
+        def cancel(self):
+            self.stop.set()
+
+    window.train_panel.session_factory = Sweeping
+    panel = _start(window, qtbot, sample_dirs, mode="find_lr", preload=False)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: asked.append(title)
+                        or QMessageBox.StandardButton.Yes)
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
+    assert asked == ["Stop the LR finder?"] and not panel.running
+
+
 def test_stop_ends_run_mid_epoch(window, qtbot, sample_dirs):
     panel = _start(window, qtbot, sample_dirs, epochs=3, size=64, bs=4)
-    qtbot.waitSignal(panel.worker.batches, timeout=120000).wait()
+    qtbot.waitSignal(panel.runner.worker.batches, timeout=120000).wait()
     qtbot.mouseClick(panel.button_stop, Qt.MouseButton.LeftButton)
     assert not panel.button_stop.isEnabled()
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
@@ -139,7 +202,7 @@ def test_stop_ends_run_mid_epoch(window, qtbot, sample_dirs):
 
 def test_close_during_run_asks_then_stops(window, qtbot, sample_dirs, monkeypatch):
     panel = _start(window, qtbot, sample_dirs, preload=False, epochs=5, size=64, bs=4)
-    qtbot.waitSignal(panel.worker.batches, timeout=120000).wait()
+    qtbot.waitSignal(panel.runner.worker.batches, timeout=120000).wait()
     asked = []
     monkeypatch.setattr(window, "confirm_stop_run", lambda: asked.append(1) or False)
     assert window.close() is False  # "No": keep running
@@ -151,17 +214,24 @@ def test_close_during_run_asks_then_stops(window, qtbot, sample_dirs, monkeypatc
     assert not panel.running and isinstance(panel.last_final, ev.Cancelled)
 
 
-def test_failure_shows_dialog_and_app_survives(window, qtbot, tmp_path):
+def banner(window, area):
+    return window.findChild(QLabel, f"label_message_{area}")
+
+
+def shown(label) -> bool:
+    return not label.parentWidget().isHidden()  # the banner is shown (its tab may be in the back)
+
+
+def test_failure_is_shown_in_the_train_area_and_app_survives(window, qtbot, tmp_path):
     window.data_panel.set_folders(tmp_path / "nope_images", tmp_path / "nope_masks")
     small_train_settings(window)
     panel = window.train_panel
     assert panel.start("train")
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     assert isinstance(panel.last_final, ev.Failed)
-    box = window.findChild(QMessageBox, "dialog_error")
-    assert box is not None and box.isVisible()
-    assert "✖" in panel.text_log.toPlainText()
-    box.close()
+    assert shown(banner(window, "train")) and "not found" in banner(window, "train").text()
+    assert not shown(banner(window, "data"))  # each area shows its own messages
+    assert "✖" in panel.text_log.toPlainText()  # and the log keeps them
     assert panel.button_train.isEnabled()
 
 
@@ -177,7 +247,7 @@ def test_worker_turns_exceptions_into_failed(window, qtbot, sample_dirs, monkeyp
     panel = _start(window, qtbot, sample_dirs, preload=False)
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
     assert isinstance(panel.last_final, ev.Failed) and "boom" in panel.last_final.message
-    window.findChild(QMessageBox, "dialog_error").close()
+    assert "boom" in banner(window, "train").text()
 
 
 def test_find_lr_plots_and_applies(window, qtbot, sample_dirs):

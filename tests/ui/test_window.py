@@ -31,10 +31,11 @@ def test_window_opens_with_three_areas(window):
 
 
 def test_status_bar_shows_device(window, qtbot):
-    window._run_task(__import__("segstudio.workers", fromlist=["x"]).probe_environment, "probe",
-                     window._on_environment)
+    from segstudio.workers import probe_environment
+
+    window.probe.start(probe_environment, on_done=lambda env: setattr(window.state, "environment", env))
     qtbot.waitUntil(lambda: window.environment is not None, timeout=60000)
-    qtbot.waitUntil(lambda: not window._tasks, timeout=10000)
+    qtbot.waitUntil(lambda: not window.probe.busy, timeout=10000)
     text = window.findChild(QLabel, "label_device").text()
     assert text.startswith("Device: ") and ("CPU" in text or "GPU" in text or "NVIDIA" in text)
     # the pretrained note reflects the (empty, isolated) torch cache
@@ -56,7 +57,10 @@ def test_settings_persist_between_windows(qtbot, runs_dir):
     s.value_epochs.setValue(7)
     s.combo_arch.setCurrentIndex(s.combo_arch.findData("resnet18"))
     s.set_lrs(2e-4, 5e-3)
+    s.text_run_name.setText("liver-v2")
+    s.text_run_name.editingFinished.emit()
     w.data_panel.set_folders("/some/images", "/some/masks")
+    w.data_panel.combo_labels.setCurrentIndex(w.data_panel.combo_labels.findData("instances"))
     w.data_panel.value_valid_pct.setValue(30)
     w.data_panel.combo_window.setCurrentText("lung")
     w.tabs.setCurrentIndex(1)
@@ -65,9 +69,10 @@ def test_settings_persist_between_windows(qtbot, runs_dir):
     qtbot.addWidget(w2)
     cfg = w2.train_panel.settings.config()
     assert (cfg.epochs, cfg.arch, cfg.lr_lo, cfg.lr_hi) == (7, Arch.resnet18, 2e-4, 5e-3)
+    assert cfg.run_name == "liver-v2"
     assert w2.data_panel.path_images.text() == "/some/images"
     data = w2.data_panel.data_config()
-    assert (data.valid_pct, data.window) == (0.3, "lung")
+    assert (data.valid_pct, data.window, data.labels) == (0.3, "lung", "instances")
     assert w2.tabs.currentIndex() == 1
     w2.close()
 
@@ -85,3 +90,42 @@ def test_about_does_not_block(window, qtbot, monkeypatch):
     monkeypatch.setattr(QMessageBox, "about", lambda *a: shown.append(a))
     window.findChild(type(window.action_quit), "action_about").trigger()
     assert shown
+
+
+def test_every_setting_has_its_widget(window):
+    """Config fields are bound to widgets by name: a field without one fails here."""
+    from dataclasses import fields
+
+    from segstudio.config import DataConfig
+
+    train = set(window.train_panel.settings.binding.widgets)
+    assert train == {f.name for f in fields(TrainConfig)} - {"data", "lr_lo", "lr_hi"}
+    assert set(window.data_panel.binding.widgets) == {f.name for f in fields(DataConfig)} - {"split_seed"}
+    s = window.train_panel.settings
+    s.path_weights_path.setText("/weights/resnet34.pth")
+    s.path_weights_path.editingFinished.emit()
+    assert window.state.train_config.weights_path == "/weights/resnet34.pth"
+
+
+def test_content_never_sets_the_window_width(window, qtbot):
+    from segstudio.data.report import DatasetReport
+
+    width = window.width()
+    report = DatasetReport("/i", "/m", n_images=3, n_masks=3, n_pairs=3,
+                           mask_convention="label image values " + ",".join(map(str, range(400))),
+                           notes=["x" * 3000])
+    window.data_panel.report_view.show_report(report)
+    qtbot.wait(50)
+    assert window.width() == width and window.minimumSizeHint().width() < 1400
+
+
+def test_an_absurd_saved_size_is_not_restored(qtbot):
+    w = MainWindow(probe=False)
+    qtbot.addWidget(w)
+    w.resize(10475, 900)
+    w.close()
+    w2 = MainWindow(probe=False)
+    qtbot.addWidget(w2)
+    room = w2.screen().availableGeometry()
+    assert w2.width() <= room.width() and w2.height() <= room.height()
+    w2.close()

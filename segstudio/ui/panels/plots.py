@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pyqtgraph as pg
@@ -232,6 +233,18 @@ class LivePlots(QWidget):
         self.dice_mean.append(float(e.dice_mean))
         self.dice.append([float(d) for d in e.dice])
         self._dirty = True
+
+    def show_history(self, rows: list[dict], codes: list[str]) -> None:
+        """The epochs of a finished run (metrics.json rows: epoch counted from 1, losses, Dice)."""
+        self.reset(tuple(codes))
+        for row in rows:
+            try:
+                dice = tuple(float(row.get(f"dice_{c}", math.nan)) for c in codes)
+                self.add_epoch(SimpleNamespace(epoch=int(row["epoch"]) - 1, valid_loss=float(row["valid_loss"]),
+                                               dice_mean=float(row["dice_mean"]), dice=dice))
+            except (KeyError, TypeError, ValueError):
+                continue  # a row from another version: skipped, the rest still shows
+        self.flush()
 
     @Slot()
     def flush(self) -> None:

@@ -1,26 +1,28 @@
-"""Review area: predictions over their images, worst first; compare mode; predict/export a folder."""
+"""Review area: a run's validation images worst first, or a predicted folder, in the viewer; open a
+run, predict a folder, locate a run's data."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
-    QLabel, QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
-    QWidget,
+    QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
+    QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
-from superqt import QLabeledSlider, QRangeSlider
 
-from segstudio.data.windowing import WINDOW_PRESETS
-from segstudio.ui import overlay, resources
-from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
-from segstudio.workers import TaskWorker, predict_folder_task, review_task
+from segstudio.config import TrainConfig
+from segstudio.ui import resources
+from segstudio.ui.message_bar import MessageBar
+from segstudio.ui.panels.review_viewer import ReviewViewer
+from segstudio.ui.state import AppState, RunRef
+from segstudio.ui.tasks import TaskRunner, show_state
+from segstudio.workers import display_frame_task, predict_folder_task, review_task
 
-GT_OUTLINE = (255, 255, 255)
+FRAME_CACHE = 64  # decoded DICOM frames kept while stepping through the list
 
 
 class NumItem(QTableWidgetItem):
@@ -36,44 +38,32 @@ class NumItem(QTableWidgetItem):
         return key(self.value) < key(getattr(other, "value", math.inf))
 
 
-def compose(item, show_pred: bool, show_truth: bool, outline: bool, compare: bool) -> np.ndarray:
-    """The RGBA overlay for one ReviewItem under the current display options."""
-    pred, target = np.asarray(item.pred), np.asarray(item.target)
-    if compare:
-        return overlay.compare(target, pred)
-    rgba = np.zeros(pred.shape + (4,), dtype=np.uint8)
-    if show_pred:
-        rgba = overlay.colorize(pred, outline=outline)
-    if show_truth:
-        if show_pred:  # truth as a white outline over the prediction
-            edge = overlay.contour(target)
-            rgba[edge, :3] = GT_OUTLINE
-            rgba[edge, 3] = 255
-        else:
-            rgba = overlay.colorize(target, outline=outline)
-    return rgba
-
-
 class ReviewPanel(QWidget):
-    """Shows ReviewItems (computed in a worker) in a zoomable view with a class-coloured overlay."""
+    """Lists ReviewItems (computed in a worker) and shows the selected one in the viewer.
 
-    busy_changed = Signal(bool)
-    message = Signal(str, str)
+    Watches `state.run`; reads the loaded dataset (reused when the run used it) and the data
+    folders (never written into by a prediction)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
         self.setObjectName("panel_review")
+        self.state = state
         self.items: list = []
-        self.last_export = None  # the PredictionReport of the last "Predict folder"
-        self.codes: tuple[str, ...] = ()
+        self.last_export = None  # the PredictReport of the last "Predict folder"
         self.run_dir = ""  # the run whose model is loaded
-        self._loading_run = ""
+        self.run_config: TrainConfig | None = None
         self.predictor = None
         self.dataset = None
-        self._frames: dict[int, object] = {}  # dataset index -> ModalityFrame or None
+        self._frames: dict[tuple[str, int], object] = {}  # (source, frame) -> ModalityFrame or None
+        self._wanted_frame: tuple[str, int] | None = None
         self.current = -1
-        self._worker: TaskWorker | None = None
         self._build()
+        self.runner = TaskRunner(self, "review", self.progress_review,
+                                 on_error=lambda m, d: self.post("error", m + (f"\n{d}" if d else "")))
+        self.runner.busy_changed.connect(self._on_busy)
+        self.frame_runner = TaskRunner(self, "frame")
+        self.frame_runner.busy_changed.connect(lambda busy: busy or self._decode_wanted())
+        state.watch("run", self._on_run)
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -94,8 +84,7 @@ class ReviewPanel(QWidget):
         self.label_run = QLabel("No run loaded. Train a model or use File ▸ Open run.",
                                 objectName="label_run", wordWrap=True)
         self.progress_review = QProgressBar(objectName="progress_review", textVisible=True)
-        self.progress_review.setFormat("Idle")
-        self.progress_review.setValue(0)
+        show_state(self.progress_review, "Idle")
         self.button_open_run = QPushButton(resources.icon("run"), "Open run…", objectName="button_open_run")
         self.button_predict = QPushButton(resources.icon("export"), "Predict folder…",
                                           objectName="button_predict_folder", enabled=False)
@@ -103,9 +92,9 @@ class ReviewPanel(QWidget):
                                        "(and as DICOM SEG for DICOM series)")
         self.button_open_run.clicked.connect(self.choose_run)
         self.button_predict.clicked.connect(lambda: self.export_masks())
-        left = QGroupBox("Validation images")
-        left.setMinimumWidth(340)
-        lv = QVBoxLayout(left)
+        self.group_items = QGroupBox("Validation images")
+        self.group_items.setMinimumWidth(340)
+        lv = QVBoxLayout(self.group_items)
         lv.addWidget(self.label_run)
         lv.addWidget(self.table_review, 1)
         lv.addWidget(self.progress_review)
@@ -113,99 +102,32 @@ class ReviewPanel(QWidget):
         row.addWidget(self.button_open_run)
         row.addWidget(self.button_predict)
         lv.addLayout(row)
-
-        self.view_review = pg.GraphicsLayoutWidget()
-        self.view_review.setObjectName("view_review")
-        self.viewbox = self.view_review.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
-        self.view_review.setBackground("#1a202c")
-        self.image_item = pg.ImageItem()
-        self.mask_item = pg.ImageItem()
-        self.mask_item.setZValue(1)
-        self.viewbox.addItem(self.image_item)
-        self.viewbox.addItem(self.mask_item)
-        self.placeholder = pg.TextItem("Predictions appear here after a run finishes\n"
-                                       "(or File ▸ Open run…)", color="#a0aec0", anchor=(0.5, 0.5))
-        self.viewbox.addItem(self.placeholder)
-        self.placeholder.setPos(0, 0)
-        self.viewbox.setRange(xRange=(-1, 1), yRange=(-1, 1))
-        self.view_review.installEventFilter(self)
-        right = QWidget()
-        rv = QVBoxLayout(right)
-        rv.setContentsMargins(0, 0, 0, 0)
-        rv.addLayout(self._build_controls())
-        rv.addWidget(self.view_review, 1)
-        self.label_info = QLabel("", objectName="label_review_info")
-        rv.addWidget(self.label_info)
-
+        self.viewer = ReviewViewer()
+        self.viewer.view_review.installEventFilter(self)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
+        split.addWidget(self.group_items)
+        split.addWidget(self.viewer)
         split.setStretchFactor(1, 1)
         split.setSizes([400, 800])
-        QVBoxLayout(self).addWidget(split)
+        v = QVBoxLayout(self)
+        v.addWidget(MessageBar("review", self.state))
+        v.addWidget(split, 1)
 
-    def _build_controls(self) -> QVBoxLayout:
-        self.bool_show_pred = QCheckBox("Prediction", objectName="bool_show_pred", checked=True)
-        self.bool_show_truth = QCheckBox("Ground truth", objectName="bool_show_truth")
-        self.bool_compare = QCheckBox("Compare (TP/FP/FN)", objectName="bool_compare")
-        self.bool_compare.setToolTip("Green: correct, red: false positive, blue: missed")
-        self.combo_style = QComboBox(objectName="combo_overlay_style")
-        self.combo_style.addItems(["Filled", "Contour"])
-        self.slider_opacity = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.slider_opacity.setObjectName("slider_opacity")
-        self.slider_opacity.setRange(0, 100)
-        self.slider_opacity.setValue(50)
-        self.slider_opacity.setFixedWidth(150)
-        self.slider_levels = QRangeSlider(Qt.Orientation.Horizontal)
-        self.slider_levels.setObjectName("slider_levels")
-        self.slider_levels.setRange(0, 255)
-        self.slider_levels.setValue((0, 255))
-        self.slider_levels.setToolTip("Window/level of the displayed image (darkest…brightest grey);\n"
-                                      "DICOM images are shown in their own units (HU for CT)")
-        self.slider_levels.setFixedWidth(130)
-        self.label_levels = QLabel("0–255", objectName="label_levels")
-        self.label_levels.setMinimumWidth(120)
-        self._level_unit: str | None = None  # None: 8-bit display values; else DICOM units ("HU", "")
-        self.slider_levels.valueChanged.connect(self._show_levels)
-        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare):
-            w.toggled.connect(self.redraw)
-        self.combo_style.currentIndexChanged.connect(self.redraw)
-        self.slider_opacity.valueChanged.connect(
-            lambda v: self.mask_item.setOpacity(v / 100.0))
-        top = QHBoxLayout()
-        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.combo_style):
-            top.addWidget(w)
-        top.addStretch(1)
-        self.label_legend = QLabel("", objectName="label_legend")
-        top.addWidget(self.label_legend)
-        bottom = QHBoxLayout()
-        self.combo_preset = QComboBox(objectName="combo_window_preset", enabled=False)
-        self.combo_preset.addItem("Preset…")
-        self.combo_preset.addItems(list(WINDOW_PRESETS))
-        self.combo_preset.setToolTip("CT window presets (width/level in HU)")
-        self.combo_preset.activated.connect(self._apply_preset)
-        for w in (QLabel("Opacity"), self.slider_opacity, QLabel("   Window"), self.slider_levels,
-                  self.label_levels, self.combo_preset):
-            bottom.addWidget(w)
-        bottom.addStretch(1)
-        h = QVBoxLayout()
-        h.addLayout(top)
-        h.addLayout(bottom)
-        self.mask_item.setOpacity(0.5)
-        return h
+    def post(self, level: str, text: str, action=None) -> None:
+        self.state.post("review", level, text, action)
 
-    # -- data --------------------------------------------------------------------------------
+    # -- items -------------------------------------------------------------------------------
     def set_items(self, items: list, codes: tuple[str, ...] = ()) -> None:
         self.items = list(items)
-        self._frames = {}
-        self.codes = tuple(codes) or tuple(f"class {i}" for i in range(len(items[0].dice))) \
-            if items else tuple(codes)
-        fg = list(range(1, len(self.codes)))
+        self.current = -1
+        codes = tuple(codes) or (tuple(f"class {i}" for i in range(len(items[0].dice))) if items else ())
+        self.viewer.set_codes(codes)
+        fg = list(range(1, len(codes)))
         t = self.table_review
         t.setSortingEnabled(False)
         t.clearContents()
         t.setColumnCount(2 + len(fg))
-        t.setHorizontalHeaderLabels(["Image", "Dice"] + [str(self.codes[k]) for k in fg])
+        t.setHorizontalHeaderLabels(["Image", "Dice"] + [str(codes[k]) for k in fg])
         t.setRowCount(len(self.items))
         for row, item in enumerate(self.items):
             name = QTableWidgetItem(str(item.name))
@@ -216,11 +138,12 @@ class ReviewPanel(QWidget):
                 t.setItem(row, col, NumItem(float(item.dice[k]) if k < len(item.dice) else math.nan))
         t.setSortingEnabled(True)
         t.sortItems(1, Qt.SortOrder.AscendingOrder)
-        self._update_legend()
         if self.items:
             t.setCurrentCell(0, 0)
             self._show_row(0)
-            self.viewbox.autoRange(padding=0)
+            self.viewer.viewbox.autoRange(padding=0)
+        else:
+            self.viewer.clear()
 
     def _item_at_row(self, row: int):
         cell = self.table_review.item(row, 0) if row >= 0 else None
@@ -233,103 +156,39 @@ class ReviewPanel(QWidget):
         item, index = self._item_at_row(row)
         if item is None:
             return
-        first = self.current < 0
         self.current = index
-        self.placeholder.setVisible(False)
-        frame = self._modality_frame(item)
-        image = frame.values if frame is not None else item.image  # (S, S) or (S, S, 3) uint8
-        self._set_level_range(frame)
-        self.image_item.setImage(image, autoLevels=False, levels=self.slider_levels.value())
-        # The overlay (training size) is stretched over the image (original size for DICOM).
-        rect = QRectF(0, 0, image.shape[1], image.shape[0])
-        self.image_item.setRect(rect)
-        self.mask_item.setRect(rect)
-        self.redraw()
+        key = (item.source, item.frame)
+        self.viewer.show_item(item, self._frames.get(key))
+        if item.source and key not in self._frames and self.predictor is not None:
+            self._wanted_frame = key
+            self._decode_wanted()
         self._update_info()
-        if first:
-            self.viewbox.autoRange(padding=0)
+
+    def _decode_wanted(self) -> None:
+        """Decode the current item's DICOM frame in a worker (the latest wish wins)."""
+        key, self._wanted_frame = self._wanted_frame, None
+        if key is None or key in self._frames:
+            return
+        if self.frame_runner.busy:
+            self._wanted_frame = key
+            return
+        self.frame_runner.start(display_frame_task, *key, self.predictor.window,
+                                on_done=lambda frame: self._on_frame(key, frame))
+
+    def _on_frame(self, key, frame) -> None:
+        if len(self._frames) >= FRAME_CACHE:
+            self._frames.pop(next(iter(self._frames)))
+        self._frames[key] = frame
+        item = self.items[self.current] if 0 <= self.current < len(self.items) else None
+        if item is not None and (item.source, item.frame) == key:
+            self.viewer.set_frame(frame)
 
     def _update_info(self) -> None:
         row = self.table_review.currentRow()
         item, _ = self._item_at_row(row)
         if item is not None:
-            self.label_info.setText(f"{item.name} — mean Dice {float(item.dice_mean):.3f}  "
-                                    f"({row + 1}/{len(self.items)}, ↑/↓ to step)")
-
-    def _modality_frame(self, item):
-        """The item's DICOM frame in modality units (HU for CT), or None to show the 8-bit image;
-        each file is decoded once per review (stepping back and forth reuses it)."""
-        ds = self.dataset
-        if ds is None or not 0 <= item.index < len(ds.sources):
-            return None
-        if item.index not in self._frames:
-            from segstudio.data.dicom import read_modality_frame
-            from segstudio.data.windowing import parse_window
-
-            self._frames[item.index] = read_modality_frame(ds.sources[item.index], ds.frames[item.index],
-                                                           parse_window(ds.window))
-        return self._frames[item.index]
-
-    def _set_level_range(self, frame) -> None:
-        """Slider range in the displayed units; reset to the training window when they change."""
-        if frame is None:
-            lo, hi, unit, default = 0, 255, None, (0, 255)
-        else:
-            width, level = frame.window
-            default = (math.floor(level - width / 2), math.ceil(level + width / 2))
-            lo = min(math.floor(float(frame.values.min())), default[0])
-            hi = max(math.ceil(float(frame.values.max())), default[1], lo + 1)
-            unit = frame.unit
-        slider = self.slider_levels
-        self.combo_preset.setEnabled(unit == "HU")
-        if unit != self._level_unit:
-            self._level_unit = unit
-            slider.setRange(lo, hi)
-            slider.setValue(default)
-        elif unit is not None:
-            keep = slider.value()
-            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
-            slider.setValue(keep)
-        self._show_levels(slider.value())
-
-    @Slot(int)
-    def _apply_preset(self, index: int) -> None:
-        name = self.combo_preset.itemText(index)
-        if name in WINDOW_PRESETS and self._level_unit == "HU":
-            width, level = WINDOW_PRESETS[name]
-            lo, hi = math.floor(level - width / 2), math.ceil(level + width / 2)
-            slider = self.slider_levels
-            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
-            slider.setValue((lo, hi))
-        self.combo_preset.setCurrentIndex(0)
-
-    @Slot(object)
-    def _show_levels(self, value) -> None:
-        lo, hi = (float(v) for v in value)
-        self.image_item.setLevels((lo, hi))
-        if self._level_unit is None:
-            self.label_levels.setText(f"{int(lo)}–{int(hi)}")
-        else:
-            self.label_levels.setText(f"W {hi - lo:.0f} L {(lo + hi) / 2:.0f} {self._level_unit}".rstrip())
-
-    @Slot()
-    def redraw(self, *_args) -> None:
-        if not (0 <= self.current < len(self.items)):
-            return
-        item = self.items[self.current]
-        rgba = compose(item, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
-                       self.combo_style.currentIndex() == 1, self.bool_compare.isChecked())
-        self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
-        self._update_legend()
-
-    def _update_legend(self) -> None:
-        if self.bool_compare.isChecked():
-            parts = [("correct", overlay.TP_COLOR), ("false positive", overlay.FP_COLOR),
-                     ("missed", overlay.FN_COLOR)]
-        else:
-            parts = [(str(c), overlay.class_color(k)) for k, c in enumerate(self.codes) if k > 0]
-        self.label_legend.setText("  ".join(
-            f"<span style='color:rgb{tuple(col)}'>■</span> {name}" for name, col in parts))
+            dice = "no ground truth" if item.target is None else f"mean Dice {float(item.dice_mean):.3f}"
+            self.viewer.label_info.setText(f"{item.name} — {dice}  ({row + 1}/{len(self.items)}, ↑/↓ to step)")
 
     def step(self, delta: int) -> None:
         t = self.table_review
@@ -338,7 +197,7 @@ class ReviewPanel(QWidget):
             t.setCurrentCell(row, 0)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # arrow keys over the image
-        if obj is self.view_review and event.type() == QEvent.Type.KeyPress:
+        if obj is self.viewer.view_review and event.type() == QEvent.Type.KeyPress:
             key = event.key()
             if key in (Qt.Key.Key_Down, Qt.Key.Key_Right, Qt.Key.Key_PageDown):
                 self.step(1)
@@ -348,112 +207,113 @@ class ReviewPanel(QWidget):
                 return True
         return super().eventFilter(obj, event)
 
-    # -- workers -----------------------------------------------------------------------------
+    # -- runs --------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        return self.runner.busy
 
-    def _start(self, fn, name: str, on_result, label: str) -> bool:
-        if self._worker is not None:
-            self.message.emit("warning", "The review panel is busy; wait or cancel first.")
-            return False
-        w = TaskWorker(fn, name, self)
-        w.progress.connect(self._on_progress)
-        w.result.connect(on_result)
-        w.failed.connect(lambda m, d: self._on_failed(m, d))
-        w.cancelled.connect(lambda: self.progress_review.setFormat("Cancelled"))
-        w.finished.connect(self._on_thread_done)
-        self._worker = w
-        self.progress_review.setRange(0, 0)
-        self.progress_review.setFormat(label)
-        self.button_open_run.setEnabled(False)
-        self.button_predict.setEnabled(False)
-        self.busy_changed.emit(True)
-        w.start()
-        return True
+    def _on_run(self, run: RunRef | None) -> None:
+        if run is not None and run.run_dir != self.run_dir:
+            dataset = self.state.dataset_for(run.config.data, run.config.size) if run.config else None
+            self.load_run(run.run_dir, dataset, run.config)
 
-    def load_run(self, run_dir: str, dataset=None) -> bool:
-        """Load a run's model and compute predictions on its validation images (in a worker).
-        The panel switches to the run (model, label, exports) only once that succeeded."""
-        started = self._start(review_task(str(run_dir), dataset), "review", self._on_review,
-                              "Predicting validation images…")
-        if started:
-            self._loading_run = str(run_dir)
-        return started
+    def load_run(self, run_dir: str, dataset=None, config: TrainConfig | None = None) -> bool:
+        """Load a run's model and predict its validation images (in a worker). The panel switches
+        to the run (model, label, exports) only once that succeeded."""
+        run_dir = str(run_dir)
+        return self.runner.start(review_task, run_dir, dataset, label="Predicting validation images…",
+                                 on_done=lambda result: self._on_review(run_dir, config, result))
 
     def choose_run(self) -> None:
         from segstudio.runs import default_runs_dir
 
         path = QFileDialog.getExistingDirectory(self, "Open a run folder", str(default_runs_dir()))
         if path:
-            self.load_run(path)
+            self.state.run = RunRef(path)
 
+    def locate_data(self, images: str | None = None, masks: str | None = None) -> bool:
+        """Point the current run at its data where it is now, and compute the review."""
+        if not self.run_dir:
+            return False
+        images = images or QFileDialog.getExistingDirectory(self, "Where are the run's images now?")
+        masks = masks or (images and QFileDialog.getExistingDirectory(self, "And its masks?", images))
+        if not images or not masks:
+            return False
+        config = self.run_config or TrainConfig.load(Path(self.run_dir) / "config.json")
+        config = replace(config, data=replace(config.data, images=images, masks=masks))
+        return self.runner.start(review_task, self.run_dir, None, config.data,
+                                 label="Predicting validation images…",
+                                 on_done=lambda result: self._on_review(self.run_dir, config, result))
+
+    def _on_review(self, run_dir: str, config, result) -> None:
+        self.predictor, self.dataset, items, note = result
+        self.run_dir, self.run_config = run_dir, config
+        self._frames.clear()
+        if self.state.run is None or self.state.run.run_dir != run_dir:
+            self.state.run = RunRef(run_dir, config)
+        self.label_run.setText(f"Run: <b>{Path(run_dir).name}</b>")
+        self.group_items.setTitle("Validation images")
+        self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
+        if note:
+            show_state(self.progress_review, "Model loaded; data not found")
+            self.post("warning", f"The run's model is loaded, but its validation images could not be "
+                                 f"read: {note.splitlines()[0]}\nPredict folder works without them; "
+                                 "Locate data… computes the review.", ("Locate data…", self.locate_data))
+        else:
+            show_state(self.progress_review, f"{len(items)} validation images", full=True)
+            self.post("info", f"Review ready: {len(items)} validation images, worst first.")
+
+    # -- predict a folder --------------------------------------------------------------------
     def export_masks(self, images_dir: str | None = None, out_dir: str | None = None) -> bool:
         """Predict a folder of images with the current run's model, writing PNG masks."""
         if not self.run_dir:
-            self.message.emit("warning", "Open or train a run first.")
+            self.post("warning", "Open or train a run first.")
             return False
         images_dir = images_dir or QFileDialog.getExistingDirectory(self, "Images to predict")
         if not images_dir:
             return False
-        out_dir = out_dir or QFileDialog.getExistingDirectory(self, "Write masks to")
+        suggestion = str(Path(images_dir).parent / f"{Path(images_dir).name}-predictions")
+        out_dir = out_dir or QFileDialog.getExistingDirectory(
+            self, "Write masks to (a folder of their own; your images and masks are never replaced)",
+            suggestion)
         if not out_dir:
             return False
-        fn = predict_folder_task(self.run_dir, images_dir, out_dir, self.predictor)
-        return self._start(fn, "predict", self._on_predicted, "Predicting folder…")
+        data, run_data = self.state.data_config, self.run_config.data if self.run_config else None
+        protected = (("dataset images", data.images), ("dataset masks", data.masks),
+                     *((("training images", run_data.images), ("training masks", run_data.masks))
+                       if run_data else ()))
+        return self.runner.start(predict_folder_task, self.run_dir, images_dir, out_dir, self.predictor,
+                                 protected, label="Predicting folder…", on_done=self._on_predicted)
+
+    def _on_predicted(self, result) -> None:
+        report, items = result
+        self.last_export = report
+        segs = f" and {len(report.dicom_segs)} DICOM SEG file(s)" if report.dicom_segs else ""
+        lines = [f"Wrote {len(report.written)} masks{segs} to {report.out_dir}"]
+        lines += [f"skipped {p.path}: {p.reason}" for p in report.problems]
+        lines += [f"left alone {p.path}: {p.reason}" for p in report.left_alone]
+        lines += [f"{p.path}: {p.reason}" for p in report.notes]
+        if report.left_alone:
+            lines[0] += f"; {len(report.left_alone)} existing file(s) left alone"
+        level = "warning" if report.problems or report.left_alone else "info"
+        self.post(level, "\n".join(lines), ("Open folder", lambda: self.open_folder(report.out_dir)))
+        if items:
+            self.group_items.setTitle("Predicted images (no ground truth)")
+            self.set_items(items, tuple(self.predictor.codes))
+        shown = f"; showing {len(items)}" if len(items) < len(report.written) else ""
+        show_state(self.progress_review, f"Wrote {len(report.written)} masks{segs}{shown}", full=True)
+
+    @staticmethod
+    def open_folder(path: str) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
     def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+        self.runner.cancel()
 
     def wait(self, ms: int = 60000) -> bool:
-        if self._worker is None:
-            return True
-        self._worker.stop()
-        return self._worker.wait(ms)
+        return self.runner.wait(ms) and self.frame_runner.wait(ms)
 
-    @Slot(int, int, str)
-    def _on_progress(self, done: int, total: int, msg: str) -> None:
-        self.progress_review.setRange(0, max(total, 0))
-        if total > 0:
-            self.progress_review.setValue(done)
-        self.progress_review.setFormat(msg + (f" — {done}/{total}" if total > 0 else ""))
-
-    @Slot(object)
-    def _on_review(self, result) -> None:
-        self.predictor, self.dataset, items = result
-        self.run_dir = self._loading_run
-        self.label_run.setText(f"Run: <b>{Path(self.run_dir).name}</b>")
-        self.current = -1
-        self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
-        self.progress_review.setRange(0, 1)
-        self.progress_review.setValue(1)
-        self.progress_review.setFormat(f"{len(items)} validation images")
-        self.message.emit("info", f"Review ready: {len(items)} validation images, worst first.")
-
-    @Slot(object)
-    def _on_predicted(self, report) -> None:
-        self.last_export = report
-        written, problems = list(report.written), list(report.problems)
-        self.progress_review.setRange(0, 1)
-        self.progress_review.setValue(1)
-        segs = f" and {len(report.dicom_segs)} DICOM SEG file(s)" if report.dicom_segs else ""
-        self.progress_review.setFormat(f"Wrote {len(written)} masks{segs}")
-        self.message.emit("info", f"Wrote {len(written)} masks{segs}" +
-                          (f"; {len(problems)} problem(s): " + "; ".join(
-                              f"{p.path}: {p.reason}" for p in problems[:5]) if problems else "."))
-
-    def _on_failed(self, message: str, details: str) -> None:
-        self.progress_review.setRange(0, 1)
-        self.progress_review.setValue(0)
-        self.progress_review.setFormat("Failed")
-        self.message.emit("error", message + (f"\n{details}" if details else ""))
-
-    @Slot()
-    def _on_thread_done(self) -> None:
-        w, self._worker = self._worker, None
-        if w is not None:
-            w.deleteLater()
-        self.button_open_run.setEnabled(True)
-        self.button_predict.setEnabled(bool(self.run_dir))
-        self.busy_changed.emit(False)
+    @Slot(bool)
+    def _on_busy(self, busy: bool) -> None:
+        self.button_open_run.setEnabled(not busy)
+        self.button_predict.setEnabled(not busy and bool(self.run_dir))

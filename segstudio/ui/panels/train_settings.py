@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+    QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
 )
 from superqt import QCollapsible, QDoubleRangeSlider
-from superqt.utils import signals_blocked
 
-from segstudio.config import (Arch, DataConfig, Device, Loss, Precision, Schedule, TrainConfig,
-                              default_lrs)
+from segstudio.config import Arch, Device, Loss, Precision, Schedule, TrainConfig, default_lrs
 from segstudio.training.groups import group_names, lr_plan
 from segstudio.ui import resources
+from segstudio.ui.binding import Binding
 from segstudio.ui.panels.plots import LRFinderPlot, LRGroupChart
 
 LOG_MIN, LOG_MAX = -6.0, -1.0
@@ -50,7 +50,8 @@ def set_combo(combo: QComboBox, value) -> None:
 
 
 class TrainSettings(QWidget):
-    """Edits a TrainConfig (without its data part). `changed` fires on every edit."""
+    """Edits a TrainConfig (without its data part); fields are bound to the widgets named after
+    them (ui/binding.py), the LR range to the slider. `changed` fires on every edit."""
 
     changed = Signal()
     notice = Signal(str)  # a message for the user (e.g. a value out of range was clamped)
@@ -59,13 +60,16 @@ class TrainSettings(QWidget):
         super().__init__(parent)
         self.setObjectName("train_settings")
         self.weights_available: dict[str, bool] | None = None  # unknown until probed
-        self.out_dir = ""
         self._lr_touched = False
         v = QVBoxLayout(self)
         v.setContentsMargins(0, 0, 0, 0)
         v.addWidget(self._build_model())
         v.addWidget(self._build_lr())
         v.addStretch(1)
+        self.binding = Binding(self, TrainConfig, exclude=("lr_lo", "lr_hi"))
+        self.binding.on_change(self._on_edit)
+        self.bool_pretrained.toggled.connect(self._on_pretrained)
+        self.combo_arch.currentIndexChanged.connect(self._update_pretrained_note)
         self.set_config(TrainConfig())
 
     # -- layout ------------------------------------------------------------------------------
@@ -86,8 +90,13 @@ class TrainSettings(QWidget):
         self.combo_loss = enum_combo("combo_loss", Loss)
         self.bool_augment = QCheckBox("Flips, rotations, zoom", objectName="bool_augment")
         self.combo_device = enum_combo("combo_device", Device)
+        self.path_weights_path = QLineEdit(objectName="path_weights_path",
+                                           placeholderText="ImageNet weights from the torch cache")
+        self.path_weights_path.setToolTip("A torchvision state dict for the encoder (e.g. "
+                                          "resnet34-b627a593.pth), used instead of the cached weights")
         form.addRow("Architecture", self.combo_arch)
         form.addRow("", self.bool_pretrained)
+        form.addRow("Weights file", self._with_browse(self.path_weights_path, self.browse_weights))
         form.addRow("", self.label_pretrained_note)
         size_row = QHBoxLayout()
         size_row.addWidget(self.value_size, 1)
@@ -112,26 +121,28 @@ class TrainSettings(QWidget):
         af.setContentsMargins(0, 0, 0, 0)
         self.combo_precision = enum_combo("combo_precision", Precision)
         self.value_seed = QSpinBox(objectName="value_seed", minimum=0, maximum=2**31 - 1)
-        self.value_preview = QSpinBox(objectName="value_preview_count", minimum=0, maximum=8)
-        self.path_runs = QLineEdit(objectName="path_runs", placeholderText="default runs folder")
+        self.value_preview_count = QSpinBox(objectName="value_preview_count", minimum=0, maximum=8)
+        self.text_run_name = QLineEdit(objectName="text_run_name",
+                                       placeholderText="optional, added to the run folder's name")
+        self.path_out_dir = QLineEdit(objectName="path_out_dir", placeholderText="default runs folder")
         af.addRow("Precision", self.combo_precision)
         af.addRow("Seed", self.value_seed)
-        af.addRow("Preview tiles", self.value_preview)
-        af.addRow("Runs folder", self.path_runs)
+        af.addRow("Preview tiles", self.value_preview_count)
+        af.addRow("Run name", self.text_run_name)
+        af.addRow("Runs folder", self._with_browse(self.path_out_dir, self.browse_runs_folder))
         self.advanced.addWidget(adv)
         form.addRow(self.advanced)
-
-        for w in (self.combo_arch, self.combo_schedule, self.combo_loss, self.combo_device,
-                  self.combo_precision):
-            w.currentIndexChanged.connect(self._on_edit)
-        for w in (self.value_size, self.value_bs, self.value_epochs, self.value_freeze_epochs,
-                  self.value_seed, self.value_preview):
-            w.valueChanged.connect(self._on_edit)
-        self.bool_augment.toggled.connect(self._on_edit)
-        self.path_runs.editingFinished.connect(self._on_edit)
-        self.bool_pretrained.toggled.connect(self._on_pretrained)
-        self.combo_arch.currentIndexChanged.connect(self._update_pretrained_note)
         return box
+
+    def _with_browse(self, edit: QLineEdit, slot) -> QWidget:
+        row = QWidget()
+        h = QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        button = QPushButton(resources.icon("folder"), "", objectName=f"button_browse_{edit.objectName()}")
+        button.clicked.connect(slot)
+        h.addWidget(edit, 1)
+        h.addWidget(button)
+        return row
 
     def _build_lr(self) -> QGroupBox:
         box = QGroupBox("Learning rates (discriminative)")
@@ -185,40 +196,12 @@ class TrainSettings(QWidget):
         return box
 
     # -- config <-> widgets ------------------------------------------------------------------
-    def config(self, data: DataConfig | None = None) -> TrainConfig:
+    def config(self) -> TrainConfig:
         lo, hi = self.lrs()
-        return TrainConfig(
-            data=data or DataConfig(), arch=Arch(self.combo_arch.currentData()),
-            pretrained=self.bool_pretrained.isChecked(), size=self.value_size.value(),
-            bs=self.value_bs.value(), epochs=self.value_epochs.value(), lr_lo=lo, lr_hi=hi,
-            schedule=Schedule(self.combo_schedule.currentData()), freeze_epochs=self.value_freeze_epochs.value(),
-            loss=Loss(self.combo_loss.currentData()), augment=self.bool_augment.isChecked(),
-            seed=self.value_seed.value(), device=Device(self.combo_device.currentData()),
-            precision=Precision(self.combo_precision.currentData()), out_dir=self.path_runs.text().strip(),
-            preview_count=self.value_preview.value())
+        return replace(self.binding.read(TrainConfig()), lr_lo=lo, lr_hi=hi)
 
     def set_config(self, c: TrainConfig) -> None:
-        editors = (self.bool_pretrained, self.combo_arch, self.combo_schedule, self.combo_loss,
-                   self.combo_device, self.combo_precision, self.value_size, self.value_bs,
-                   self.value_epochs, self.value_freeze_epochs, self.bool_augment, self.value_seed,
-                   self.value_preview, self.path_runs)
-        with ExitStack() as quiet:  # one update (and one `changed`) at the end, not one per field
-            for w in editors:
-                quiet.enter_context(signals_blocked(w))
-            self.bool_pretrained.setChecked(c.pretrained)
-            set_combo(self.combo_arch, c.arch)
-            set_combo(self.combo_schedule, c.schedule)
-            set_combo(self.combo_loss, c.loss)
-            set_combo(self.combo_device, c.device)
-            set_combo(self.combo_precision, c.precision)
-            self.value_size.setValue(c.size)
-            self.value_bs.setValue(c.bs)
-            self.value_epochs.setValue(c.epochs)
-            self.value_freeze_epochs.setValue(c.freeze_epochs)
-            self.bool_augment.setChecked(c.augment)
-            self.value_seed.setValue(c.seed)
-            self.value_preview.setValue(c.preview_count)
-            self.path_runs.setText(c.out_dir)
+        self.binding.write(c)  # one update (and one `changed`) at the end, not one per field
         lo, hi = c.lrs(self.effective_pretrained())
         self._lr_touched = c.lr_lo is not None or c.lr_hi is not None
         self.set_lrs(lo, hi, touched=self._lr_touched)
@@ -227,12 +210,27 @@ class TrainSettings(QWidget):
 
     def update(self, **values) -> None:
         """Change some settings (TrainConfig field names), keeping the others and the LR state."""
-        c = self.config()
-        for key, value in values.items():
-            setattr(c, key, value)
+        c = replace(self.config(), **values)
         if not self._lr_touched:
             c.lr_lo = c.lr_hi = None
         self.set_config(c)
+
+    @Slot()
+    def browse_weights(self) -> None:
+        start = self.path_weights_path.text() or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Encoder weights (torchvision state dict)", start,
+                                              "PyTorch weights (*.pth *.pt);;All files (*)")
+        if path:
+            self.path_weights_path.setText(path)
+            self.bool_pretrained.setChecked(True)
+            self._on_edit()
+
+    @Slot()
+    def browse_runs_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Runs folder", self.path_out_dir.text() or str(Path.home()))
+        if path:
+            self.path_out_dir.setText(path)
+            self._on_edit()
 
     def lrs(self) -> tuple[float, float]:
         lo, hi = self.slider_lr.value()
@@ -254,7 +252,7 @@ class TrainSettings(QWidget):
         """Pretrained is asked for and (as far as we know) the weights are available offline."""
         if not self.bool_pretrained.isChecked():
             return False
-        if self.weights_available is None:
+        if self.weights_available is None or self.path_weights_path.text().strip():
             return True
         return self.weights_available.get(self.combo_arch.currentData(), False)
 
@@ -306,14 +304,16 @@ class TrainSettings(QWidget):
     def _update_pretrained_note(self) -> None:
         arch = self.combo_arch.currentData()
         missing = (self.bool_pretrained.isChecked() and self.weights_available is not None
-                   and not self.weights_available.get(arch, False))
+                   and not self.weights_available.get(arch, False)
+                   and not self.path_weights_path.text().strip())
         self.label_pretrained_note.setText(
             f"⚠ ImageNet weights for {arch} are not in the local cache; training starts from "
-            "random weights (no download)." if missing else "")
+            "random weights (no download). Choose a weights file to use your own." if missing else "")
         self.label_pretrained_note.setVisible(missing)
 
     @Slot()
     def _on_edit(self, *_args) -> None:
+        self._update_pretrained_note()
         fine = self.combo_schedule.currentData() == Schedule.fine_tune.value
         self.value_freeze_epochs.setEnabled(fine)
         self.label_freeze.setEnabled(fine)

@@ -1,0 +1,146 @@
+"""The dataset report (summary, classes, problems) and thumbnails of the loaded pairs: display only."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Slot
+from PySide6.QtGui import QColor, QGuiApplication, QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListView, QListWidget,
+    QListWidgetItem, QPlainTextEdit, QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from segstudio.ui import overlay, resources
+
+THUMB = 96
+MAX_THUMBS = 240
+MAX_NOTES = 6
+
+
+class ReportView(QGroupBox):
+    """Counts, split, mask convention, notes, the class table and the problem list."""
+
+    def __init__(self, parent=None):
+        super().__init__("Dataset report", parent)
+        v = QVBoxLayout(self)
+        self.label_summary = QLabel("No dataset loaded.", objectName="label_summary", wordWrap=True)
+        self.label_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # long lines wrap to the width the layout gives; they never widen the window
+        self.label_summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        v.addWidget(self.label_summary)
+        self.table_classes = QTableWidget(0, 4, objectName="table_classes")
+        self.table_classes.setHorizontalHeaderLabels(["", "Class", "Mask value", "Pixels"])
+        self.table_classes.verticalHeader().setVisible(False)
+        header = self.table_classes.horizontalHeader()
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
+        self.table_classes.setColumnWidth(0, 24)
+        self.table_classes.setColumnWidth(2, 100)
+        self.table_classes.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table_classes.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table_classes.verticalHeader().setDefaultSectionSize(24)
+        self._fit_class_table(3)
+        v.addWidget(self.table_classes)
+        head = QHBoxLayout()
+        self.label_problems = QLabel("Problems", objectName="label_problems")
+        self.button_copy_problems = QPushButton(resources.icon("copy"), "Copy",
+                                                objectName="button_copy_problems")
+        self.button_copy_problems.clicked.connect(self.copy_problems)
+        head.addWidget(self.label_problems, 1)
+        head.addWidget(self.button_copy_problems)
+        v.addLayout(head)
+        self.text_problems = QPlainTextEdit(objectName="text_problems", readOnly=True)
+        self.text_problems.setMinimumHeight(48)
+        self.text_problems.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.text_problems.setPlaceholderText("Files that could not be used are listed here.")
+        v.addWidget(self.text_problems, 1)
+
+    def _fit_class_table(self, rows: int) -> None:
+        t = self.table_classes
+        header = t.horizontalHeader().sizeHint().height()
+        t.setFixedHeight(header + rows * t.verticalHeader().defaultSectionSize() + 2 * t.frameWidth() + 2)
+
+    def show_report(self, report, headline: str = "") -> None:
+        lines = [f"<b>{report.n_pairs}</b> image/mask pairs ({report.n_images} images, "
+                 f"{report.n_masks} masks) — <b>{report.n_train}</b> train, "
+                 f"<b>{report.n_valid}</b> validation"]
+        if headline:
+            lines.insert(0, f"<b>Could not load the dataset.</b> {html.escape(headline)}")
+        if report.cannot_train:
+            lines.append(f"<b>Cannot train:</b> {html.escape(report.cannot_train)}")
+        if report.split:
+            lines.append(f"Split: {html.escape(report.split)}")
+        if report.mask_convention:
+            lines.append(f"Masks: {html.escape(report.mask_convention)}")
+        lines += [f"<i>{html.escape(note)}</i>" for note in report.notes[:MAX_NOTES]]
+        if len(report.notes) > MAX_NOTES:
+            lines.append(f"<i>… and {len(report.notes) - MAX_NOTES} more notes (Copy the report)</i>")
+        self.label_summary.setText("<br>".join(lines))
+        self.label_summary.setToolTip("\n".join(report.notes))
+        self._show_classes(report.classes)
+        problems = report.problems()
+        self.label_problems.setText(f"Problems ({len(problems)})")
+        self.text_problems.setPlainText("\n".join(f"{p.path}: {p.reason}" for p in problems))
+
+    def _show_classes(self, classes) -> None:
+        self.table_classes.setRowCount(len(classes))
+        self._fit_class_table(min(max(len(classes), 1), 6))
+        for row, c in enumerate(classes):
+            swatch = QTableWidgetItem()
+            if c.index > 0:
+                swatch.setBackground(QColor(*overlay.class_color(int(c.index))))
+            share = float(c.pixel_share)
+            cells = [swatch, QTableWidgetItem(str(c.name)), QTableWidgetItem(str(c.value)),
+                     QTableWidgetItem(f"{100 * share:.2f} %" if np.isfinite(share) else "—")]
+            cells[2].setToolTip(str(c.value))
+            for col, item in enumerate(cells):
+                self.table_classes.setItem(row, col, item)
+
+    def show_failure(self, message: str) -> None:
+        self.label_summary.setText(f"<b>Could not load the dataset.</b><br>{html.escape(message)}")
+
+    def clear(self) -> None:
+        self.table_classes.setRowCount(0)
+        self.label_problems.setText("Problems")
+        self.text_problems.clear()
+
+    @Slot()
+    def copy_problems(self) -> None:
+        QGuiApplication.clipboard().setText(self.text_problems.toPlainText())
+
+
+class Thumbnails(QGroupBox):
+    """Each image with its mask blended in; validation items say so in their tooltip."""
+
+    def __init__(self, parent=None):
+        super().__init__("Images with their masks", parent)
+        self.list_thumbnails = QListWidget(objectName="list_thumbnails")
+        self.list_thumbnails.setViewMode(QListView.ViewMode.IconMode)
+        self.list_thumbnails.setIconSize(QSize(THUMB, THUMB))
+        self.list_thumbnails.setGridSize(QSize(THUMB + 30, THUMB + 30))
+        self.list_thumbnails.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list_thumbnails.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list_thumbnails.setMovement(QListView.Movement.Static)
+        self.list_thumbnails.setUniformItemSizes(True)
+        self.list_thumbnails.setWordWrap(False)
+        QVBoxLayout(self).addWidget(self.list_thumbnails)
+
+    def show_dataset(self, dataset) -> None:
+        self.list_thumbnails.clear()
+        n = min(len(dataset.names), MAX_THUMBS)
+        valid = set(int(i) for i in np.asarray(dataset.valid_idx).ravel())
+        for i in range(n):
+            pix = overlay.overlay_pixmap(dataset.images[i], dataset.masks[i], THUMB, 0.45)
+            name = str(dataset.names[i])
+            item = QListWidgetItem(QIcon(pix), name)
+            item.setToolTip(f"{name}\n{'validation' if i in valid else 'training'}")
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.list_thumbnails.addItem(item)
+        if len(dataset.names) > n:
+            self.list_thumbnails.addItem(QListWidgetItem(f"+{len(dataset.names) - n} more"))
+
+    def clear(self) -> None:
+        self.list_thumbnails.clear()

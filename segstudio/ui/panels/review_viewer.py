@@ -1,0 +1,267 @@
+"""The review's image view: an item's image with its prediction and ground truth over it, window
+and level (in HU for CT), presets, and what is under the cursor. Display only: decoding happens in
+workers, and the panel hands over what they return."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Slot
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from superqt import QLabeledSlider, QRangeSlider
+
+from segstudio.data.windowing import WINDOW_PRESETS
+from segstudio.ui import overlay
+from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
+
+GT_OUTLINE = (255, 255, 255)
+LEGEND_CLASSES = 8  # more classes than this: the legend names the first ones, the tooltip all
+CUSTOM, PRESET_HINT = "Custom", "Preset…"
+
+
+def compose(item, show_pred: bool, show_truth: bool, outline: bool, compare: bool) -> np.ndarray:
+    """The RGBA overlay for one ReviewItem under the current display options."""
+    pred = np.asarray(item.pred)
+    target = None if item.target is None else np.asarray(item.target)
+    if compare and target is not None:
+        return overlay.compare(target, pred)
+    rgba = np.zeros(pred.shape + (4,), dtype=np.uint8)
+    if show_pred:
+        rgba = overlay.colorize(pred, outline=outline)
+    if show_truth and target is not None:
+        if show_pred:  # truth as a white outline over the prediction
+            edge = overlay.contour(target)
+            rgba[edge, :3] = GT_OUTLINE
+            rgba[edge, 3] = 255
+        else:
+            rgba = overlay.colorize(target, outline=outline)
+    return rgba
+
+
+class ReviewViewer(QWidget):
+    """Shows one ReviewItem; `set_frame` swaps in its image in modality units once decoded."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.item = None
+        self.frame = None  # the item's ModalityFrame, when it has one
+        self.codes: tuple[str, ...] = ()
+        self._level_unit: str | None = None  # None: 8-bit display values; else DICOM units ("HU", "")
+        self.view_review = pg.GraphicsLayoutWidget()
+        self.view_review.setObjectName("view_review")
+        self.viewbox = self.view_review.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view_review.setBackground("#1a202c")
+        self.image_item = pg.ImageItem()
+        self.mask_item = pg.ImageItem()
+        self.mask_item.setZValue(1)
+        self.viewbox.addItem(self.image_item)
+        self.viewbox.addItem(self.mask_item)
+        self.placeholder = pg.TextItem("Predictions appear here after a run finishes\n"
+                                       "(or File ▸ Open run…)", color="#a0aec0", anchor=(0.5, 0.5))
+        self.viewbox.addItem(self.placeholder)
+        self.placeholder.setPos(0, 0)
+        self.viewbox.setRange(xRange=(-1, 1), yRange=(-1, 1))
+        self.view_review.scene().sigMouseMoved.connect(self._on_mouse)
+        v = QVBoxLayout(self)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addLayout(self._build_controls())
+        v.addWidget(self.view_review, 1)
+        info = QHBoxLayout()
+        self.label_info = QLabel("", objectName="label_review_info")
+        self.label_readout = QLabel("", objectName="label_readout")
+        self.label_readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        for label in (self.label_info, self.label_readout):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        info.addWidget(self.label_info, 1)
+        info.addWidget(self.label_readout, 1)
+        v.addLayout(info)
+
+    def _build_controls(self) -> QVBoxLayout:
+        self.bool_show_pred = QCheckBox("Prediction", objectName="bool_show_pred", checked=True)
+        self.bool_show_truth = QCheckBox("Ground truth", objectName="bool_show_truth")
+        self.bool_compare = QCheckBox("Compare (TP/FP/FN)", objectName="bool_compare")
+        self.bool_compare.setToolTip("Green: correct, red: false positive, blue: missed")
+        self.combo_style = QComboBox(objectName="combo_overlay_style")
+        self.combo_style.addItems(["Filled", "Contour"])
+        self.slider_opacity = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.slider_opacity.setObjectName("slider_opacity")
+        self.slider_opacity.setRange(0, 100)
+        self.slider_opacity.setValue(50)
+        self.slider_opacity.setFixedWidth(150)
+        self.slider_levels = QRangeSlider(Qt.Orientation.Horizontal)
+        self.slider_levels.setObjectName("slider_levels")
+        self.slider_levels.setRange(0, 255)
+        self.slider_levels.setValue((0, 255))
+        self.slider_levels.setToolTip("Window/level of the displayed image (darkest…brightest grey);\n"
+                                      "DICOM images are shown in their own units (HU for CT)")
+        self.slider_levels.setFixedWidth(130)
+        self.label_levels = QLabel("0–255", objectName="label_levels")
+        self.label_levels.setMinimumWidth(120)
+        self.slider_levels.valueChanged.connect(self._show_levels)
+        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare):
+            w.toggled.connect(self.redraw)
+        self.combo_style.currentIndexChanged.connect(self.redraw)
+        self.slider_opacity.valueChanged.connect(lambda v: self.mask_item.setOpacity(v / 100.0))
+        top = QHBoxLayout()
+        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.combo_style):
+            top.addWidget(w)
+        self.label_legend = QLabel("", objectName="label_legend")
+        self.label_legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.label_legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        top.addWidget(self.label_legend, 1)
+        bottom = QHBoxLayout()
+        self.combo_preset = QComboBox(objectName="combo_window_preset", enabled=False)
+        self.combo_preset.addItem(PRESET_HINT)
+        self.combo_preset.addItems(list(WINDOW_PRESETS))
+        self.combo_preset.addItem(CUSTOM)
+        self.combo_preset.setToolTip("CT window presets (width/level in HU)")
+        self.combo_preset.activated.connect(self._apply_preset)
+        for w in (QLabel("Opacity"), self.slider_opacity, QLabel("   Window"), self.slider_levels,
+                  self.label_levels, self.combo_preset):
+            bottom.addWidget(w)
+        bottom.addStretch(1)
+        h = QVBoxLayout()
+        h.addLayout(top)
+        h.addLayout(bottom)
+        self.mask_item.setOpacity(0.5)
+        return h
+
+    # -- items -------------------------------------------------------------------------------
+    def set_codes(self, codes: tuple[str, ...]) -> None:
+        self.codes = tuple(codes)
+        self._update_legend()
+        has_truth = self.item is None or self.item.target is not None
+        self.bool_show_truth.setEnabled(has_truth)
+        self.bool_compare.setEnabled(has_truth)
+
+    def show_item(self, item, frame=None) -> None:
+        """Show `item`, in modality units when its decoded `frame` is already known."""
+        first = self.item is None
+        self.item, self.frame = item, frame
+        self.placeholder.setVisible(False)
+        for w in (self.bool_show_truth, self.bool_compare):
+            w.setEnabled(item.target is not None)
+        self._show_image()
+        if first:
+            self.viewbox.autoRange(padding=0)
+
+    def set_frame(self, frame) -> None:
+        """The current item's decoded frame arrived (None: the item has no modality values)."""
+        if frame is not None:
+            self.frame = frame
+            self._show_image()
+
+    def clear(self) -> None:
+        self.item, self.frame = None, None
+        self.image_item.clear()
+        self.mask_item.clear()
+        self.placeholder.setVisible(True)
+        self.label_info.setText("")
+
+    def _show_image(self) -> None:
+        image = self.frame.values if self.frame is not None else self.item.image
+        self._set_level_range(self.frame)
+        self.image_item.setImage(image, autoLevels=False, levels=self.slider_levels.value())
+        # The overlay (training size) is stretched over the image (original size for DICOM).
+        rect = QRectF(0, 0, image.shape[1], image.shape[0])
+        self.image_item.setRect(rect)
+        self.mask_item.setRect(rect)
+        self.redraw()
+
+    def _set_level_range(self, frame) -> None:
+        """Slider range in the displayed units; reset to the training window when they change."""
+        if frame is None:
+            lo, hi, unit, default = 0, 255, None, (0, 255)
+        else:
+            width, level = frame.window
+            default = (math.floor(level - width / 2), math.ceil(level + width / 2))
+            lo = min(math.floor(float(frame.values.min())), default[0])
+            hi = max(math.ceil(float(frame.values.max())), default[1], lo + 1)
+            unit = frame.unit
+        slider = self.slider_levels
+        self.combo_preset.setEnabled(unit == "HU")
+        if unit != self._level_unit:
+            self._level_unit = unit
+            slider.setRange(lo, hi)
+            slider.setValue(default)
+        elif unit is not None:
+            keep = slider.value()
+            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
+            slider.setValue(keep)
+        self._show_levels(slider.value())
+
+    @Slot(int)
+    def _apply_preset(self, index: int) -> None:
+        name = self.combo_preset.itemText(index)
+        if name in WINDOW_PRESETS and self._level_unit == "HU":
+            width, level = WINDOW_PRESETS[name]
+            lo, hi = math.floor(level - width / 2), math.ceil(level + width / 2)
+            slider = self.slider_levels
+            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
+            slider.setValue((lo, hi))
+        self._show_levels(self.slider_levels.value())
+
+    @Slot(object)
+    def _show_levels(self, value) -> None:
+        lo, hi = (float(v) for v in value)
+        self.image_item.setLevels((lo, hi))
+        if self._level_unit is None:
+            self.label_levels.setText(f"{int(lo)}–{int(hi)}")
+        else:
+            self.label_levels.setText(f"W {hi - lo:.0f} L {(lo + hi) / 2:.0f} {self._level_unit}".rstrip())
+        self.combo_preset.setCurrentText(self._active_preset(lo, hi))
+
+    def _active_preset(self, lo: float, hi: float) -> str:
+        """The preset the levels are at, "Custom" for others, the hint outside HU."""
+        if self._level_unit != "HU":
+            return PRESET_HINT
+        for name, (width, level) in WINDOW_PRESETS.items():
+            if (math.floor(level - width / 2), math.ceil(level + width / 2)) == (round(lo), round(hi)):
+                return name
+        return CUSTOM
+
+    @Slot()
+    def redraw(self, *_args) -> None:
+        if self.item is None:
+            return
+        rgba = compose(self.item, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
+                       self.combo_style.currentIndex() == 1, self.bool_compare.isChecked())
+        self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self._update_legend()
+
+    def _update_legend(self) -> None:
+        if self.bool_compare.isChecked() and self.item is not None and self.item.target is not None:
+            parts = [("correct", overlay.TP_COLOR), ("false positive", overlay.FP_COLOR),
+                     ("missed", overlay.FN_COLOR)]
+        else:
+            parts = [(str(c), overlay.class_color(k)) for k, c in enumerate(self.codes) if k > 0]
+        shown = parts[:LEGEND_CLASSES]
+        text = "  ".join(f"<span style='color:rgb{tuple(col)}'>■</span> {name}" for name, col in shown)
+        if len(parts) > len(shown):
+            text += f"  … +{len(parts) - len(shown)} more"
+        self.label_legend.setText(text)
+        self.label_legend.setToolTip("\n".join(name for name, _ in parts))
+
+    # -- what is under the cursor ------------------------------------------------------------
+    def _on_mouse(self, pos) -> None:
+        self.label_readout.setText(self.readout(self.viewbox.mapSceneToView(pos)) if self.item else "")
+
+    def readout(self, point) -> str:
+        """"x 12, y 40 · 52 HU · prediction liver · truth liver" at a point in image pixels."""
+        image = self.frame.values if self.frame is not None else self.item.image
+        x, y = int(math.floor(point.x())), int(math.floor(point.y()))
+        h, w = image.shape[:2]
+        if not (0 <= x < w and 0 <= y < h):
+            return ""
+        value = image[y, x]
+        shown = (f"{float(value):.0f} {self._level_unit or ''}".rstrip() if np.ndim(value) == 0
+                 else "RGB " + ", ".join(str(int(v)) for v in value))
+        parts = [f"x {x}, y {y}", shown]
+        for label, mask in (("prediction", self.item.pred), ("truth", self.item.target)):
+            if mask is not None:
+                my, mx = y * mask.shape[0] // h, x * mask.shape[1] // w  # the mask may be smaller
+                k = int(mask[my, mx])
+                parts.append(f"{label} {self.codes[k] if k < len(self.codes) else k}")
+        return " · ".join(parts)
