@@ -196,7 +196,8 @@ def cmd_inspect(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.format())
-    usable = report.n_pairs and not report.cannot_train if args.masks else report.n_images
+    labelled = args.masks or report.n_masks  # a 3-D layout holds its labels itself
+    usable = report.n_pairs and not report.cannot_train if labelled else report.n_images
     return 0 if usable else 1
 
 

@@ -67,6 +67,10 @@ class DataConfig:
     # "instances" (every non-zero value is foreground).
     labels: str = "auto"
     class_names: list[str] = field(default_factory=list)  # foreground class names, overriding
+    # 3-D scans: the slices trained on ("axial", "coronal" or "sagittal"), and how many
+    # neighbouring slices on each side join a slice as input channels (0: 2-D, 1: 2.5-D).
+    axis: str = "axial"
+    context: int = 0
 
 
 # The built-in sample dataset's settings (CLI `train --demo`, the app's "Open sample dataset"):
@@ -97,6 +101,9 @@ class TrainConfig:
     out_dir: str = ""  # runs folder; "" = the user data folder (platformdirs)
     run_name: str = ""
     preview_count: int = 4
+    # Share of the training slices without any foreground drawn each epoch (the rest of the
+    # epoch is the slices with foreground), so scans mostly made of background do not drown it.
+    empty_share: float = 0.25
 
     def lrs(self, encoder_pretrained: bool | None = None) -> tuple[float, float]:
         """The (lo, hi) range to train with, filling unset ends from the defaults."""

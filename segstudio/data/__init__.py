@@ -7,7 +7,7 @@ presets, for the GUI) does not pull in pydicom and the whole data layer.
 from importlib import import_module
 
 _SOURCES = {
-    "ProgressFn": "dataset", "SegDataset": "dataset", "StopFn": "dataset", "inspect_dataset": "dataset",
+    "ProgressFn": "dataset", "SegDataset": "items", "VolumeRef": "items", "StopFn": "dataset", "inspect_dataset": "dataset",
     "load_dataset": "dataset", "list_image_files": "discovery", "read_image_frames": "reader",
     "resize_image": "reader", "resize_mask": "reader", "ClassInfo": "report", "DatasetReport": "report",
     "Problem": "report", "sample_dataset": "sample", "group_series": "series", "WINDOW_PRESETS": "windowing",

@@ -1,4 +1,5 @@
-"""Load a folder pair into an in-memory, resized uint8 cache, with a report of everything found."""
+"""Load a folder pair of 2-D images into an in-memory, resized uint8 cache, with a report of
+everything found."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
 from .dicom import DEFERRED
+from .items import SegDataset, VolumeRef
 from .discovery import list_image_files, skipped_entries
 from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
                     read_class_names, too_many_for_classes)
@@ -31,29 +33,6 @@ INSPECT_SIZE = 32
 
 
 @dataclass
-class SegDataset:
-    """Every usable pair, decoded once and resized to `size` x `size`."""
-
-    images: np.ndarray        # (N, C, S, S) uint8; C == 1 when every image is grayscale, else 3
-    masks: np.ndarray         # (N, S, S) uint8 class indices
-    names: list[str]          # unique display names: stem, plus "#<frame>" for multi-frame files
-    sources: list[str]        # image file per item
-    frames: list[int]         # frame index per item
-    groups: list[str]         # split group: hashed PatientID, else the file stem
-    orig_sizes: list[tuple[int, int]]  # (H, W) before resizing
-    codes: list[str]          # class names, codes[0] is background
-    train_idx: np.ndarray     # int64
-    valid_idx: np.ndarray     # int64, non-empty when N >= 2
-    window: str               # the DICOM window used: DataConfig.window, or the "W/L" computed
-                              # for the dataset's CT images with "auto"
-    size: int
-
-    @property
-    def n_channels(self) -> int:
-        return int(self.images.shape[1])
-
-
-@dataclass
 class _Item:
     image: np.ndarray  # (C, S, S) uint8, or (1, S, S) int16 HU for a DEFERRED CT window
     mask: MaskFrame    # local index image resized to (S, S)
@@ -63,6 +42,8 @@ class _Item:
     group: str
     orig_size: tuple[int, int]
     mask_name: str     # the mask file (and frame), for the report
+    label: str         # the mask file
+    modality: str
 
 
 @dataclass
@@ -98,8 +79,14 @@ class _Windows:
 
 def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
                  should_stop: StopFn | None = None) -> tuple[SegDataset, DatasetReport]:
-    """Decode every pair at `size`. DataError for a missing folder or when no pair is usable;
-    Cancelled when `should_stop()` turns True; bad files only end up in the report."""
+    """Decode every pair at `size` (3-D scans: every slice, see volume_dataset). DataError for a
+    missing folder or when no pair is usable; Cancelled when `should_stop()` turns True; bad
+    files only end up in the report."""
+    from .volume_dataset import load_volumes, volume_layout
+
+    layout = volume_layout(cfg)
+    if layout is not None:
+        return load_volumes(cfg, size, layout, progress, should_stop)
     scan = _scan(cfg, size, progress, should_stop)
     report = scan.report
     if not scan.items:
@@ -111,10 +98,10 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
     for k, it in enumerate(items):
         images[k] = it.image  # a gray (1, S, S) image broadcasts to 3 channels
         masks[k] = scan.classes.lut(it.mask)[it.mask.local]
-    data = SegDataset(images, masks, [it.name for it in items], [it.source for it in items],
-                      [it.frame for it in items], [it.group for it in items],
-                      [it.orig_size for it in items], list(scan.classes.codes),
-                      scan.train_idx, scan.valid_idx, scan.window, size)
+    volumes = [VolumeRef(it.name, (it.source,), it.label, it.group, k, 1, (1, *it.orig_size),
+                         frame=it.frame, modality=it.modality) for k, it in enumerate(items)]
+    data = SegDataset(images, masks, volumes, list(scan.classes.codes), scan.train_idx,
+                      scan.valid_idx, scan.window, size)
     return data, report
 
 
@@ -122,6 +109,18 @@ def inspect_dataset(cfg: DataConfig, progress: ProgressFn | None = None,
                     should_stop: StopFn | None = None) -> DatasetReport:
     """The report only (files are decoded, and cached at a tiny size). Without a masks folder,
     the images alone are checked. DataError only for a missing folder or an invalid window."""
+    from .volume_dataset import inspect_volume_images, load_volumes, volume_layout
+
+    layout = volume_layout(cfg)
+    if layout is not None and not any(c.label for c in layout.cases):
+        return inspect_volume_images(cfg, layout, progress, should_stop)
+    if layout is not None:
+        try:
+            return load_volumes(cfg, INSPECT_SIZE, layout, progress, should_stop)[1]
+        except DataError as e:
+            if e.report is None:
+                raise
+            return e.report
     if not str(cfg.masks or "").strip():
         return _scan_images(cfg, progress or (lambda done, total, message: None),
                             should_stop or (lambda: False))
@@ -376,7 +375,7 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
         frame.local = resize_mask(frame.local, size)
         items.append(_Item(resize_image(im, size), frame, frame_name(img, f, n), str(img), f,
                            image.group or img.stem, (int(im.shape[0]), int(im.shape[1])),
-                           rel(msk) + suffix))
+                           rel(msk) + suffix, str(msk), image.modality))
     return items
 
 

@@ -75,9 +75,10 @@ class ClassMap:
                 for i, name in enumerate(self.codes)]
 
 
-def analyse_mask(arr: np.ndarray) -> MaskFrame:
-    """Distinct values and local index image of one raw mask frame; DataError if not a label mask."""
-    if arr.ndim == 3:
+def analyse_mask(arr: np.ndarray, volume: bool = False) -> MaskFrame:
+    """Distinct values and local index image of one raw mask frame (or a whole label volume,
+    `volume=True`); DataError if not a label mask."""
+    if arr.ndim == 3 and not volume:
         if arr.dtype != np.uint8:
             raise DataError(f"colour mask with {arr.dtype} samples; expected 8-bit colours")
         packed = (arr[..., 0].astype(np.uint32) << 16) | (arr[..., 1].astype(np.uint32) << 8) | arr[..., 2]
@@ -149,8 +150,9 @@ def looks_like_instances(frames: list[MaskFrame]) -> tuple[bool, str]:
 
 
 def _single_objects(local: np.ndarray, keys: list) -> int:
-    """How many foreground keys form exactly one 8-connected region."""
-    eight = np.ones((3, 3), dtype=bool)
+    """How many foreground keys form exactly one connected region (8-connected in 2-D,
+    26-connected in 3-D)."""
+    eight = np.ones((3,) * local.ndim, dtype=bool)
     count = 0
     for i, box in enumerate(ndimage.find_objects(local.astype(np.int32) + 1), start=0):
         if box is None or keys[i] == 0:

@@ -30,6 +30,23 @@ class ClassInfo:
 
 
 @dataclass
+class VolumeInfo:
+    name: str
+    shape: tuple[int, int, int]            # (Z, Y, X)
+    spacing: tuple[float, float, float]    # mm, (dz, dy, dx)
+    orientation: str                       # the file's axis codes, e.g. "RAS"
+    slices: int                            # slices used for training (across the chosen axis)
+
+    def line(self) -> str:
+        (z, y, x), (dz, dy, dx) = self.shape, self.spacing
+        return (f"{self.name}: {x}x{y}x{z} voxels, {dx:.3g}x{dy:.3g}x{dz:.3g} mm, "
+                f"{self.orientation or '?'}, {self.slices} slices")
+
+
+MAX_VOLUME_LINES = 20
+
+
+@dataclass
 class DatasetReport:
     images_dir: str
     masks_dir: str
@@ -48,6 +65,9 @@ class DatasetReport:
     other: list[Problem] = field(default_factory=list)  # odd mask values, duplicates...
     notes: list[str] = field(default_factory=list)
     cannot_train: str = ""  # see training_blocker
+    volumes: list[VolumeInfo] = field(default_factory=list)  # usable scans, for 3-D datasets
+    layout: str = ""        # 3-D: "decathlon", "kits" or "folders"
+    n_unlabelled: int = 0   # images without a mask (not a problem: they can be labelled later)
 
     def problems(self) -> list[Problem]:
         """Every problem, unmatched files included, for a list widget."""
@@ -60,8 +80,17 @@ class DatasetReport:
         lines = [f"Images folder: {self.images_dir} ({self.n_images} images)",
                  f"Masks folder:  {self.masks_dir} ({self.n_masks} masks)" if self.masks_dir
                  else "Masks folder:  (none given: images checked only)"]
-        if self.masks_dir:
+        if self.volumes:
+            n = len(self.volumes)
+            lines.append(f"Volumes:       {n} usable ({self.layout} layout), {self.n_train + self.n_valid} "
+                         f"slices ({self.n_train} train, {self.n_valid} valid)")
+            lines += [f"  {v.line()}" for v in self.volumes[:MAX_VOLUME_LINES]]
+            if n > MAX_VOLUME_LINES:
+                lines.append(f"  … and {n - MAX_VOLUME_LINES} more")
+        elif self.masks_dir:
             lines.append(f"Usable pairs:  {self.n_pairs} ({self.n_train} train, {self.n_valid} valid)")
+        if self.n_unlabelled:
+            lines.append(f"Unlabelled:    {self.n_unlabelled} image(s) without a mask (not used for training)")
         if self.cannot_train:
             lines.append(f"Cannot train:  {self.cannot_train}")
         if self.split:
@@ -69,7 +98,7 @@ class DatasetReport:
         if self.mask_convention:
             lines.append(f"Masks:         {self.mask_convention}")
         if self.classes:
-            lines.append("Classes:")
+            lines.append("Classes (share of voxels):" if self.volumes else "Classes:")
             width = max(len(c.name) for c in self.classes)
             lines += [f"  {c.index:>3}  {c.name:<{width}}  value {c.value:<8} {c.pixel_share:7.2%}"
                       for c in self.classes]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..errors import SegstudioError
 from ..runs import write_atomic, write_json
@@ -65,6 +65,22 @@ class PredictionFolder:
     def write(self, name: str, data: bytes, item: str) -> bool:
         """Write `data` as `name` for `item` (the image it was predicted from); False, with the
         reason in `left_alone`, when a file that is not a previous prediction is in the way."""
+        if not self._may_write(name, item):
+            return False
+        write_atomic(self.out_dir / name, data)
+        self._record(name, hashlib.sha256(data).hexdigest(), item)
+        return True
+
+    def write_with(self, name: str, item: str, writer: Callable[[Path], object]) -> bool:
+        """Like `write`, for a writer that needs a file name: `writer(path)` writes `name`
+        atomically itself (e.g. volume.write_label_like)."""
+        if not self._may_write(name, item):
+            return False
+        writer(self.out_dir / name)
+        self._record(name, _sha256(self.out_dir / name), item)
+        return True
+
+    def _may_write(self, name: str, item: str) -> bool:
         path = self.out_dir / name
         if name in self._written_now:
             self.left_alone.append((name, f"{item} and {self._written_now[name]} give the same "
@@ -75,13 +91,14 @@ class PredictionFolder:
             if why:
                 self.left_alone.append((name, why))
                 return False
-        write_atomic(path, data)
-        self._hashes[name] = hashlib.sha256(data).hexdigest()
+        return True
+
+    def _record(self, name: str, digest: str, item: str) -> None:
+        self._hashes[name] = digest
         self._written_now[name] = item
         self._unsaved += 1
         if self._unsaved >= SAVE_EVERY:
             self.save()
-        return True
 
     def _why_not_ours(self, path: Path) -> str:
         if path.is_symlink() or not path.is_file():

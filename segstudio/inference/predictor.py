@@ -24,6 +24,7 @@ from ..training.device import resolve_device
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
 from .outputs import PredictionFolder, check_output_folder
+from .volumes import has_volumes, predict_volume_folder
 
 
 @dataclass
@@ -34,6 +35,7 @@ class PredictReport:
     problems: list[Problem] = field(default_factory=list)  # images that got no mask
     dicom_segs: list[str] = field(default_factory=list)  # one DICOM SEG file per DICOM series
     left_alone: list[Problem] = field(default_factory=list)  # existing files not replaced
+    tables: list[str] = field(default_factory=list)  # volumes.csv: millilitres per structure
     notes: list[Problem] = field(default_factory=list)  # masks written, with something to say
 
 
@@ -78,7 +80,7 @@ class Predictor:
     def probabilities_resized(self, batch: np.ndarray) -> torch.Tensor:
         """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device)."""
         x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
-        if x.shape[1] == 1:
+        if x.shape[1] == 1 and self.meta["n_in"] == 3:  # grey, repeated as in training
             x = x.repeat(1, 3, 1, 1)
         logits = self.model((x - self._mean) / self._std)
         return torch.softmax(torch.as_tensor(logits).float(), dim=1)
@@ -112,8 +114,15 @@ class Predictor:
                                             ("training masks", self.training_folders[1]),
                                             *protected))
         folder = PredictionFolder(out)
-        files = list_image_files(images_dir)
         report = PredictReport(out_dir=str(out))
+        if has_volumes(images_dir):
+            try:
+                predict_volume_folder(self, images_dir, folder, report, progress, should_stop)
+            finally:
+                folder.save()
+                report.left_alone = [Problem(name, why) for name, why in folder.left_alone]
+            return report
+        files = list_image_files(images_dir)
         masks: dict[Path, list[np.ndarray]] = {}
         window = parse_window(self.window)
         try:

@@ -116,8 +116,8 @@ class EventReporter(Callback):
                 "range or use Find LR."))
 
     def _preview(self, epoch: int) -> ev.Preview:
-        names, images, targets = self.preview
-        x, _ = self.learn.dls.valid.after_batch((TensorImage(torch.from_numpy(images)).to(self.learn.dls.device),
+        names, inputs, images, targets = self.preview
+        x, _ = self.learn.dls.valid.after_batch((TensorImage(torch.from_numpy(inputs)).to(self.learn.dls.device),
                                                  TensorMask(torch.from_numpy(targets)).to(self.learn.dls.device)))
         self.learn.model.eval()
         with torch.no_grad():

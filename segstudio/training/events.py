@@ -44,6 +44,7 @@ class Started:
     run_dir: str
     lr_lo: float
     lr_hi: float
+    volumetric: bool = False  # Dice is per scan, in 3-D (else over all validation pixels)
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,16 @@ from ..config import TrainConfig
 from ..data import SegDataset
 from .events import GroupInfo
 from .groups import group_names
-from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats
+from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats, input_channels
 from .losses import make_loss
-from .metrics import PerClassDice
+from .metrics import PerClassDice, VolumeDice
 from .weights import arch_from_file, architecture, cached_weights_file, pretrained_available
 
 
 @dataclass
 class BuiltLearner:
     learn: Learner
-    dice: PerClassDice
+    dice: PerClassDice | VolumeDice
     pretrained: bool  # the encoder really starts from ImageNet (or the user's) weights
     stats: tuple[list[float], list[float]]
     mixed_precision: bool
@@ -56,14 +56,17 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
     warnings: list[str] = []
     set_seed(config.seed)
     arch_fn, pretrained = resolve_encoder(config, warnings)
-    stats = IMAGENET_STATS if pretrained else dataset_stats(data.images)
-    dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed)
+    n_in = model_inputs(data)
+    stats = IMAGENET_STATS if pretrained and n_in == 3 else dataset_stats(data)
+    dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed,
+                            empty_share=config.empty_share)
     if dls.train.bs < config.bs:
         warnings.append(f"Batch size {config.bs} is more than the {len(data.train_idx)} training images: "
                         f"using batches of {dls.train.bs}.")
-    dice = PerClassDice(len(data.codes))
+    dice = (VolumeDice(len(data.codes), data.item_volume[data.valid_idx]) if data.volumetric
+            else PerClassDice(len(data.codes)))
     learn = unet_learner(dls, arch_fn, normalize=False, n_out=len(data.codes), pretrained=pretrained,
-                         loss_func=make_loss(config.loss), metrics=[dice],
+                         loss_func=make_loss(config.loss), metrics=[dice], n_in=n_in,
                          path=path or tempfile.mkdtemp(prefix="segstudio-"))
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
@@ -79,6 +82,13 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
                         f"below the decoder's ({config.lr_hi:.0e}): tiny encoder rates suit pretrained "
                         "encoders only and may leave the model barely trained.")
     return BuiltLearner(learn, dice, pretrained, stats, mixed, warnings)
+
+
+def model_inputs(data: SegDataset) -> int:
+    """The model's input channels: three for one grey channel (repeated, so ImageNet encoders
+    fit), else every channel of every slice (2.5-D neighbours, multi-channel scans)."""
+    n = input_channels(data)
+    return 3 if n == 1 else n
 
 
 def group_info(learn: Learner, lrs: list[float], arch: str) -> tuple[GroupInfo, ...]:

@@ -1,7 +1,9 @@
-"""fastai DataLoaders over the in-memory cache: one tensor index per batch, no per-item decoding.
+"""fastai DataLoaders over the slice cache: one gather per batch, no per-item decoding.
 
 Batches leave the cache as uint8 and are converted, augmented and normalised by fastai's batch
-transforms on the training device.
+transforms on the training device. The cache may be memory-mapped (3-D scans): a batch reads
+only its own slices. 2.5-D inputs stack each slice with its neighbours as channels, and the
+training loader draws a share of the slices without foreground anew each epoch.
 """
 
 from __future__ import annotations
@@ -17,30 +19,76 @@ from ..data import SegDataset
 from .augment import augmentations
 
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+STATS_SAMPLE = 2000  # slices the normalisation statistics are computed over
 
 
 class CachedPairs:
-    """Indexable view of cached uint8 images (N, C, S, S) and masks (N, S, S)."""
+    """The items `idx` of a dataset's cache; a batch gathers their images (with neighbouring
+    slices as channels in 2.5-D) and masks."""
 
-    def __init__(self, images: torch.Tensor, masks: torch.Tensor):
-        self.images, self.masks = images, masks
+    def __init__(self, data: SegDataset, idx: np.ndarray):
+        self.data, self.idx = data, np.asarray(idx, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.idx)
 
     def __getitem__(self, i: int) -> int:
         return i
 
-    def batch(self, idxs) -> tuple[TensorImage, TensorMask]:
-        idx = torch.as_tensor(idxs, dtype=torch.long)
-        return TensorImage(self.images[idx]), TensorMask(self.masks[idx])
+    def batch(self, positions) -> tuple[TensorImage, TensorMask]:
+        images, masks = gather(self.data, self.idx[np.asarray(positions, dtype=np.int64)])
+        return TensorImage(torch.from_numpy(images)), TensorMask(torch.from_numpy(masks))
+
+
+def gather(data: SegDataset, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, C * (2 * context + 1), S, S) images and (B, S, S) masks of `items`."""
+    if data.context:
+        rows = data.neighbours(items)
+        images = data.images[rows.ravel()]
+        images = images.reshape(len(items), -1, *images.shape[-2:])
+    else:
+        images = data.images[items]
+    return np.ascontiguousarray(images), np.ascontiguousarray(data.masks[items])
+
+
+def input_channels(data: SegDataset) -> int:
+    return data.n_channels * (2 * data.context + 1)
 
 
 class CachedDL(TfmdDL):
-    """A TfmdDL whose items are indices and whose batches are gathered in one tensor op."""
+    """A TfmdDL whose items are positions and whose batches are gathered in one operation.
+
+    With `empty_share` < 1, each epoch uses every item with foreground and that share of the
+    others, drawn anew (same count every epoch, so epochs have the same length)."""
+
+    def __init__(self, dataset, empty_share: float = 1.0, **kwargs):
+        self._plan = _epoch_plan(dataset, empty_share)
+        super().__init__(dataset, **kwargs)
+        if self._plan is not None:
+            self.n = len(self._plan[0]) + self._plan[2]
 
     def create_batch(self, b):
         return self.dataset.batch(b)
+
+    def get_idxs(self):
+        if self._plan is None:
+            return super().get_idxs()
+        full, empty, k = self._plan
+        idxs = list(full) + list(self.rng.sample(list(empty), k))
+        return self.shuffle_fn(idxs) if self.shuffle else idxs
+
+
+def _epoch_plan(dataset, share: float):
+    """(positions with foreground, positions without, how many of those per epoch), or None
+    when every item is used every epoch."""
+    if share >= 1.0 or not isinstance(dataset, CachedPairs):
+        return None
+    has_fg = dataset.data.has_foreground[dataset.idx]
+    empty = np.flatnonzero(~has_fg)
+    if not len(empty):
+        return None
+    k = int(round(share * len(empty)))
+    return np.flatnonzero(has_fg), empty, k
 
 
 class GrayToRGB(Transform):
@@ -52,11 +100,16 @@ class GrayToRGB(Transform):
         return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
 
 
-def dataset_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of cached uint8 images, for three channels, in [0, 1] units."""
-    x = images.astype(np.float32) / 255.0
+def dataset_stats(data: SegDataset) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the model's inputs in [0, 1] units (over at most STATS_SAMPLE
+    slices); one channel is given for the three it becomes."""
+    n = len(data)
+    rows = np.linspace(0, n - 1, min(n, STATS_SAMPLE)).astype(np.int64) if n else np.zeros(0, np.int64)
+    x = data.images[rows].astype(np.float32) / 255.0
     mean = x.mean(axis=(0, 2, 3))
     std = x.std(axis=(0, 2, 3)) + 1e-6
+    repeat = 2 * data.context + 1
+    mean, std = np.tile(mean, repeat), np.tile(std, repeat)
     if len(mean) == 1:
         mean, std = np.repeat(mean, 3), np.repeat(std, 3)
     return mean.tolist(), std.tolist()
@@ -64,23 +117,18 @@ def dataset_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 def build_dataloaders(data: SegDataset, bs: int, device: torch.device, augment: bool = True,
                       stats: tuple[list[float], list[float]] | None = None,
-                      seed: int | None = None) -> DataLoaders:
+                      seed: int | None = None, empty_share: float = 1.0) -> DataLoaders:
     """Train and valid DataLoaders over `data`; `stats` adds a Normalize with those mean/std."""
-    images, masks = torch.from_numpy(data.images), torch.from_numpy(data.masks)
     tfms = [IntToFloatTensor(div=255.0, div_mask=1), GrayToRGB()]
     if stats is not None:
         tfms.append(Normalize.from_stats(*stats, cuda=False))
-
-    def subset(idx):
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return CachedPairs(images[idx], masks[idx])
-
-    n_train = len(data.train_idx)
+    train_set = CachedPairs(data, data.train_idx)
+    n_train = len(train_set)
     bs = max(1, min(bs, n_train))
-    # A last batch of one breaks BatchNorm; drop it only then.
-    train = CachedDL(subset(data.train_idx), bs=bs, shuffle=True, drop_last=n_train % bs == 1,
-                     num_workers=0, device=device, after_batch=tfms + (augmentations() if augment else []))
-    valid = CachedDL(subset(data.valid_idx), bs=bs, shuffle=False, drop_last=False,
+    train = CachedDL(train_set, empty_share=empty_share, bs=bs, shuffle=True, num_workers=0,
+                     device=device, after_batch=tfms + (augmentations() if augment else []))
+    train.drop_last = train.n % bs == 1  # a last batch of one breaks BatchNorm; drop it only then
+    valid = CachedDL(CachedPairs(data, data.valid_idx), bs=bs, shuffle=False, drop_last=False,
                      num_workers=0, device=device, after_batch=list(tfms))
     if seed is not None:
         train.rng.seed(seed)

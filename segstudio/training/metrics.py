@@ -6,6 +6,8 @@ mean over foreground classes.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from fastai.learner import Metric
@@ -70,3 +72,55 @@ class PerClassDice(Metric):
     @property
     def name(self) -> str:
         return "dice"
+
+
+class VolumeDice(Metric):
+    """fastai metric for slices of 3-D scans: Dice per class over each whole scan (counts summed
+    over its validation slices, in the validation loader's fixed order), then the mean over
+    scans. `per_volume` holds each scan's per-class Dice."""
+
+    def __init__(self, n_classes: int, item_volume: np.ndarray):
+        self.n_classes = n_classes
+        self.item_volume = np.asarray(item_volume, dtype=np.int64)  # volume of each valid item, in order
+        self.volumes = np.unique(self.item_volume)
+        self.reset()
+
+    def reset(self):
+        self.pos = 0
+        self.inter = torch.zeros(len(self.volumes), self.n_classes, dtype=torch.long)
+        self.total = torch.zeros(len(self.volumes), self.n_classes, dtype=torch.long)
+
+    def accumulate(self, learn):
+        pred = learn.pred.argmax(dim=1)
+        rows = np.searchsorted(self.volumes, self.item_volume[self.pos:self.pos + len(pred)])
+        self.pos += len(pred)
+        for r in np.unique(rows):
+            sel = torch.from_numpy(np.flatnonzero(rows == r)).to(pred.device)
+            inter, total = dice_counts(pred[sel], learn.y[sel], self.n_classes)
+            self.inter[r] += inter.cpu()
+            self.total[r] += total.cpu()
+
+    @property
+    def per_volume(self) -> np.ndarray:
+        """(volumes, classes) Dice; nan where a class is in neither prediction nor label."""
+        return dice_from_counts(self.inter.numpy(), self.total.numpy())
+
+    @property
+    def per_class(self) -> np.ndarray:
+        """Each class's Dice averaged over the scans that have it (predicted or labelled)."""
+        if not len(self.volumes):
+            return np.full(self.n_classes, np.nan)
+        with warnings.catch_warnings():  # a class absent from every scan is nan, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(self.per_volume, axis=0)
+
+    @property
+    def value(self) -> float:
+        if not len(self.volumes):
+            return 0.0
+        return float(np.mean([foreground_mean(d) for d in self.per_volume]))
+
+    @property
+    def name(self) -> str:
+        return "dice"
+

@@ -27,7 +27,8 @@ from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .device import device_name, resolve_device
 from .groups import lr_plan
-from .learner import BuiltLearner, build_learner, group_info
+from .learner import BuiltLearner, build_learner, group_info, model_inputs
+from .loaders import gather
 
 log = logging.getLogger(__name__)
 LEARNED = 0.05  # a best Dice below this after a whole run means nothing was learned: say so
@@ -141,7 +142,7 @@ class TrainingSession:
                             pretrained=built.pretrained, groups=group_info(learn, plan, config.arch.value),
                             codes=tuple(data.codes), n_train=len(data.train_idx), n_valid=len(data.valid_idx),
                             epochs=frozen_epochs + config.epochs, iters_per_epoch=len(learn.dls.train),
-                            run_dir=str(run_dir), lr_lo=lo, lr_hi=hi))
+                            run_dir=str(run_dir), lr_lo=lo, lr_hi=hi, volumetric=data.volumetric))
         if frozen_epochs:
             learn.freeze()
             on_event(ev.PhaseChanged("frozen", group_info(learn, plan, config.arch.value)))
@@ -171,17 +172,31 @@ def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> T
 def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> dict:
     """What the predictor needs to rebuild the model and preprocess images like training did."""
     mean, std = built.stats
-    return {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": 3,
+    meta = {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": model_inputs(data),
             "n_out": len(data.codes), "codes": list(data.codes), "size": data.size, "mean": list(mean),
             "std": list(std), "window": data.window, "pretrained": built.pretrained}
+    if data.volumetric:  # how scans were sliced and normalised, for predicting new scans
+        meta["volumes"] = {"axis": config.data.axis, "context": data.context, "channels": data.n_channels,
+                           "modalities": list(config_modalities(data))}
+    return meta
+
+
+def config_modalities(data: SegDataset) -> list[str]:
+    """The scans' modalities as known ("CT" when the data said so)."""
+    return sorted({v.modality for v in data.volumes if v.modality})
 
 
 def preview_items(data: SegDataset, count: int):
-    """(names, images (K,C,S,S), masks (K,S,S)) of the first `count` validation items, or None."""
-    idx = np.asarray(data.valid_idx[:count], dtype=np.int64)
-    if count <= 0 or idx.size == 0:
+    """(names, model inputs (K,Cin,S,S), images (K,C,S,S), masks (K,S,S)) of `count` validation
+    items spread over the validation set, those with foreground first; None without any."""
+    valid = np.asarray(data.valid_idx, dtype=np.int64)
+    if count <= 0 or valid.size == 0:
         return None
-    return [data.names[i] for i in idx], data.images[idx], data.masks[idx]
+    pool = valid[data.has_foreground[valid]]
+    pool = pool if len(pool) >= count else valid
+    idx = pool[np.linspace(0, len(pool) - 1, min(count, len(pool))).round().astype(np.int64)]
+    inputs, masks = gather(data, idx)
+    return [data.name(i) for i in idx], inputs, data.images[idx], masks
 
 
 def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:

@@ -139,10 +139,14 @@ def test_one_pair_is_refused_with_one_message_and_inspect_agrees(tmp_path):
 
 
 def test_inspect_of_a_folder_without_images_says_why(tmp_path):
-    (tmp_path / "brain.nii.gz").write_bytes(b"\x1f\x8b")
+    (tmp_path / "notes.txt").write_text("scan log")
+    (tmp_path / "series").mkdir()
     out = cli("inspect", "--images", tmp_path, timeout=60)
     assert out.returncode == 1 and "No problems found" not in out.stdout
-    assert "No image files" in out.stdout and "brain.nii.gz" in out.stdout
+    assert "No image files" in out.stdout and "notes.txt" in out.stdout and "series" in out.stdout
+    (tmp_path / "brain.nii.gz").write_bytes(b"\x1f\x8b")  # a scan, truncated
+    out = cli("inspect", "--images", tmp_path, timeout=60)
+    assert out.returncode == 1 and "brain.nii.gz: truncated or corrupt gzip data" in out.stdout
 
 
 def test_mask_options_reach_the_config():

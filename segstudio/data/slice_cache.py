@@ -1,0 +1,105 @@
+"""A disk-backed cache of training-size slices: memory-mapped arrays in the user cache folder.
+
+Keyed by the files (path, size, modification time) and the settings that shaped the slices, so a
+second load of the same data is a matter of opening two files, and a dataset larger than the
+memory streams from disk while training. numpy's memmap is the library here: arrays are
+written slice by slice and read back by the page cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VERSION = 2  # part of every key: a new version never opens an older cache
+KEEP = 8  # caches kept; the least recently used beyond this are deleted when a new one is made
+RECORD = "record.json"
+
+
+def cache_root() -> Path:
+    import platformdirs
+
+    return platformdirs.user_cache_path("segstudio", appauthor=False) / "slices"
+
+
+def cache_key(files: list[str | Path], settings: dict[str, Any]) -> str:
+    """A key that changes when a file or a setting does."""
+    stats = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            stats.append((str(Path(f).absolute()), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append((str(f), -1, -1))
+    text = json.dumps({"version": VERSION, "files": stats, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class SliceCache:
+    """images (N, C, S, S) uint8 and masks (N, S, S) uint8 as memory maps, plus a JSON record."""
+
+    def __init__(self, folder: Path, images: np.ndarray, masks: np.ndarray, record: dict):
+        self.folder, self.images, self.masks, self.record = folder, images, masks, record
+
+    @classmethod
+    def open(cls, key: str, root: Path | None = None) -> "SliceCache | None":
+        """The complete cache for `key`, read-only, or None."""
+        folder = (root or cache_root()) / key
+        try:
+            record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+            images = np.load(folder / "images.npy", mmap_mode="r")
+            masks = np.load(folder / "masks.npy", mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        os.utime(folder)  # recently used: kept longest
+        return cls(folder, images, masks, record)
+
+    @classmethod
+    def create(cls, key: str, n: int, channels: int, size: int, image_dtype=np.uint8,
+               root: Path | None = None) -> "SliceCache":
+        """Empty arrays to fill, in a folder that only `commit` makes visible to `open`."""
+        root = root or cache_root()
+        root.mkdir(parents=True, exist_ok=True)
+        _prune(root)
+        folder = root / f"{key}.partial-{os.getpid()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=image_dtype,
+                                           shape=(n, channels, size, size))
+        masks = np.lib.format.open_memmap(folder / "masks.npy", mode="w+", dtype=np.uint8,
+                                          shape=(n, size, size))
+        return cls(folder, images, masks, {})
+
+    def commit(self, key: str, record: dict) -> "SliceCache":
+        """Flush, write the record and publish the cache under `key` (atomic rename)."""
+        self.images.flush()
+        self.masks.flush()
+        (self.folder / RECORD).write_text(json.dumps(record), encoding="utf-8")
+        final = self.folder.parent / key
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(self.folder, final)
+        return SliceCache.open(key, final.parent)
+
+    def discard(self) -> None:
+        """Delete an unfinished cache (the load failed or was cancelled)."""
+        del self.images, self.masks
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _prune(root: Path) -> None:
+    """Delete leftovers of interrupted builds and the least recently used caches beyond KEEP."""
+    now = time.time()
+    folders = [d for d in root.iterdir() if d.is_dir()]
+    for d in folders:
+        if ".partial-" in d.name and now - d.stat().st_mtime > 3600:
+            shutil.rmtree(d, ignore_errors=True)
+    done = sorted((d for d in folders if ".partial-" not in d.name), key=lambda d: d.stat().st_mtime)
+    for d in done[:max(0, len(done) - KEEP + 1)]:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,360 @@
+"""Load 3-D scans (NIfTI, NRRD, MetaImage) into a disk-backed cache of training-size slices.
+
+Two passes keep memory bounded by one scan, never by the dataset: the first reads the labels (and
+the images' headers) to check geometry and decide the mask convention and classes for the whole
+dataset; the second reads each image once, normalises it, and writes its slices (across the
+chosen axis) and their masks into memory-mapped arrays (data/slice_cache.py). A second load
+with the same files and settings opens that cache without reading a scan.
+
+Intensities: CT scans with the "auto" window share one HU window computed from the masks'
+foreground (as for DICOM CT), a fixed W/L applies to CT only, and other modalities get the
+0.5-99.5 percentiles of each scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..config import DataConfig
+from ..errors import Cancelled, DataError
+from .items import AXES, SegDataset, VolumeRef, take_slice
+from .layouts import Case, Layout, detect_layout
+from .masks import MaskFrame, analyse_mask, build_classes, decide_instances, read_class_names, too_many_for_classes
+from .report import ClassInfo, DatasetReport, Problem, VolumeInfo, training_blocker
+from .slice_cache import SliceCache, cache_key
+from .split import split_groups
+from .volume import Volume, check_same_geometry, read_channels, read_geometry, read_volume
+from .windowing import PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window
+
+ProgressFn = Callable[[int, int, str], None]
+StopFn = Callable[[], bool]
+CT_AIR = -500.0  # a scan whose low values reach this is in Hounsfield units (air is -1000)
+
+
+def volume_layout(cfg: DataConfig) -> Layout | None:
+    """The 3-D layout of the data folders, or None when they hold no volume files (2-D data)."""
+    images = Path(cfg.images).expanduser() if str(cfg.images or "").strip() else None
+    masks = Path(cfg.masks).expanduser() if str(cfg.masks or "").strip() else None
+    if images is None or not images.is_dir() or (masks is not None and not masks.is_dir()):
+        return None
+    try:
+        layout = detect_layout(images, masks)
+    except (DataError, OSError):
+        return None
+    return layout if layout.cases else None
+
+
+@dataclass
+class _Case:
+    case: Case
+    frame: MaskFrame              # the label volume's values (its local image dropped)
+    geometry: Volume              # the image's header: canonical shape and affine
+    channels: int
+    first: int = 0
+    modality: str = ""            # "CT" when read as CT, else what the dataset said
+
+
+def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None, cache_root: Path | None = None
+                 ) -> tuple[SegDataset, DatasetReport]:
+    """Every usable labelled scan, sliced across `cfg.axis` at `size`. DataError when none is
+    usable (with the report); Cancelled when asked to stop."""
+    progress = progress or (lambda done, total, message: None)
+    stop = should_stop or (lambda: False)
+    axis = AXES.get(cfg.axis)
+    if axis is None:
+        raise DataError(f"Unknown slice axis {cfg.axis!r}: use {', '.join(AXES)}")
+    window = parse_window(cfg.window)
+    cases = [c for c in layout.cases if c.label is not None]
+    settings = {"size": size, "axis": cfg.axis, "window": cfg.window, "labels": cfg.labels,
+                "class_names": list(cfg.class_names), "modalities": layout.modalities}
+    key = cache_key([p for c in cases for p in (*c.images, c.label)], settings)
+    cached = SliceCache.open(key, cache_root)
+    if cached is not None:
+        progress(1, 1, "Opened the cached slices")
+        return _from_record(cached, cfg)
+    report = _new_report(cfg, layout)
+    report.n_unlabelled = len(layout.cases) - len(cases)
+    found = _read_labels(cases, axis, report, progress, stop)
+    names = layout.class_names, "dataset.json"
+    if not names[0]:
+        names = read_class_names(Path(cases[0].label).parent) if cases else (None, "")
+    verdict = decide_instances([f.frame for f in found], cfg.labels, bool(names[0]))
+    if not verdict[0]:
+        found = _without(found, too_many_for_classes, report)
+    if not found:
+        raise DataError(_none_usable(report), report=report)
+    classes = build_classes([f.frame for f in found], *names, instances=verdict)
+    if cfg.class_names:
+        from .dataset import rename_classes
+
+        report.notes.append(rename_classes(classes, cfg.class_names))
+    channels = max(f.channels for f in found)
+    found = _without(found, lambda f: "" if f.channels == channels else
+                     f"{f.channels} channel(s), the other scans have {channels}", report)
+    n = 0
+    for f in found:
+        f.first, n = n, n + f.geometry.shape[axis]
+    cache = SliceCache.create(key, n, channels, size, root=cache_root)
+    try:
+        ct_window, used = _write_slices(found, classes, cache, axis, size, window, layout, report,
+                                        progress, stop)
+    except BaseException:
+        cache.discard()
+        raise
+    volumes = [VolumeRef(f.case.name, tuple(map(str, f.case.images)), str(f.case.label), f.case.name,
+                         f.first, f.geometry.shape[axis], f.geometry.shape, f.geometry.spacing,
+                         f.geometry.orientation, modality=f.modality) for f in found]
+    report.classes = classes.class_info([f.frame for f in found])
+    report.mask_convention = classes.convention
+    report.notes += classes.notes + used
+    codes = list(classes.codes)
+    n = sum(v.n_slices for v in volumes)  # fewer rows than allocated if a scan failed to read
+    foreground = "".join("1" if cache.masks[i].any() else "0" for i in range(n))
+    record = {"volumes": [asdict(v) for v in volumes], "codes": codes, "report": report.to_dict(),
+              "window": ct_window or cfg.window, "axis": axis, "foreground": foreground}
+    cache = cache.commit(key, record)
+    return _from_record(cache, cfg)
+
+
+def inspect_volume_images(cfg: DataConfig, layout: Layout, progress: ProgressFn | None = None,
+                          should_stop: StopFn | None = None) -> DatasetReport:
+    """Read every scan of a layout without labels: how many, and which cannot be read."""
+    report = _new_report(cfg, layout)
+    report.n_unlabelled = 0
+    for done, case in enumerate(layout.cases):
+        if should_stop and should_stop():
+            raise Cancelled()
+        if progress:
+            progress(done, len(layout.cases), f"Reading {case.name}")
+        try:
+            read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
+        except DataError as e:
+            report.unreadable.append(Problem(_rel(case.images[0], report), str(e)))
+            report.n_images -= 1
+    return report
+
+
+def _new_report(cfg: DataConfig, layout: Layout) -> DatasetReport:
+    report = DatasetReport(str(cfg.images), str(cfg.masks or cfg.images), layout=layout.kind)
+    report.notes += layout.notes
+    report.other += [Problem(_rel(p, report), reason) for p, reason in layout.problems]
+    report.n_images = len(layout.cases)
+    return report
+
+
+def _read_labels(cases: list[Case], axis: int, report: DatasetReport, progress: ProgressFn,
+                 stop: StopFn) -> list[_Case]:
+    """Pass 1: each label's values and geometry against its image's header."""
+    found = []
+    for done, case in enumerate(cases):
+        if stop():
+            raise Cancelled()
+        progress(done, len(cases), f"Reading labels ({case.name})")
+        try:
+            label = read_volume(case.label, mask=True)
+        except DataError as e:
+            report.unreadable.append(Problem(_rel(case.label, report), str(e)))
+            continue
+        report.n_masks += 1
+        try:
+            geometry = read_geometry(case.images[0])
+        except DataError as e:
+            report.unreadable.append(Problem(_rel(case.images[0], report), str(e)))
+            continue
+        reason = check_same_geometry(geometry, label)
+        if reason:
+            report.size_mismatch.append(Problem(_rel(case.label, report), reason))
+            continue
+        try:
+            frame = analyse_mask(label.array, volume=True)
+        except DataError as e:
+            report.other.append(Problem(_rel(case.label, report), str(e)))
+            continue
+        frame.local = np.zeros(0, np.uint8)  # only the values are needed from here on
+        channels = len(case.images) if len(case.images) > 1 else (
+            geometry.array.shape[0] if geometry.array.ndim == 4 else 1)
+        found.append(_Case(case, frame, geometry, channels))
+    progress(len(cases), len(cases), "Checking labels")
+    return found
+
+
+def _without(found: list[_Case], why: Callable, report: DatasetReport) -> list[_Case]:
+    kept = []
+    for f in found:
+        reason = why(f.frame if why is too_many_for_classes else f)
+        if reason:
+            report.other.append(Problem(_rel(f.case.label, report), reason))
+        else:
+            kept.append(f)
+    return kept
+
+
+def is_ct(volume: Volume, modalities: list[str]) -> bool:
+    """CT by what the dataset says (dataset.json, MetaImage Modality), else by its values: a
+    scan reaching air at about -1000 is in Hounsfield units."""
+    said = (modalities[0] if modalities else "") or volume.modality
+    if said:
+        return said.strip().upper() == "CT"
+    sample = volume.array.ravel()[:: max(1, volume.array.size // 1_000_000)]
+    return float(np.percentile(sample, PERCENTILES[0])) <= CT_AIR
+
+
+def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, size: int, window,
+                  layout: Layout, report: DatasetReport, progress: ProgressFn, stop: StopFn
+                  ) -> tuple[str, list[str]]:
+    """Pass 2: normalise each scan and write its slices and masks; returns (the CT window as
+    "W/L" when one was computed for the dataset, notes on the windows used). CT slices waiting
+    for the dataset's window are kept in HU (int16) in a staging array beside the cache."""
+    hist, counts = HUHistogram(), {"ct": 0, "fixed": 0, "percentile": 0}
+    staging, deferred = None, []
+    for done, f in enumerate(found):
+        if stop():
+            raise Cancelled()
+        progress(done, len(found), f"Reading {f.case.name}")
+        try:
+            image = read_channels(f.case.images) if len(f.case.images) > 1 else read_volume(f.case.images[0])
+            label = read_volume(f.case.label, mask=True).array
+        except DataError as e:
+            report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e)))
+            f.first = -1
+            continue
+        to_class = _class_map(classes, f.frame)
+        stack = image.array if image.array.ndim == 4 else image.array[None]
+        ct = is_ct(image, layout.modalities)
+        f.modality = "CT" if ct else ((layout.modalities or [""])[0] or image.modality)
+        kind = "ct" if ct and window == "auto" else "fixed" if ct and isinstance(window, tuple) else "percentile"
+        counts[kind] += 1
+        windows = [window if kind == "fixed" else percentile_window(channel) for channel in stack] \
+            if kind != "ct" else []
+        if kind == "ct" and staging is None:
+            staging = np.lib.format.open_memmap(cache.folder / "hu.npy", mode="w+", dtype=np.int16,
+                                                shape=cache.images.shape)
+        for k in range(f.geometry.shape[axis]):
+            planes = take_slice(stack, axis, k)
+            mask = to_class(take_slice(label, axis, k))
+            i = f.first + k
+            cache.masks[i] = _resize(mask, size, Image.NEAREST)
+            if kind == "ct":
+                hu = np.clip(np.rint(planes), hist.LOW, hist.HIGH).astype(np.int16)
+                hist.add(hu[0], mask > 0)
+                staging[i] = [np.rint(_resize(p.astype(np.float32), size, Image.BILINEAR)) for p in hu]
+            else:
+                cache.images[i] = [_resize(apply_window(p, *w), size, Image.BILINEAR)
+                                   for p, w in zip(planes, windows)]
+        if kind == "ct":
+            deferred.append(f)
+    if all(f.first < 0 for f in found):
+        raise DataError(_none_usable(report), report=report)
+    ct_window = ""
+    if deferred:
+        width, level, _ = hist.window()
+        ct_window = format_window(width, level)
+        for f in deferred:
+            rows = slice(f.first, f.first + f.geometry.shape[axis])
+            cache.images[rows] = apply_window(staging[rows], width, level)
+        del staging
+        (cache.folder / "hu.npy").unlink(missing_ok=True)
+    _compact(found, cache, axis)
+    return ct_window, _window_notes(counts, hist.window() if deferred else None, window)
+
+
+def _compact(found: list[_Case], cache: SliceCache, axis: int) -> None:
+    """Drop the scans that could not be read in the second pass, moving the later scans' rows
+    up so that the cache's first rows are the usable slices, in order."""
+    if all(f.first >= 0 for f in found):
+        return
+    kept, row = [], 0
+    for f in found:
+        if f.first < 0:
+            continue
+        n = f.geometry.shape[axis]
+        if f.first != row:
+            cache.images[row:row + n] = cache.images[f.first:f.first + n]
+            cache.masks[row:row + n] = cache.masks[f.first:f.first + n]
+        f.first, row = row, row + n
+        kept.append(f)
+    found[:] = kept
+
+
+def _class_map(classes, frame: MaskFrame) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw label values (any integers, as the scan's keys) -> class indices."""
+    keys, index = np.asarray(frame.keys, dtype=np.int64), classes.lut(frame)
+    return lambda values: index[np.searchsorted(keys, values)]
+
+
+def _resize(plane: np.ndarray, size: int, method) -> np.ndarray:
+    if plane.shape == (size, size):
+        return plane
+    return np.asarray(Image.fromarray(np.ascontiguousarray(plane)).resize((size, size), method))
+
+
+def _window_notes(counts: dict, ct: tuple | None, window) -> list[str]:
+    parts = []
+    if counts["ct"]:
+        width, level, source = ct
+        parts.append(f"CT: one window for the dataset, W {width:g} L {level:g} HU (the "
+                     f"{PERCENTILES[0]:g}-{PERCENTILES[1]:g} percentiles of {source}) for {counts['ct']} scan(s)")
+    if counts["fixed"]:
+        parts.append(f"CT: {window[0]:g}/{window[1]:g} for {counts['fixed']} scan(s)")
+    if counts["percentile"]:
+        parts.append(f"other scans: percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g} of each scan for "
+                     f"{counts['percentile']} scan(s)" + (" (HU windows apply to CT only)"
+                                                          if isinstance(window, tuple) else ""))
+    return ["Intensities: " + "; ".join(parts)] if parts else []
+
+
+def _from_record(cache: SliceCache, cfg: DataConfig) -> tuple[SegDataset, DatasetReport]:
+    """The dataset and report a committed cache describes, split with the current settings."""
+    record = cache.record
+    volumes = [VolumeRef(**{**v, "sources": tuple(v["sources"]), "shape": tuple(v["shape"]),
+                            "spacing": tuple(v["spacing"])}) for v in record["volumes"]]
+    report = _report_from_dict(record["report"])
+    groups = [v.group for v in volumes for _ in range(v.n_slices)]
+    train_idx, valid_idx, split, notes = split_groups(groups, cfg.valid_pct, cfg.split_seed)
+    n_valid_scans = len({groups[i] for i in valid_idx})
+    report.split = (f"by scan: {n_valid_scans} of {len(volumes)} scans in validation "
+                    f"(target {cfg.valid_pct:.0%}, seed {cfg.split_seed})")
+    report.notes = [n for n in report.notes if not n.startswith("all items come from one")] + [
+        n for n in notes if "patient" not in n]
+    report.n_pairs = len(volumes)
+    report.n_train, report.n_valid = len(train_idx), len(valid_idx)
+    report.volumes = [VolumeInfo(v.name, v.shape, v.spacing, v.orientation, v.n_slices) for v in volumes]
+    report.cannot_train = training_blocker(len(volumes), len(train_idx), len(valid_idx)).replace(
+        "image/mask pairs", "labelled scans")
+    n = sum(v.n_slices for v in volumes)
+    data = SegDataset(cache.images[:n], cache.masks[:n], volumes, record["codes"], train_idx, valid_idx,
+                      record["window"], int(cache.images.shape[-1]), volumetric=True,
+                      axis=int(record["axis"]), context=int(cfg.context),
+                      has_foreground=np.frombuffer(record["foreground"].encode("ascii"), np.uint8) == ord("1"))
+    return data, report
+
+
+def _report_from_dict(d: dict) -> DatasetReport:
+    report = DatasetReport(**{k: v for k, v in d.items()
+                              if k not in ("classes", "unreadable", "size_mismatch", "other", "volumes")})
+    report.classes = [ClassInfo(**c) for c in d.get("classes", [])]
+    for name in ("unreadable", "size_mismatch", "other"):
+        setattr(report, name, [Problem(**p) for p in d.get(name, [])])
+    return report
+
+
+def _rel(path, report: DatasetReport) -> str:
+    """`path` relative to the images folder when it is inside it (as the 2-D report does)."""
+    try:
+        return Path(path).relative_to(Path(report.images_dir).expanduser()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _none_usable(report: DatasetReport) -> str:
+    problems = report.problems()
+    text = f"No usable labelled scans: {report.n_images} case(s) found in {report.images_dir}"
+    if problems:
+        text += f"; {len(problems)} problem(s), first: {problems[0].path}: {problems[0].reason}"
+    return text

@@ -1,0 +1,124 @@
+"""Predicting 3-D scans slice by slice (2-D or 2.5-D, as the run was trained), written back in
+each scan's own geometry and format, with the volume of every structure in millilitres."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data.items import AXES, put_slice, take_slice
+from ..data.layouts import detect_layout
+from ..data.report import Problem
+from ..data.volume import Volume, read_channels, read_volume, volume_suffix
+from ..data.volume_dataset import is_ct
+from ..data.windowing import apply_window, parse_window, percentile_window
+from ..errors import Cancelled, DataError
+from .outputs import PredictionFolder
+
+BATCH = 16
+OUTPUT_SUFFIX = {".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".nrrd": ".nrrd", ".nhdr": ".nrrd",
+                 ".mha": ".mha", ".mhd": ".mha"}  # single files, written atomically
+VOLUMES_CSV = "volumes.csv"
+
+
+def scan_settings(meta: dict) -> dict:
+    """How the run sliced its scans (axis, context, channels, modalities); 2-D runs: axial, 0."""
+    return {"axis": "axial", "context": 0, "channels": 1, "modalities": [], **meta.get("volumes", {})}
+
+
+def grey_slices(volume: Volume, meta: dict, size: int) -> np.ndarray:
+    """(n, C, S, S) uint8 slices of `volume` across the run's axis, normalised as in training:
+    CT through the run's HU window, other scans through their own percentiles."""
+    settings = scan_settings(meta)
+    axis = AXES[settings["axis"]]
+    stack = volume.array if volume.array.ndim == 4 else volume.array[None]
+    window = parse_window(meta.get("window", "auto"))
+    fixed = isinstance(window, tuple) and is_ct(volume, settings["modalities"])
+    windows = [window if fixed else percentile_window(channel) for channel in stack]
+    n = stack.shape[1 + axis]
+    out = np.empty((n, len(stack), size, size), np.uint8)
+    for k in range(n):
+        for c, (plane, w) in enumerate(zip(take_slice(stack, axis, k), windows)):
+            grey = apply_window(plane, *w)
+            out[k, c] = np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR))
+    return out
+
+
+def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """(Z, Y, X) uint8 class indices for a canonical `volume`."""
+    settings = scan_settings(predictor.meta)
+    axis, context = AXES[settings["axis"]], int(settings["context"])
+    slices = grey_slices(volume, predictor.meta, predictor.size)
+    labels = np.zeros(volume.shape, np.uint8)
+    n = len(slices)
+    height, width = (d for i, d in enumerate(volume.shape) if i != axis)
+    for start in range(0, n, BATCH):
+        if should_stop and should_stop():
+            raise Cancelled()
+        ks = np.arange(start, min(start + BATCH, n))
+        rows = np.clip(ks[:, None] + np.arange(-context, context + 1)[None], 0, n - 1)
+        batch = slices[rows.ravel()].reshape(len(ks), -1, predictor.size, predictor.size)
+        probs = predictor.probabilities_resized(batch)
+        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+        for k, plane in zip(ks, probs.argmax(dim=1).to(torch.uint8).cpu().numpy()):
+            put_slice(labels, axis, int(k), plane)
+    return labels
+
+
+def structure_volumes(labels: np.ndarray, spacing, codes: list[str]) -> list[tuple[str, int, float]]:
+    """(class name, voxels, millilitres) of every foreground class."""
+    counts = np.bincount(labels.ravel(), minlength=len(codes))
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return [(codes[k], int(counts[k]), float(counts[k]) * voxel_ml) for k in range(1, len(codes))]
+
+
+def has_volumes(images_dir: Path) -> bool:
+    try:
+        return bool(detect_layout(images_dir).cases)
+    except (DataError, OSError):
+        return False
+
+
+def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder, report,
+                          progress: Callable | None, should_stop: Callable | None) -> None:
+    """Every scan of `images_dir` (a folder of scans, or a Decathlon/KiTS layout): a label file
+    named after the case in the scan's own format and geometry, and volumes.csv with the
+    millilitres of each structure."""
+    cases = detect_layout(images_dir).cases
+    rows = []
+    for i, case in enumerate(cases):
+        if should_stop and should_stop():
+            raise Cancelled()
+        if progress:
+            progress(i, len(cases), case.name)
+        try:
+            volume = read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
+        except DataError as exc:
+            report.problems.append(Problem(case.images[0].name, str(exc)))
+            continue
+        labels = predict_volume(predictor, volume, should_stop)
+        name = case.name + OUTPUT_SUFFIX[volume_suffix(case.images[0])]
+        if folder.write_with(name, case.images[0].name, lambda path: _write(labels, volume, path)):
+            report.written.append(str(folder.out_dir / name))
+            report.sources.append((str(case.images[0]), 0))
+        rows += [(case.name, *row) for row in structure_volumes(labels, volume.spacing, predictor.codes)]
+    if rows:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["case", "class", "voxels", "ml"])
+        writer.writerows([(c, k, n, f"{ml:.3f}") for c, k, n, ml in rows])
+        folder.write(VOLUMES_CSV, buf.getvalue().encode("utf-8"), "the predicted scans")
+        report.tables.append(str(folder.out_dir / VOLUMES_CSV))
+
+
+def _write(labels: np.ndarray, volume: Volume, path: Path) -> None:
+    from ..data.volume import write_label_like
+
+    write_label_like(labels, volume, path)

@@ -1,0 +1,206 @@
+"""3-D scans end to end in the core: layouts, geometry, the disk cache, slices, 3-D Dice, training,
+prediction written back in the scan's own geometry."""
+
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from segstudio.config import DataConfig
+from segstudio.data import inspect_dataset, load_dataset
+from segstudio.data.items import put_slice, take_slice
+from segstudio.data.volume import read_volume
+from segstudio.errors import DataError
+from segstudio.training import events as ev
+from segstudio.training.metrics import VolumeDice, dice_per_class
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    from segstudio.data.sample_volumes import sample_volumes
+
+    images, labels = sample_volumes(tmp_path_factory.mktemp("volumes"))
+    return images.parent
+
+
+@pytest.fixture
+def copy(volumes, tmp_path):
+    shutil.copytree(volumes, tmp_path / "ds")
+    return tmp_path / "ds"
+
+
+def test_a_decathlon_root_loads_as_scans(volumes):
+    data, report = load_dataset(DataConfig(str(volumes)), 32)
+    assert data.volumetric and len(data.volumes) == 6 and report.layout == "decathlon"
+    assert len(data) == sum(v.shape[0] for v in data.volumes) == report.n_train + report.n_valid
+    assert data.codes == ["background", "liver", "kidney"]
+    assert isinstance(data.images, np.memmap) and data.images.shape[1:] == (1, 32, 32)
+    valid = {data.volumes[k].name for k in data.item_volume[data.valid_idx]}
+    train = {data.volumes[k].name for k in data.item_volume[data.train_idx]}
+    assert valid and train and not valid & train  # split by scan
+    assert all(v.modality == "CT" for v in data.volumes) and "/" in data.window  # one HU window
+    assert "liver" in report.format() and "0.8x0.8x2.5 mm" in report.format()
+
+
+def test_labels_stored_in_another_orientation_line_up(volumes):
+    """Cases 2 and 5 store their labels permuted and flipped: in the cache, liver and kidney
+    pixels have the organ's intensity in every scan (liver +80 HU, kidney +160 HU)."""
+    data, _ = load_dataset(DataConfig(str(volumes)), 64)
+    for v in data.volumes:
+        image = data.images[v.first:v.first + v.n_slices, 0].astype(float)
+        mask = data.masks[v.first:v.first + v.n_slices]
+        liver, kidney, rest = image[mask == 1].mean(), image[mask == 2].mean(), np.median(image[mask == 0])
+        assert kidney - liver > 60 and liver - rest > 30, v.name
+
+
+def test_a_second_load_opens_the_cache(volumes, monkeypatch):
+    first, _ = load_dataset(DataConfig(str(volumes)), 40)
+    import segstudio.data.volume_dataset as vd
+
+    monkeypatch.setattr(vd, "read_volume", lambda *a, **k: pytest.fail("a scan was read again"))
+    second, report = load_dataset(DataConfig(str(volumes), valid_pct=0.4), 40)
+    assert np.array_equal(first.images, second.images) and np.array_equal(first.masks, second.masks)
+    assert report.split.startswith("by scan: 2 of 6")  # the split follows the current settings
+
+
+def test_geometry_problems_are_reported_not_resampled(copy):
+    label = nib.load(copy / "labelsTr" / "case_001.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(label.dataobj)[:, :, :-1], label.affine),
+             copy / "labelsTr" / "case_001.nii.gz")  # one slice short
+    label = nib.load(copy / "labelsTr" / "case_003.nii.gz")
+    shifted = label.affine.copy()
+    shifted[:3, 3] += (4.0, 0, 0)
+    nib.save(nib.Nifti1Image(np.asarray(label.dataobj), shifted), copy / "labelsTr" / "case_003.nii.gz")
+    (copy / "labelsTr" / "case_004.nii.gz").write_bytes(
+        (copy / "labelsTr" / "case_004.nii.gz").read_bytes()[:500])  # truncated
+    data, report = load_dataset(DataConfig(str(copy)), 32)
+    assert sorted(v.name for v in data.volumes) == ["case_002", "case_005", "case_006"]
+    reasons = {p.path: p.reason for p in report.problems()}
+    assert "but image is 64x64x38" in reasons["labelsTr/case_001.nii.gz"]
+    assert "differs from the image's by 4 mm" in reasons["labelsTr/case_003.nii.gz"]
+    assert "gzip" in reasons["labelsTr/case_004.nii.gz"]
+
+
+def test_coronal_slices_put_superior_up(volumes):
+    data, _ = load_dataset(DataConfig(str(volumes), axis="coronal"), 32)
+    v = data.volumes[0]
+    assert v.n_slices == v.shape[1]  # across Y
+    marker = np.zeros(v.shape)
+    marker[-1] = 1  # the most superior axial plane
+    assert take_slice(marker, 1, 0)[0].all()  # is the top row of a coronal slice
+    back = np.zeros(v.shape)
+    put_slice(back, 1, 3, take_slice(marker, 1, 3))
+    assert np.array_equal(back[:, 3], marker[:, 3])
+
+
+def test_neighbouring_slices_are_clamped_to_their_scan(volumes):
+    data, _ = load_dataset(DataConfig(str(volumes), context=1), 32)
+    v0, v1 = data.volumes[:2]
+    rows = data.neighbours(np.array([v0.first, v1.first - 1, v1.first + 1]))
+    assert rows.tolist() == [[v0.first, v0.first, v0.first + 1],
+                             [v1.first - 2, v1.first - 1, v1.first - 1],
+                             [v1.first, v1.first + 1, v1.first + 2]]
+
+
+def test_volume_dice_is_per_scan_in_3d():
+    """Two scans, three slices each; Dice per scan from the summed counts, then the mean."""
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, (6, 8, 8))
+    pred = np.where(rng.random((6, 8, 8)) < 0.8, target, rng.integers(0, 3, (6, 8, 8)))
+    metric = VolumeDice(3, np.array([4, 4, 4, 9, 9, 9]))
+    for rows in (slice(0, 4), slice(4, 6)):  # batches cross the scans' boundary
+        logits = torch.nn.functional.one_hot(torch.from_numpy(pred[rows]), 3).permute(0, 3, 1, 2).float()
+        metric.accumulate(type("L", (), {"pred": logits, "y": torch.from_numpy(target[rows])})())
+    by_hand = [dice_per_class(pred[s], target[s], 3) for s in (slice(0, 3), slice(3, 6))]
+    assert np.allclose(metric.per_volume, by_hand)
+    assert metric.value == pytest.approx(np.mean([d[1:].mean() for d in by_hand]))
+    assert np.allclose(metric.per_class, np.mean(by_hand, axis=0))
+
+
+def test_empty_slices_are_drawn_at_their_share(volumes):
+    from segstudio.training.loaders import CachedDL, CachedPairs
+
+    data, _ = load_dataset(DataConfig(str(volumes)), 32)
+    pairs = CachedPairs(data, data.train_idx)
+    empty = int((~data.has_foreground[data.train_idx]).sum())
+    assert empty > 20
+    dl = CachedDL(pairs, empty_share=0.25, bs=4, shuffle=True)
+    epochs = [list(dl.get_idxs()) for _ in range(2)]
+    n_full = int(data.has_foreground[data.train_idx].sum())
+    assert len(epochs[0]) == len(epochs[1]) == n_full + round(0.25 * empty) == dl.n
+    drawn = [{i for i in e if not data.has_foreground[data.train_idx[i]]} for e in epochs]
+    assert drawn[0] != drawn[1]  # drawn anew each epoch
+
+
+def test_training_on_scans_learns_and_predicts_in_their_geometry(volumes, tmp_path):
+    from segstudio.inference import Predictor
+    from segstudio.training.session import TrainingSession
+
+    events = []
+    cfg = tiny_config(tmp_path, data=DataConfig(str(volumes), context=1), epochs=4, bs=8)
+    final = TrainingSession().run(cfg, events.append)
+    assert isinstance(final, ev.Finished), final
+    assert next(e for e in events if isinstance(e, ev.Started)).volumetric
+    assert final.best_dice > 0.5, [e.dice_mean for e in events if isinstance(e, ev.EpochEnd)]
+    predictor = Predictor.load(final.run_dir, device="cpu")
+    assert predictor.meta["volumes"]["context"] == 1 and predictor.meta["n_in"] == 3
+    out = tmp_path / "pred"
+    report = predictor.predict_folder(volumes / "imagesTr", out)
+    assert len(report.written) == 6 and report.tables
+    pred = nib.load(out / "case_005.nii.gz")  # its label is stored LPS, its image RAS
+    image = nib.load(volumes / "imagesTr" / "case_005_0000.nii.gz")
+    assert pred.shape == image.shape and np.allclose(pred.affine, image.affine)
+    truth = read_volume(volumes / "labelsTr" / "case_005.nii.gz", mask=True).array
+    got = read_volume(out / "case_005.nii.gz", mask=True).array
+    assert dice_per_class(got, truth, 3)[1] > 0.5
+    lines = (out / "volumes.csv").read_text().splitlines()
+    assert lines[0] == "case,class,voxels,ml" and len(lines) == 1 + 6 * 2
+
+
+def test_nrrd_scans_are_written_back_as_nrrd(tmp_path):
+    from segstudio.inference.outputs import PredictionFolder
+    from segstudio.inference.predictor import PredictReport
+    from segstudio.inference.volumes import predict_volume_folder
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    img = sitk.GetImageFromArray(np.random.default_rng(0).normal(0, 1, (5, 12, 10)).astype(np.float32))
+    img.SetSpacing((0.7, 0.9, 3.0))
+    img.SetOrigin((10.0, -4.0, 2.0))
+    img.SetDirection((0, 1, 0, -1, 0, 0, 0, 0, 1))  # rotated in-plane
+    sitk.WriteImage(img, str(scans / "knee.nrrd"))
+
+    class Half:
+        meta = {"window": "auto", "n_in": 3}
+        size, codes = 16, ["background", "bone"]
+
+        def probabilities_resized(self, batch):
+            x = torch.from_numpy(batch.astype(np.float32))[:, :1]
+            return torch.cat([x < 128, x >= 128], dim=1).float()
+
+    report = PredictReport()
+    predict_volume_folder(Half(), scans, PredictionFolder(tmp_path / "out"), report, None, None)
+    out = sitk.ReadImage(str(tmp_path / "out" / "knee.nrrd"))
+    assert out.GetSize() == img.GetSize() and np.allclose(out.GetSpacing(), img.GetSpacing())
+    assert np.allclose(out.GetOrigin(), img.GetOrigin()) and np.allclose(out.GetDirection(), img.GetDirection())
+
+
+def test_inspect_lists_unreadable_scans_and_a_missing_label_is_not_a_problem(copy):
+    (copy / "imagesTr" / "case_006_0000.nii.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    (copy / "labelsTr" / "case_002.nii.gz").unlink()
+    report = inspect_dataset(DataConfig(str(copy)))
+    assert report.n_unlabelled == 1 and "Unlabelled:    1" in report.format()
+    assert [p.path for p in report.problems()] == ["imagesTr/case_006_0000.nii.gz"]
+    assert len(report.volumes) == 4
+
+
+def test_no_usable_scan_is_a_data_error_with_the_report(copy):
+    for p in (copy / "labelsTr").iterdir():
+        p.write_bytes(b"not a volume")
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(str(copy)), 32)
+    assert info.value.report is not None and len(info.value.report.unreadable) == 6
