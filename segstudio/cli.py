@@ -13,13 +13,16 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .config import DEMO_SETTINGS, Arch, DataConfig, Device, Loss, Precision, Schedule, TrainConfig
+from .config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, Arch, DataConfig, Device, Loss,
+                     Precision, Schedule, TrainConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segstudio", description="Train and review segmentation networks.")
     p.add_argument("--version", action="store_true", help="print versions and the compute device")
     p.add_argument("--demo", action="store_true", help="open the app with the built-in sample dataset")
+    p.add_argument("--demo-volumes", action="store_true",
+                   help="open the app with the built-in sample of 3-D scans (NIfTI)")
     p.add_argument("--images", help="image folder to open in the app")
     p.add_argument("--masks", help="mask folder to open in the app")
     p.add_argument("--self-test", action="store_true",
@@ -33,11 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--images", required=True)
     ins.add_argument("--masks", default="")
     ins.add_argument("--window", default="auto", help="DICOM window: auto, file, percentile, a preset or W/L")
+    ins.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"],
+                     help="3-D scans: the slices to count")
     add_mask_options(ins)
 
     tr = sub.add_parser("train", help="train a U-Net and write a run folder")
     src = tr.add_mutually_exclusive_group()
     src.add_argument("--demo", action="store_true", help="train on the built-in sample dataset")
+    src.add_argument("--demo-volumes", action="store_true", help="train on the built-in sample of 3-D scans")
     src.add_argument("--images")
     tr.add_argument("--masks")
     tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
@@ -60,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validation share: a fraction (0.2) or a percentage (20)")
     tr.add_argument("--window")
     add_mask_options(tr, default=None)
+    tr.add_argument("--axis", choices=["axial", "coronal", "sagittal"], help="3-D scans: the slices to train on")
+    tr.add_argument("--context", type=at_least(0),
+                    help="3-D scans: neighbouring slices on each side as input channels (1: 2.5-D)")
+    tr.add_argument("--empty-share", type=validation_share,
+                    help="share of the slices without foreground used each epoch (a fraction or a percentage)")
     tr.add_argument("--out", help="runs folder (default: the user data folder)")
     tr.add_argument("--name", help="run name")
 
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from .ui.app import run_app
 
-        return run_app(demo=args.demo, images=args.images, masks=args.masks)
+        return run_app(demo=args.demo, demo_volumes=args.demo_volumes, images=args.images, masks=args.masks)
     return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict}[args.command](args)
 
 
@@ -191,7 +202,8 @@ def cmd_inspect(args) -> int:
 
     try:
         report = inspect_dataset(DataConfig(images=args.images, masks=args.masks, window=args.window,
-                                            labels=args.labels, class_names=args.class_names or []))
+                                            labels=args.labels, class_names=args.class_names or [],
+                                            axis=args.axis))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -204,22 +216,21 @@ def cmd_inspect(args) -> int:
 def train_config(args) -> TrainConfig:
     """The TrainConfig from --config (if any), the demo defaults, then explicit options."""
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
-    if args.demo:
-        from .data import sample_dataset
-
-        images, masks = sample_dataset()
-        cfg.data.images, cfg.data.masks = str(images), str(masks)
-        for key, value in DEMO_SETTINGS.items():
+    if args.demo or args.demo_volumes:
+        demo_data(cfg, volumes=args.demo_volumes)
+        for key, value in (DEMO_VOLUME_SETTINGS if args.demo_volumes else DEMO_SETTINGS).items():
             if getattr(args, key, None) is None:
                 setattr(cfg, key, value)
     data_opts = {"images": args.images, "masks": args.masks, "valid_pct": args.valid_pct, "window": args.window,
-                 "labels": args.labels, "class_names": args.class_names}
+                 "labels": args.labels, "class_names": args.class_names, "axis": args.axis,
+                 "context": args.context}
     for key, value in data_opts.items():
         if value is not None:
             setattr(cfg.data, key, value)
     opts = {"epochs": args.epochs, "size": args.size, "bs": args.bs, "lr_lo": args.lr_lo, "lr_hi": args.lr_hi,
             "freeze_epochs": args.freeze_epochs, "pretrained": args.pretrained, "weights_path": args.weights,
             "augment": args.augment, "seed": args.seed, "out_dir": args.out, "run_name": args.name,
+            "empty_share": args.empty_share,
             "arch": args.arch and Arch(args.arch), "schedule": args.schedule and Schedule(args.schedule),
             "loss": args.loss and Loss(args.loss), "device": args.device and Device(args.device),
             "precision": args.precision and Precision(args.precision)}
@@ -229,13 +240,27 @@ def train_config(args) -> TrainConfig:
     return cfg
 
 
+def demo_data(cfg: TrainConfig, volumes: bool) -> None:
+    """Point `cfg` at the built-in 2-D sample, or at the sample of 3-D scans (2.5-D slices)."""
+    if volumes:
+        from .data.sample_volumes import sample_volumes
+
+        images, _ = sample_volumes()
+        cfg.data.images, cfg.data.masks, cfg.data.context = str(images.parent), "", DEMO_VOLUME_CONTEXT
+    else:
+        from .data import sample_dataset
+
+        images, masks = sample_dataset()
+        cfg.data.images, cfg.data.masks = str(images), str(masks)
+
+
 def cmd_train(args) -> int:
     from .training import events as ev
     from .training.session import TrainingSession
 
     cfg = train_config(args)
-    if not cfg.data.images or not cfg.data.masks:
-        print("error: give --images and --masks, or --demo", file=sys.stderr)
+    if not cfg.data.images:
+        print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2
     session, result = TrainingSession(), {}
     printer = EventPrinter(ev)

@@ -260,7 +260,7 @@ def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor, 
     report = p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop,
                               dicom_seg=True, protected=protected)
     progress(0, 0, "Reading the predictions back")
-    return report, predicted_items(report, p.window, should_stop)
+    return report, predicted_items(report, p.window, p.codes, should_stop)
 
 
 def sample_dataset_task(*, progress: ProgressFn, should_stop: StopFn):
@@ -268,3 +268,10 @@ def sample_dataset_task(*, progress: ProgressFn, should_stop: StopFn):
     from segstudio.data import sample_dataset
 
     return sample_dataset()
+
+
+def sample_volumes_task(*, progress: ProgressFn, should_stop: StopFn):
+    """The root folder of the built-in sample of 3-D scans (written on first use)."""
+    from segstudio.data.sample_volumes import sample_volumes
+
+    return sample_volumes()[0].parent

@@ -101,7 +101,8 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
     volumes = [VolumeRef(it.name, (it.source,), it.label, it.group, k, 1, (1, *it.orig_size),
                          frame=it.frame, modality=it.modality) for k, it in enumerate(items)]
     data = SegDataset(images, masks, volumes, list(scan.classes.codes), scan.train_idx,
-                      scan.valid_idx, scan.window, size)
+                      scan.valid_idx, scan.window, size,
+                      labels="instances" if scan.classes.instances else "classes")
     return data, report
 
 
@@ -218,7 +219,8 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
             [it.group for it in items], cfg.valid_pct, cfg.split_seed)
         report.notes += notes
     report.notes += _window_notes(windows)
-    report.notes += _skipped_note(images_dir, _list(images_dir))
+    listed = _list(images_dir)
+    report.notes += _skipped_note(images_dir, listed) + ([] if listed else [_no_files_note(images_dir)])
     if masks_dir != images_dir:
         report.notes += _skipped_note(masks_dir, _list(masks_dir))
     report.n_pairs, report.n_train, report.n_valid = len(items), len(train_idx), len(valid_idx)
@@ -259,15 +261,15 @@ def rename_classes(classes: ClassMap, names: list[str]) -> str:
 
 
 def _apply_dataset_window(items: list[_Item], windows: _Windows) -> str:
-    """Window the CT items whose window was deferred with one window for the dataset; returns
-    that window as "W/L" ("" when there were none)."""
-    if not windows.hu.images:
-        return ""
-    width, level, _ = windows.hu.window()
+    """Window the CT items kept in HU (resized first, as the predictor does): with the fixed
+    window when one was set, else one window for the dataset; returns the window computed for
+    the dataset as "W/L" ("" when there was none)."""
+    fixed = parse_window(windows.setting)
+    width, level = fixed if isinstance(fixed, tuple) else windows.hu.window()[:2] if windows.hu.images else (0, 0)
     for it in items:
         if it.image.dtype == np.int16:
             it.image = apply_window(it.image, width, level)
-    return format_window(width, level)
+    return format_window(width, level) if windows.hu.images else ""
 
 
 def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,

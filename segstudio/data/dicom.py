@@ -91,9 +91,10 @@ def read_dicom(path: Path, window: str | tuple[float, float], raw: bool = False,
                force: bool = False, defer_ct: bool = False) -> DicomFrames:
     """Decode every frame. `window` is a parsed window (see windowing.parse_window); `raw` keeps
     the stored values (for label masks). `force` reads files without the DICM preamble.
-    `defer_ct` with the "auto" window returns CT frames in HU (int16) for a window chosen over
-    the whole dataset. A fixed W/L (preset or numbers) applies to CT only; other modalities
-    get their own window or percentiles.
+    `defer_ct` returns CT frames in HU (int16) when the window is "auto" (a window chosen over
+    the whole dataset) or a fixed W/L: the caller resizes them first and windows then, the one
+    order training and prediction share. A fixed W/L applies to CT only; other modalities get
+    their own window or percentiles.
 
     Raises DataError with a short reason for files that are not images or cannot be decoded.
     """
@@ -119,9 +120,10 @@ def read_dicom(path: Path, window: str | tuple[float, float], raw: bool = False,
         return DicomFrames(list(_colour_to_uint8(frames, _int(ds, "BitsStored", 8))), group, "",
                            modality)
     values = to_modality_units(frames, ds)
-    if defer_ct and window == "auto" and is_ct(ds) and photometric != "MONOCHROME1":
+    if defer_ct and window != "file" and window != "percentile" and is_ct(ds) and photometric != "MONOCHROME1":
         hu = np.clip(np.rint(values), *HU_RANGE).astype(np.int16)
-        return DicomFrames(list(hu), group, DEFERRED, modality or "CT")
+        used = f"{window[0]:g}/{window[1]:g}" if isinstance(window, tuple) else DEFERRED
+        return DicomFrames(list(hu), group, used, modality or "CT")
     (width, level), used = _choose_window(values, ds, window)
     out = apply_window(values, width, level)
     if photometric == "MONOCHROME1":

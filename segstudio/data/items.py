@@ -61,6 +61,7 @@ class SegDataset:
     volumetric: bool = False  # items are slices of 3-D scans (Dice per scan, in 3-D)
     axis: int = 0             # volumes: the canonical axis slices are taken across (AXES)
     context: int = 0          # 2.5-D: neighbouring slices on each side given as input channels
+    labels: str = "classes"   # how mask values were read: "classes" or "instances" (foreground)
     item_volume: np.ndarray = field(default=None)  # (N,) int32: the volume of each item
     item_slice: np.ndarray = field(default=None)   # (N,) int32: its slice within that volume
     has_foreground: np.ndarray = field(default=None)  # (N,) bool: the item's mask has foreground

@@ -23,10 +23,9 @@ MAX_KEYS = 65535  # distinct values one (instance) mask may hold
 NAME_FILES = ("classes.txt", "codes.txt")
 LABEL_MODES = ("auto", "classes", "instances")  # DataConfig.labels
 # Instance-label evidence (see looks_like_instances)
-SINGLE_SHARE = 0.9    # share of a mask's values that are one connected object each
-MODAL_SHARE = 0.5     # masks sharing the most common set of values, below which sets "vary"
-MANY_VALUES = 8       # a union of values this large is more than a class list
-CONTIGUOUS_SHARE = 0.8
+SINGLE_SHARE = 0.9     # share of a mask's values that are one connected object each
+MANY_PER_MASK = 6      # objects per mask (on average) from which values may be instances
+SPREAD = 0.15          # a value wandering this far (share of the image) from mask to mask is no class
 MIN_OBJECT_PIXELS = 4  # the median object's area; noise has values of a pixel or two
 
 
@@ -37,6 +36,7 @@ class MaskFrame:
     local: np.ndarray     # (H, W) index into keys: uint8, or uint16 beyond 256 keys
     thresholded: bool = False  # a JPEG-like 0/255 mask thresholded at 128
     single: int = 0       # foreground keys that are one connected object (gray, >= 2 keys)
+    centroids: dict | None = None  # foreground key -> its centre, as a share of each axis
 
     @property
     def colour(self) -> bool:
@@ -99,6 +99,7 @@ def analyse_mask(arr: np.ndarray, volume: bool = False) -> MaskFrame:
     frame = MaskFrame(keys, counts, local)
     if len(frame.foreground) >= 2:
         frame.single = _single_objects(local, keys)
+        frame.centroids = _centroids(local, keys)
     if len(keys) > MAX_LABELS and not _objects(frame) and _jpeg_like(arr):
         keys, counts, local = _distinct((arr >= 128).astype(np.uint8) * 255)
         return MaskFrame(keys, counts, local, thresholded=True)
@@ -123,9 +124,10 @@ def too_many_for_classes(frame: MaskFrame) -> str:
 
 def looks_like_instances(frames: list[MaskFrame]) -> tuple[bool, str]:
     """(decision, why) for instance labels: each object its own value, as microscopy tools write
-    them. Evidence, over the masks with two or more foreground values: nearly every value is one
-    connected object, the sets of values vary from mask to mask (a class list would repeat), and
-    either there are many values overall or each mask numbers its objects 1..k."""
+    them. Evidence: nearly every value is one connected object of a few pixels or more, masks
+    hold many of them, and a value does not keep its place from mask to mask (an organ's or a
+    tissue's label does). Masks of a few objects each stay classes: ambiguous, so the report
+    says what was decided and the setting overrides it."""
     rich = [f for f in frames if not f.colour and len(f.foreground) >= 2]
     if not rich:
         return False, "no mask has two or more foreground values"
@@ -136,17 +138,37 @@ def looks_like_instances(frames: list[MaskFrame]) -> tuple[bool, str]:
     if single < SINGLE_SHARE:
         return False, f"only {single:.0%} of the values are single connected objects"
     most = max(len(f.foreground) for f in rich)
-    union = {k for f in rich for k in f.foreground}
     if most > MAX_LABELS:
         return True, f"up to {most} values per mask, {single:.0%} of them single objects"
-    modal = Counter(frozenset(f.foreground) for f in rich).most_common(1)[0][1] / len(rich)
-    if modal >= MODAL_SHARE:
-        return False, "most masks hold the same set of values"
-    contiguous = sum(f.foreground == list(range(1, len(f.foreground) + 1)) for f in rich) / len(rich)
-    if len(union) >= MANY_VALUES or (most >= 3 and contiguous >= CONTIGUOUS_SHARE):
-        return True, (f"{len(union)} values over {len(rich)} masks, up to {most} per mask, "
-                      f"{single:.0%} of them single objects, sets varying from mask to mask")
-    return False, f"only {len(union)} values over all masks"
+    labelled = [len(f.foreground) for f in frames if not f.colour and f.foreground]
+    per_mask = float(np.mean(labelled))
+    if per_mask < MANY_PER_MASK:
+        return False, f"{per_mask:.1f} values per mask on average"
+    spread = _spread(rich)
+    if spread < SPREAD:
+        return False, "each value keeps its place from mask to mask"
+    return True, (f"{per_mask:.0f} values per mask on average, {single:.0%} of them single objects, "
+                  "a value's place changing from mask to mask")
+
+
+def _spread(frames: list[MaskFrame]) -> float:
+    """How far a value's centre moves between the masks it appears in (root mean square, as a
+    share of the image), averaged over the values in two or more masks; inf when none repeats."""
+    places: dict = {}
+    for f in frames:
+        for key, centre in (f.centroids or {}).items():
+            places.setdefault(key, []).append(centre)
+    moves = [np.sqrt(((np.asarray(c) - np.mean(c, axis=0)) ** 2).sum(axis=1).mean())
+             for c in places.values() if len(c) >= 2]
+    return float(np.mean(moves)) if moves else float("inf")
+
+
+def _centroids(local: np.ndarray, keys: list) -> dict:
+    """Each foreground key's centre of mass, as a share of each axis."""
+    index = [i for i, k in enumerate(keys) if k not in (0, (0, 0, 0))]
+    centres = ndimage.center_of_mass(np.ones(local.shape, np.uint8), local, index)
+    scale = np.asarray(local.shape, dtype=np.float64)
+    return {keys[i]: tuple(np.asarray(c) / scale) for i, c in zip(index, centres)}
 
 
 def _single_objects(local: np.ndarray, keys: list) -> int:
@@ -216,7 +238,8 @@ def build_classes(frames: list[MaskFrame], names: list[str] | None = None,
             cmap = ClassMap(["background"] + [f"class {k}" for k in keys[1:]], convention,
                             {k: i for i, k in enumerate(keys)}, [str(k) for k in keys], [])
     if len(cmap.codes) > 255:
-        raise DataError(f"{len(cmap.codes)} classes found; at most 255 are supported")
+        raise DataError(f"{len(cmap.codes)} classes found; at most 255 are supported (for instance "
+                        "labels choose Mask values 'Instances', or --labels instances)")
     if names:
         if len(names) != len(cmap.codes):
             notes.append(f"{names_file} has {len(names)} names for {len(cmap.codes)} classes")

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .dicom import DEFERRED, first_line, read_dicom
+from .dicom import first_line, read_dicom
 from .discovery import DICOM_EXTS, looks_dicom, sniff_format
 from .raster import read_raster
 from .windowing import parse_window, to_uint8
@@ -19,8 +19,8 @@ MIN_SIDE = 2  # smaller images cannot be segmented meaningfully
 
 @dataclass
 class ImageFile:
-    frames: list[np.ndarray]  # images: uint8 (H, W) / (H, W, 3), int16 HU when the window is
-                              # DEFERRED; masks: raw values
+    frames: list[np.ndarray]  # images: uint8 (H, W) / (H, W, 3), or int16 HU (see hu_frames);
+                              # masks: raw values
     group: str = ""           # hashed PatientID for DICOM with one
     window: str = ""          # how a grayscale DICOM image was windowed
     modality: str = ""        # DICOM Modality ("" for other files)
@@ -61,9 +61,14 @@ def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool
         if min(h, w) < MIN_SIDE:
             raise DataError(f"image is {w}x{h} pixel(s); too small to segment "
                             f"(at least {MIN_SIDE}x{MIN_SIDE})")
-        if out.window != DEFERRED:
+        if not hu_frames(out):
             out.frames = [to_uint8(f) for f in out.frames]
     return out
+
+
+def hu_frames(image: ImageFile) -> bool:
+    """The frames are CT values in HU (int16), to be resized and then windowed."""
+    return bool(image.frames) and image.frames[0].dtype == np.int16 and image.modality == "CT"
 
 
 def read_image_frames(path: str | Path, window: str = "auto") -> list[tuple[str, np.ndarray]]:

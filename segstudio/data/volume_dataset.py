@@ -117,7 +117,8 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
     n = sum(v.n_slices for v in volumes)  # fewer rows than allocated if a scan failed to read
     foreground = "".join("1" if cache.masks[i].any() else "0" for i in range(n))
     record = {"volumes": [asdict(v) for v in volumes], "codes": codes, "report": report.to_dict(),
-              "window": ct_window or cfg.window, "axis": axis, "foreground": foreground}
+              "window": ct_window or cfg.window, "axis": axis, "foreground": foreground,
+              "labels": "instances" if classes.instances else "classes"}
     cache = cache.commit(key, record)
     return _from_record(cache, cfg)
 
@@ -230,8 +231,7 @@ def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, siz
         f.modality = "CT" if ct else ((layout.modalities or [""])[0] or image.modality)
         kind = "ct" if ct and window == "auto" else "fixed" if ct and isinstance(window, tuple) else "percentile"
         counts[kind] += 1
-        windows = [window if kind == "fixed" else percentile_window(channel) for channel in stack] \
-            if kind != "ct" else []
+        windows = [percentile_window(channel) for channel in stack] if kind == "percentile" else []
         if kind == "ct" and staging is None:
             staging = np.lib.format.open_memmap(cache.folder / "hu.npy", mode="w+", dtype=np.int16,
                                                 shape=cache.images.shape)
@@ -240,13 +240,16 @@ def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, siz
             mask = to_class(take_slice(label, axis, k))
             i = f.first + k
             cache.masks[i] = _resize(mask, size, Image.NEAREST)
-            if kind == "ct":
-                hu = np.clip(np.rint(planes), hist.LOW, hist.HIGH).astype(np.int16)
-                hist.add(hu[0], mask > 0)
-                staging[i] = [np.rint(_resize(p.astype(np.float32), size, Image.BILINEAR)) for p in hu]
-            else:
+            if kind == "percentile":
                 cache.images[i] = [_resize(apply_window(p, *w), size, Image.BILINEAR)
                                    for p, w in zip(planes, windows)]
+                continue
+            hu = [resize_values(p, size) for p in planes]  # CT: resized in HU, then windowed
+            if kind == "fixed":
+                cache.images[i] = [apply_window(p, *window) for p in hu]
+            else:
+                hist.add(np.clip(np.rint(planes[0]), hist.LOW, hist.HIGH), mask > 0)
+                staging[i] = np.clip(np.rint(hu), hist.LOW, hist.HIGH)
         if kind == "ct":
             deferred.append(f)
     if all(f.first < 0 for f in found):
@@ -286,6 +289,11 @@ def _class_map(classes, frame: MaskFrame) -> Callable[[np.ndarray], np.ndarray]:
     """Raw label values (any integers, as the scan's keys) -> class indices."""
     keys, index = np.asarray(frame.keys, dtype=np.int64), classes.lut(frame)
     return lambda values: index[np.searchsorted(keys, values)]
+
+
+def resize_values(plane: np.ndarray, size: int) -> np.ndarray:
+    """A slice of values (HU...) resized bilinearly to (size, size), as float32."""
+    return _resize(np.asarray(plane, dtype=np.float32), size, Image.BILINEAR)
 
 
 def _resize(plane: np.ndarray, size: int, method) -> np.ndarray:
@@ -330,7 +338,7 @@ def _from_record(cache: SliceCache, cfg: DataConfig) -> tuple[SegDataset, Datase
     n = sum(v.n_slices for v in volumes)
     data = SegDataset(cache.images[:n], cache.masks[:n], volumes, record["codes"], train_idx, valid_idx,
                       record["window"], int(cache.images.shape[-1]), volumetric=True,
-                      axis=int(record["axis"]), context=int(cfg.context),
+                      axis=int(record["axis"]), context=int(cfg.context), labels=record["labels"],
                       has_foreground=np.frombuffer(record["foreground"].encode("ascii"), np.uint8) == ord("1"))
     return data, report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,6 +15,7 @@ from .. import __version__
 from ..data.dicom import first_line, quiet
 from ..errors import DataError
 
+logging.getLogger("highdicom").setLevel(logging.ERROR)  # its notes on empty frames went to stderr
 SERIES_NUMBER = 9901  # conventionally high, so the SEG series sorts after the source series
 # Type 2 patient/study attributes the SEG copies from its sources; exporters often leave them out
 # and highdicom then refuses the sources, so missing ones are added empty (in memory only).

@@ -35,7 +35,7 @@ def check_output_folder(out_dir: str | Path, inputs: Iterable[tuple[str, str | P
         if folder and str(folder).strip() and same_folder(out, Path(folder).expanduser()):
             raise SegstudioError(
                 f"The output folder is the {label} folder ({out}); predictions are never written "
-                f"into it. Choose another folder, e.g. {out / 'predictions'}.")
+                f"into it. Choose another folder, e.g. {out.parent / (out.name + '-predictions')}.")
     return out
 
 
@@ -111,8 +111,10 @@ class PredictionFolder:
         return ""
 
     def save(self) -> None:
-        """Record the files written so far (atomically)."""
-        write_json(self._manifest_path, {"format": 1, "files": self._hashes})
+        """Record the files written so far (atomically); a folder nothing was written into gets
+        no manifest either."""
+        if self._written_now or self._manifest_path.exists():
+            write_json(self._manifest_path, {"format": 1, "files": self._hashes})
         self._unsaved = 0
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..data import Problem, group_series, list_image_files, resize_image
 from ..data.reader import frame_name, read_file
-from ..data.windowing import parse_window
+from ..data.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError, SegstudioError
 from ..palette import colourise
 from ..runs import MODEL_FILE, MODEL_META
@@ -80,14 +80,23 @@ class Predictor:
     def probabilities_resized(self, batch: np.ndarray) -> torch.Tensor:
         """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device)."""
         x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
-        if x.shape[1] == 1 and self.meta["n_in"] == 3:  # grey, repeated as in training
+        if x.shape[1] == 1 and self.meta.get("n_in", 3) == 3:  # grey, repeated as in training
             x = x.repeat(1, 3, 1, 1)
         logits = self.model((x - self._mean) / self._std)
         return torch.softmax(torch.as_tensor(logits).float(), dim=1)
 
+    def model_input(self, image: np.ndarray) -> np.ndarray:
+        """(1, C, S, S) uint8 for an (H, W) or (H, W, 3) uint8 image, or an int16 CT frame in HU
+        (resized first, then windowed: the order training used)."""
+        x = resize_image(image, self.size)
+        if x.dtype == np.int16:
+            x = apply_window(x, *parse_window(self.window))
+        return x[None]
+
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """(H, W) or (H, W, 3) uint8 -> (K, H, W) float32 probabilities at the original size."""
-        probs = self.probabilities_resized(resize_image(image, self.size)[None])
+        """(H, W) or (H, W, 3) uint8 (or int16 HU) -> (K, H, W) float32 probabilities at the
+        original size."""
+        probs = self.probabilities_resized(self.model_input(image))
         probs = F.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=False)
         return probs[0].cpu().numpy()
 
@@ -131,15 +140,15 @@ class Predictor:
                     raise Cancelled()
                 if progress:
                     progress(i, len(files), path.name)
-                try:
-                    frames = read_file(path, window).frames
+                try:  # CT in HU when the run's window is a W/L: resized, then windowed
+                    frames = read_file(path, window, defer_ct=isinstance(window, tuple)).frames
                 except DataError as exc:
                     report.problems.append(Problem(path.name, str(exc)))
                     continue
                 for f, image in enumerate(frames):
                     mask = self._predict_one(image, frame_name(path, f, len(frames)), (path, f),
                                              folder, report, save_probabilities)
-                    if dicom_seg:
+                    if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
                         masks.setdefault(path, []).append(mask)
             if masks:
                 self._write_dicom_segs(masks, folder, report)
@@ -151,13 +160,15 @@ class Predictor:
         return report
 
     def _predict_one(self, image: np.ndarray, name: str, source: tuple[Path, int],
-                     folder: PredictionFolder, report: PredictReport, save_probabilities: bool) -> np.ndarray:
+                     folder: PredictionFolder, report: PredictReport, save_probabilities: bool
+                     ) -> np.ndarray | None:
         probs = self.probabilities(image)
         mask = probs.argmax(axis=0).astype(np.uint8)
         stem, item = safe_name(name), source[0].name
-        if folder.write(f"{stem}.png", png_bytes(mask), item):
-            report.written.append(str(folder.out_dir / f"{stem}.png"))
-            report.sources.append((str(source[0]), source[1]))
+        if not folder.write(f"{stem}.png", png_bytes(mask), item):
+            return None  # the image's mask file is the user's: nothing else is written for it
+        report.written.append(str(folder.out_dir / f"{stem}.png"))
+        report.sources.append((str(source[0]), source[1]))
         folder.write(f"{stem}_color.png", png_bytes(colourise(mask, len(self.codes))), item)
         if save_probabilities:
             buf = io.BytesIO()
@@ -181,7 +192,12 @@ class Predictor:
         def note(path: Path, error: DataError) -> None:
             report.notes.append(Problem(path.name, f"mask written, but no DICOM SEG: {error}"))
 
+        kept = {p for p, frames in masks.items() if any(m is None for m in frames)}
         for series in group_series(list(masks)):
+            if kept.intersection(series):  # a partial SEG would contradict the mask left alone
+                report.notes.append(Problem(series[0].name, "no DICOM SEG for this series: a mask "
+                                                            "file of it was left alone"))
+                continue
             error = write(series)
             if error and len(series) > 1:  # e.g. slices without patient coordinates: one SEG each
                 for path in series:

@@ -1,5 +1,5 @@
-"""Review: predictions and Dice for dataset items at the training size, and the masks a folder
-prediction wrote, for the viewer."""
+"""Review: predictions and Dice for dataset items at the training size (a 3-D scan as one item
+with its slices), and the masks a folder prediction wrote, for the viewer."""
 
 from __future__ import annotations
 
@@ -12,31 +12,43 @@ from PIL import Image
 
 from ..data import SegDataset
 from ..data.reader import read_file
-from ..data.windowing import parse_window
+from ..data.volume import is_volume_file, read_volume
+from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
 from ..training.callbacks import display_image
 from ..training.metrics import dice_per_class, foreground_mean
 from .predictor import PredictReport, Predictor
+from .volumes import structure_volumes
 
 MAX_PREDICTED = 200  # predicted images shown in the review (a folder may hold thousands)
+MAX_PREDICTED_SCANS = 20  # predicted 3-D scans shown (each is held at its full size)
 
 
 @dataclass
 class ReviewItem:
-    index: int  # index into the dataset (-1 for a predicted image outside it)
+    index: int  # index into the dataset (a scan's volume index; -1 outside the dataset)
     name: str
-    image: np.ndarray  # (H, W) or (H, W, 3) uint8
-    target: np.ndarray | None  # (H, W) uint8, None when there is no ground truth
-    pred: np.ndarray  # (H, W) uint8
-    dice: tuple[float, ...]  # per class (nan where absent in both)
+    image: np.ndarray  # (H, W) or (H, W, 3) uint8; a scan: (Z, H, W)
+    target: np.ndarray | None  # (H, W) uint8 (a scan: (Z, H, W)), None without ground truth
+    pred: np.ndarray  # like target
+    dice: tuple[float, ...]  # per class (nan where absent in both); 3-D for a scan
     dice_mean: float  # foreground mean; nan when the image has no foreground, predicted or true
     source: str = ""  # the image file (a DICOM one is shown in its own units)
     frame: int = 0
+    volume_ml: tuple[tuple[str, float, float], ...] = ()  # scan: (class, predicted mL, true mL)
+    slice_errors: np.ndarray | None = None  # scan: misclassified pixels per slice
+
+    @property
+    def is_scan(self) -> bool:
+        return self.pred.ndim == 3
 
 
 def review_items(predictor: Predictor, data: SegDataset, indices: Sequence[int] | None = None,
                  should_stop: Callable[[], bool] | None = None, batch_size: int = 8) -> list[ReviewItem]:
-    """Predict `indices` (default: the validation items) and score each one, worst first (nan last)."""
+    """Predict `indices` (default: the validation items) and score each one, worst first (nan
+    last); a dataset of 3-D scans gives one item per validation scan (see scan_items)."""
+    if data.volumetric and indices is None:
+        return scan_items(predictor, data, should_stop, batch_size)
     idx = np.asarray(data.valid_idx if indices is None else indices, dtype=np.int64)
     n_classes = len(data.codes)
     items = []
@@ -54,7 +66,40 @@ def review_items(predictor: Predictor, data: SegDataset, indices: Sequence[int] 
     return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
 
 
-def predicted_items(report: PredictReport, window: str,
+def scan_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[], bool] | None = None,
+               batch_size: int = 8) -> list[ReviewItem]:
+    """Each validation scan with its slices predicted, Dice per class over the whole scan, the
+    millilitres of each structure (predicted and true) and the errors per slice; worst first."""
+    from ..training.loaders import gather
+
+    n_classes, items = len(data.codes), []
+    for k in data.valid_volumes():
+        v = data.volumes[k]
+        rows = np.arange(v.first, v.first + v.n_slices)
+        preds = []
+        for start in range(0, len(rows), batch_size):
+            if should_stop and should_stop():
+                raise Cancelled()
+            inputs, _ = gather(data, rows[start:start + batch_size])
+            probs = predictor.probabilities_resized(inputs)
+            preds.append(probs.argmax(dim=1).to("cpu").numpy().astype(np.uint8))
+        pred, target = np.concatenate(preds), np.asarray(data.masks[rows])
+        dice = dice_per_class(pred, target, n_classes)
+        mean = foreground_mean(dice) if not np.isnan(dice[1:]).all() else float("nan")
+        h, w = v.slice_shape(data.axis)
+        scale = v.voxel_ml() * h * w / (data.size * data.size)  # a cache pixel's share of a slice
+        counts_p = np.bincount(pred.ravel(), minlength=n_classes)
+        counts_t = np.bincount(target.ravel(), minlength=n_classes)
+        ml = tuple((data.codes[c], float(counts_p[c] * scale), float(counts_t[c] * scale))
+                   for c in range(1, n_classes))
+        errors = (pred != target).reshape(len(rows), -1).sum(axis=1)
+        image = np.asarray(data.images[rows, data.n_channels // 2])
+        items.append(ReviewItem(k, v.name, image, target, pred, tuple(float(d) for d in dice), mean,
+                                v.sources[0], 0, ml, errors))
+    return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
+
+
+def predicted_items(report: PredictReport, window: str, codes: Sequence[str] = (),
                     should_stop: Callable[[], bool] | None = None) -> list[ReviewItem]:
     """The first MAX_PREDICTED masks a folder prediction wrote, over their images (no Dice:
     there is no ground truth), in the order they were written."""
@@ -62,6 +107,10 @@ def predicted_items(report: PredictReport, window: str,
     for mask_path, (source, frame) in list(zip(report.written, report.sources))[:MAX_PREDICTED]:
         if should_stop and should_stop():
             raise Cancelled()
+        if is_volume_file(source):
+            if sum(it.is_scan for it in items) < MAX_PREDICTED_SCANS:
+                items += _predicted_scan(mask_path, source, spec, list(codes))
+            continue
         if source not in frames_of:
             try:
                 frames_of = {source: read_file(Path(source), spec).frames}  # one file at a time
@@ -75,3 +124,19 @@ def predicted_items(report: PredictReport, window: str,
             items.append(ReviewItem(-1, Path(mask_path).stem, frames[frame], None, pred, (),
                                     float("nan"), source, frame))
     return items
+
+
+def _predicted_scan(mask_path: str, source: str, window, codes: list[str]) -> list[ReviewItem]:
+    """A predicted scan at its full size, axial, for the viewer (shown through the run's CT
+    window when it has one, else its own percentiles)."""
+    try:
+        scan = read_volume(source)
+        labels = read_volume(mask_path, mask=True).array.astype(np.uint8)
+    except DataError:
+        return []
+    values = scan.array[0] if scan.array.ndim == 4 else scan.array
+    shown = window if isinstance(window, tuple) else percentile_window(values)
+    name = Path(mask_path).name.split(".")[0]
+    ml = tuple((k, v, float("nan")) for k, _, v in structure_volumes(labels, scan.spacing, codes))
+    return [ReviewItem(-1, name, apply_window(values, *shown), None, labels, (), float("nan"), source,
+                       volume_ml=ml)]

@@ -17,7 +17,7 @@ from ..data.items import AXES, put_slice, take_slice
 from ..data.layouts import detect_layout
 from ..data.report import Problem
 from ..data.volume import Volume, read_channels, read_volume, volume_suffix
-from ..data.volume_dataset import is_ct
+from ..data.volume_dataset import is_ct, resize_values
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
 from .outputs import PredictionFolder
@@ -40,14 +40,17 @@ def grey_slices(volume: Volume, meta: dict, size: int) -> np.ndarray:
     axis = AXES[settings["axis"]]
     stack = volume.array if volume.array.ndim == 4 else volume.array[None]
     window = parse_window(meta.get("window", "auto"))
-    fixed = isinstance(window, tuple) and is_ct(volume, settings["modalities"])
-    windows = [window if fixed else percentile_window(channel) for channel in stack]
+    ct = isinstance(window, tuple) and is_ct(volume, settings["modalities"])
+    windows = [] if ct else [percentile_window(channel) for channel in stack]
     n = stack.shape[1 + axis]
     out = np.empty((n, len(stack), size, size), np.uint8)
     for k in range(n):
-        for c, (plane, w) in enumerate(zip(take_slice(stack, axis, k), windows)):
-            grey = apply_window(plane, *w)
-            out[k, c] = np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR))
+        for c, plane in enumerate(take_slice(stack, axis, k)):
+            if ct:  # resized in HU, then windowed, as in training
+                out[k, c] = apply_window(resize_values(plane, size), *window)
+            else:
+                grey = apply_window(plane, *windows[c])
+                out[k, c] = np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR))
     return out
 
 

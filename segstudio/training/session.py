@@ -163,10 +163,13 @@ class TrainingSession:
 
 def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> TrainConfig:
     """The config as the run really used it (config.json): whether the encoder was pretrained,
-    the learning rates and the DICOM window, so that replaying it trains the same way."""
+    the learning rates, the DICOM window, how mask values were read, and the data folders as
+    absolute paths, so that replaying it (from any folder) trains the same way."""
     lo, hi = config.lrs(built.pretrained)
+    folders = {k: str(Path(v).expanduser().absolute()) if str(v).strip() else ""
+               for k, v in (("images", config.data.images), ("masks", config.data.masks))}
     return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi,
-                   data=replace(config.data, window=data.window))
+                   data=replace(config.data, window=data.window, labels=data.labels, **folders))
 
 
 def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> dict:

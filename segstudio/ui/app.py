@@ -28,10 +28,11 @@ def make_app(argv: list[str] | None = None) -> QApplication:
 
 
 def run_app(argv: list[str] | None = None, demo: bool = False, images: str | None = None,
-            masks: str | None = None) -> int:
+            masks: str | None = None, demo_volumes: bool = False) -> int:
     """Open the main window and run the event loop; returns the exit code.
 
-    demo=True opens with the built-in sample dataset; images/masks preset (and load) folders.
+    demo=True opens with the built-in sample dataset, demo_volumes=True with the sample of 3-D
+    scans; images/masks preset (and load) folders.
     """
     app = make_app(argv)
     from segstudio.ui.main_window import MainWindow
@@ -40,6 +41,8 @@ def run_app(argv: list[str] | None = None, demo: bool = False, images: str | Non
     window.show()
     if demo:
         window.open_sample()
+    elif demo_volumes:
+        window.open_volume_sample()
     elif images or masks:
         window.data_panel.set_folders(images, masks, load=bool(images and masks))
     return app.exec()

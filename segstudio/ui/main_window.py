@@ -10,18 +10,19 @@ from importlib import metadata
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 import segstudio
-from segstudio.config import DEMO_SETTINGS
+from segstudio.config import DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS
 from segstudio.ui import resources
 from segstudio.ui.panels.data_panel import DataPanel
 from segstudio.ui.panels.review_panel import ReviewPanel
 from segstudio.ui.panels.train_panel import TrainPanel
+from segstudio.ui.message_bar import MessageBar
 from segstudio.ui.settings import Settings
 from segstudio.ui.state import AppState, Message, RunRef
 from segstudio.ui.tasks import TaskRunner
-from segstudio.workers import probe_environment, sample_dataset_task
+from segstudio.workers import probe_environment, sample_dataset_task, sample_volumes_task
 
 DATA, TRAIN, REVIEW = 0, 1, 2
 DEFAULT_SIZE = QSize(1320, 860)
@@ -40,8 +41,8 @@ class MainWindow(QMainWindow):
         self.state = AppState()
         self._close_after_stop = False
         self.tasks = TaskRunner(self, "app", on_error=lambda m, d: self.state.post(
-            "app", "error", m + (f"\n{d}" if d else "")))
-        self.probe = TaskRunner(self, "probe")
+            "data", "error", m + (f"\n{d}" if d else "")))  # the samples are the Data area's
+        self.probe = TaskRunner(self, "probe", on_error=self._on_probe_failed)
 
         self.data_panel = DataPanel(self.state)
         self.train_panel = TrainPanel(self.state)
@@ -50,7 +51,12 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.data_panel, resources.icon("data"), "Data")
         self.tabs.addTab(self.train_panel, resources.icon("train"), "Train")
         self.tabs.addTab(self.review_panel, resources.icon("review"), "Review")
-        self.setCentralWidget(self.tabs)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(MessageBar("app", self.state))
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
         self._build_status()
         self._build_menus()
         self._connect()
@@ -87,12 +93,16 @@ class MainWindow(QMainWindow):
                                               lambda: self.data_panel.browse("masks"), "Ctrl+M", "mask")
         self.action_open_sample = self._action("action_open_sample", "Open sample dataset",
                                                self.open_sample, None, "sample")
+        self.action_open_volume_sample = self._action("action_open_volume_sample",
+                                                      "Open sample of 3-D scans (NIfTI)",
+                                                      self.open_volume_sample, None, "sample")
         self.action_open_run = self._action("action_open_run", "Open run…",
                                             self.review_panel.choose_run, "Ctrl+R", "run")
         self.action_export = self._action("action_export_masks", "Predict folder…",
                                           lambda: self.review_panel.export_masks(), "Ctrl+E", "export")
         self.action_quit = self._action("action_quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
-        for a in (self.action_open_images, self.action_open_masks, self.action_open_sample):
+        for a in (self.action_open_images, self.action_open_masks, self.action_open_sample,
+                  self.action_open_volume_sample):
             file_menu.addAction(a)
         file_menu.addSeparator()
         file_menu.addAction(self.action_open_run)
@@ -155,14 +165,24 @@ class MainWindow(QMainWindow):
                          on_done=lambda r: self.data_panel.set_folders(str(r[0]), str(r[1]), load=True))
         self.tabs.setCurrentIndex(DATA)
 
+    @Slot()
+    def open_volume_sample(self) -> None:
+        self.state.post("data", "info", "Preparing the built-in sample of 3-D phantom CT scans…")
+        self.train_panel.settings.update(**DEMO_VOLUME_SETTINGS)
+        self.data_panel.set_data_config(replace(self.state.data_config, context=DEMO_VOLUME_CONTEXT))
+        self.tasks.start(sample_volumes_task,
+                         on_done=lambda root: self.data_panel.set_folders(str(root), "", load=True))
+        self.tabs.setCurrentIndex(DATA)
+
     def _show_dataset(self) -> None:
         s = self.state
         if s.dataset is None:
             self.label_dataset.setText("No dataset")
             return
         d = s.dataset
-        self.label_dataset.setText(f"{len(d.names)} images ({len(d.train_idx)} train / "
-                                   f"{len(d.valid_idx)} valid), {len(d.codes)} classes, loaded at {d.size}px")
+        what = f"{len(d.volumes)} scans, {len(d)} slices" if d.volumetric else f"{len(d)} images"
+        self.label_dataset.setText(f"{what} ({len(d.train_idx)} train / {len(d.valid_idx)} valid), "
+                                   f"{len(d.codes)} classes, loaded at {d.size}px")
 
     def _remember_folders(self, data) -> None:
         if data.images:
@@ -170,13 +190,19 @@ class MainWindow(QMainWindow):
         if data.masks:
             self.settings.set_last_folder("masks", data.masks)
 
+    def _on_probe_failed(self, message: str, details: str) -> None:
+        self.label_device.setText("Device: unknown")
+        self.state.post("app", "warning", f"Could not detect the compute device: {message}"
+                        + (f"\n{details}" if details else ""))
+
     def _on_environment(self, env: dict) -> None:
         kind = env.get("device_kind", "cpu")
         self.label_device.setText(f"Device: {env.get('device_name', kind)}")
         self.label_device.setToolTip(f"Training runs on {kind.upper()} with the 'auto' device setting")
 
     def _on_training(self, mode: str) -> None:
-        for w in (self.action_open_images, self.action_open_masks, self.action_open_sample):
+        for w in (self.action_open_images, self.action_open_masks, self.action_open_sample,
+                  self.action_open_volume_sample):
             w.setEnabled(not mode)
         if mode:
             size = self.state.train_config.size

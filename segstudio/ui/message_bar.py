@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton
 
 from segstudio.ui.state import AppState, Message
 
@@ -23,8 +23,8 @@ class MessageBar(QFrame):
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.label.setMinimumWidth(50)
         self.button_action = QPushButton("", objectName=f"button_message_action_{area}")
-        self.button_close = QPushButton("✕", objectName=f"button_message_close_{area}", flat=True)
-        self.button_close.setFixedWidth(28)
+        self.button_close = QToolButton(objectName=f"button_message_close_{area}", text="✕", autoRaise=True)
+        self.button_close.setToolTip("Close")
         self.button_close.clicked.connect(self.hide)
         h = QHBoxLayout(self)
         h.setContentsMargins(8, 4, 4, 4)

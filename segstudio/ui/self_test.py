@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 TINY_RUN = {"epochs": 1, "size": 64, "bs": 4, "pretrained": False, "freeze_epochs": 0}
-TIMEOUT_S = {"window": 60, "load": 120, "train": 600, "review": 300, "predict": 300}
+TIMEOUT_S = {"window": 60, "load": 120, "train": 600, "review": 300, "predict": 300, "volumes": 600}
 
 
 class SelfTestFailed(Exception):
@@ -97,7 +97,8 @@ class SelfTest:
     def run(self) -> None:
         for name, action in (("open window", self.open_window), ("resources", self.check_resources),
                              ("load sample", self.load_sample), ("train", self.train),
-                             ("review", self.review), ("predict", self.predict), ("render", self.render)):
+                             ("review", self.review), ("predict", self.predict), ("volumes", self.volumes),
+                             ("render", self.render)):
             self.step(name, action)
 
     def check_resources(self) -> str:
@@ -177,6 +178,38 @@ class SelfTest:
         if not report.dicom_segs:  # the sample is DICOM
             raise SelfTestFailed("no DICOM SEG was written")
         return f"{len(masks)} mask PNGs, {len(report.dicom_segs)} DICOM SEG file(s)"
+
+    def volumes(self) -> str:
+        """The sample of 3-D scans: loaded from its Decathlon layout, one tiny 2.5-D epoch, the
+        review of its scans, and predictions written as NIfTI in the scans' geometry."""
+        from segstudio.training import events as ev
+
+        w = self.window
+        w.open_volume_sample()
+        w.train_panel.settings.update(**TINY_RUN, out_dir=str(self.tmp / "runs"))
+        self.wait(lambda: w.state.dataset is not None and w.state.dataset.volumetric
+                  and not w.data_panel.busy, "volumes")
+        tp, rp, before = w.train_panel, w.review_panel, self.run_dir
+        if not tp.start("train"):
+            raise SelfTestFailed("the Train button did not start a run on the scans")
+        self.wait(lambda: not tp.running, "volumes")
+        if not isinstance(tp.last_final, ev.Finished):
+            raise SelfTestFailed(f"the run on the scans ended with {type(tp.last_final).__name__}")
+        run_dir = str(tp.last_final.run_dir)
+        self.wait(lambda: rp.run_dir == run_dir and not rp.busy, "volumes")
+        if not rp.items or not rp.items[0].is_scan:
+            raise SelfTestFailed("the review shows no scans")
+        out = self.tmp / "predicted-scans"
+        images = w.state.dataset.volumes[0].sources[0]
+        if not rp.export_masks(str(__import__("pathlib").Path(images).parent), str(out)):
+            raise SelfTestFailed("prediction of the scans did not start")
+        self.wait(lambda: not rp.busy, "volumes")
+        written = sorted(out.glob("*.nii.gz"))
+        if len(written) != len(w.state.dataset.volumes) or not (out / "volumes.csv").is_file():
+            raise SelfTestFailed(f"{len(written)} NIfTI predictions for {len(w.state.dataset.volumes)} scans")
+        self.run_dir = before
+        return (f"{len(w.state.dataset.volumes)} scans, 3-D Dice {tp.last_final.best_dice:.3f}, "
+                f"{len(written)} NIfTI predictions + volumes.csv")
 
     def render(self) -> str:
         pixmap = self.window.grab()

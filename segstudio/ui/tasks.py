@@ -68,6 +68,7 @@ class TaskRunner(QObject):
         self.worker: TaskWorker | None = None
         self._on_done: Callable[[Any], None] | None = None
         self._on_cancelled: Callable[[], None] | None = None
+        self._task_error: Callable[[str, str], None] | None = None
         self._t0 = 0.0
 
     @property
@@ -80,19 +81,23 @@ class TaskRunner(QObject):
         return self.worker is not None and self.worker.isRunning()
 
     def start(self, fn: Callable, *args, on_done: Callable[[Any], None], label: str = "Working…",
-              on_cancelled: Callable[[], None] | None = None) -> bool:
-        """Run `fn(*args, progress=, should_stop=)` in a thread; False when a task already runs."""
+              on_cancelled: Callable[[], None] | None = None,
+              on_error: Callable[[str, str], None] | None = None) -> bool:
+        """Run `fn(*args, progress=, should_stop=)` in a thread; False when a task already runs.
+        `on_error` replaces the runner's error handler for this task."""
         if self.worker is not None:
             return False
 
         def task(progress, should_stop):
             return fn(*args, progress=progress, should_stop=should_stop)
-        return self.start_worker(TaskWorker(task, self.name), on_done, label, on_cancelled)
+        return self.start_worker(TaskWorker(task, self.name), on_done, label, on_cancelled, on_error)
 
     def start_worker(self, worker: TaskWorker, on_done: Callable[[Any], None], label: str = "Working…",
-                     on_cancelled: Callable[[], None] | None = None) -> bool:
+                     on_cancelled: Callable[[], None] | None = None,
+                     on_error: Callable[[str, str], None] | None = None) -> bool:
         if self.worker is not None:
             return False
+        self._task_error = on_error
         worker.setParent(self)
         worker.progress.connect(self._on_progress)
         worker.result.connect(self._on_result)
@@ -135,8 +140,9 @@ class TaskRunner(QObject):
     def _on_failed(self, message: str, details: str) -> None:
         if self.bar is not None:
             show_state(self.bar, "Failed")
-        if self.on_error is not None:
-            self.on_error(message, details)
+        handler = self._task_error or self.on_error
+        if handler is not None:
+            handler(message, details)
 
     @Slot()
     def _on_cancel(self) -> None:

@@ -86,6 +86,33 @@ def test_class_names_mean_classes(nuclei):
     assert report.classes[1].name == "c0" and not report.mask_convention.startswith("instance")
 
 
+def test_many_organs_in_changing_subsets_stay_classes(data_dirs):
+    """13 organ labels, 2 to 7 per slice, each one blob at its own place (a BTCV-like set)."""
+    images, masks = data_dirs
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:128, :128]
+    arrays = []
+    for _ in range(12):
+        m = np.zeros((128, 128), np.uint8)
+        for c in sorted(rng.choice(np.arange(1, 14), size=int(rng.integers(2, 8)), replace=False)):
+            cy, cx = 14 + (c % 4) * 30 + rng.integers(-3, 4), 14 + (c // 4) * 30 + rng.integers(-3, 4)
+            m[np.hypot(yy - cy, xx - cx) < 10] = c
+        arrays.append(m)
+    write_pairs(images, masks, arrays)
+    report = inspect_dataset(DataConfig(str(images), str(masks)))
+    assert not report.mask_convention.startswith("instance") and len(report.classes) > 10
+
+
+def test_instance_masks_with_equal_counts_are_still_instances(data_dirs):
+    """Half the tiles hold exactly ten nuclei (the same set of values 1..10)."""
+    images, masks = data_dirs
+    rng = np.random.default_rng(7)
+    arrays = [discs(rng, (128, 128), k) for k in (10, 10, 10, 10, 6, 14, 8, 12)]
+    write_pairs(images, masks, arrays)
+    report = inspect_dataset(DataConfig(str(images), str(masks)))
+    assert report.mask_convention.startswith("instance labels")
+
+
 @pytest.mark.parametrize("kind", ["nested", "organs", "binary"])
 def test_class_label_images_stay_classes(data_dirs, kind):
     """Nested tumour sub-regions (values 1, 2, 4 varying per slice), organs (the same values in
@@ -137,11 +164,11 @@ def test_one_usable_pair_cannot_train_and_inspect_says_so(data_dirs, mk):
 
 
 def test_empty_folder_does_not_claim_no_problems(tmp_path):
-    (tmp_path / "scan.nii.gz").write_bytes(b"\x1f\x8b not really")
+    (tmp_path / "scan.txt").write_text("log")
     (tmp_path / "series").mkdir()
     text = inspect_dataset(DataConfig(str(tmp_path))).format()
     assert "No problems found" not in text
-    assert "No image files" in text and "scan.nii.gz" in text and "subfolder" in text
+    assert "No image files" in text and "scan.txt" in text and "subfolder" in text
 
 
 # -- windows -------------------------------------------------------------------------------------

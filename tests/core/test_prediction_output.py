@@ -82,7 +82,6 @@ def test_existing_user_files_are_left_alone_and_reported(images, tmp_path):
     assert [(p.path, p.reason) for p in report.left_alone] == [
         ("img1.png", "exists and was not written by segstudio")]
     assert sorted(Path(p).name for p in report.written) == ["img0.png", "img2.png"]
-    assert (out / "img1_color.png").is_file()  # the colour mask had no file in its way
 
 
 def test_previous_predictions_are_replaced_but_edited_ones_kept(images, tmp_path):
@@ -139,3 +138,24 @@ def test_cli_refuses_to_predict_into_the_images_folder(images, tmp_path):
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert out.returncode == 2 and "is the images folder" in out.stderr
     assert snapshot(images) == before
+
+
+def test_an_image_whose_mask_is_left_alone_gets_no_other_file(images, tmp_path):
+    """A kept (user's) mask must not be contradicted by a new colour mask or probabilities."""
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(out / "img1.png")
+    predictor().predict_folder(images, out, save_probabilities=True)
+    assert not (out / "img1_color.png").exists() and not (out / "img1_prob.npy").exists()
+    assert (out / "img0_color.png").exists() and (out / "img0_prob.npy").exists()
+
+
+def test_a_folder_of_the_users_masks_gets_nothing(images, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for i in range(3):
+        Image.fromarray(np.ones((20, 24), np.uint8)).save(masks / f"img{i}.png")
+    before = snapshot(masks)
+    report = predictor().predict_folder(images, masks)
+    assert not report.written and len(report.left_alone) == 3
+    assert snapshot(masks) == before and not (masks / MANIFEST).exists()

@@ -71,10 +71,14 @@ def test_config_records_the_encoder_really_used(sample_data):
     from segstudio.config import TrainConfig
     from segstudio.training.session import used_config
 
-    asked = TrainConfig(pretrained=True)  # but the weights were not available
-    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False))
+    from segstudio.config import DataConfig
+
+    asked = TrainConfig(pretrained=True, data=DataConfig("data/images", "data/masks"))  # relative
+    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False))  # weights missing
     assert used.pretrained is False and (used.lr_lo, used.lr_hi) == (3e-3, 3e-3)
     assert asked.pretrained is True and asked.lr_lo is None  # the request itself is unchanged
+    assert used.data.images.startswith("/") and used.data.images.endswith("data/images")
+    assert used.data.labels == "classes"  # the decision "auto" took
 
 
 def test_one_pair_fails_before_creating_a_run_folder(tmp_path):

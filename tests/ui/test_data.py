@@ -74,7 +74,7 @@ def test_load_failure_is_reported_not_fatal(window, qtbot, tmp_path):
     with qtbot.waitSignal(panel.runner.busy_changed, timeout=30000, check_params_cb=lambda b: not b):
         panel.load()
     assert panel.progress_load.format() == "Loading failed"
-    assert "Could not load" in panel.report_view.label_summary.text()
+    assert "Could not load" in panel.report_view.label_summary.toPlainText()
     assert "Loading failed" in window.train_panel.text_log.toPlainText()
 
 
@@ -139,3 +139,20 @@ def test_open_sample_dataset_action(window, qtbot):
     settings = window.train_panel.settings.config()
     assert (settings.size, settings.epochs, settings.bs) == (128, 8, 4)  # the demo settings
     assert panel.dataset.size == 128
+
+
+def test_a_dropped_dataset_root_of_scans_loads_as_scans(window, qtbot, tmp_path):
+    from segstudio.data.sample_volumes import sample_volumes
+
+    images, _ = sample_volumes(tmp_path / "volumes")
+    panel = window.data_panel
+    panel.set_folders("/old/images", "/old/masks")  # an earlier 2-D dataset's folders
+    panel.combo_axis.setCurrentText("axial")
+    with qtbot.waitSignal(panel.dataset_loaded, timeout=60000):
+        drop(window, [images.parent])
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
+    data = panel.dataset
+    assert data.volumetric and len(data.volumes) == 6 and panel.path_masks.text().endswith("labelsTr")
+    assert panel.thumbnails.list_thumbnails.count() == 6  # one per scan
+    assert "6 scans" in window.label_dataset.text()
+    assert "labelled scans (decathlon layout)" in panel.report_view.label_summary.toPlainText()

@@ -184,12 +184,16 @@ def test_a_run_that_fails_to_load_does_not_replace_the_current_one(window, qtbot
     panel.run_dir, panel.predictor = "/runs/a", "model of run a"
     broken = tmp_path / "broken_run"
     broken.mkdir()  # no model.pth
+    other = tmp_path / "other_run"
+    other.mkdir()
     assert panel.load_run(str(broken))
-    assert not panel.load_run(str(tmp_path / "other"))  # busy: refused
+    assert panel.load_run(str(other))  # while busy: the first stops, this one loads after it
+    qtbot.waitUntil(lambda: not panel.busy and panel._pending_run is None, timeout=30000)
     qtbot.waitUntil(lambda: not panel.busy, timeout=30000)
     assert (panel.run_dir, panel.predictor) == ("/runs/a", "model of run a")
     assert "broken_run" not in panel.label_run.text()
-    assert "no trained model" in window.review_panel.findChild(QLabel, "label_message_review").text()
+    banner = window.review_panel.findChild(QLabel, "label_message_review").text()
+    assert "other_run holds no trained model" in banner  # the last request was the one carried out
 
 
 def test_review_after_training_reuses_the_dataset_only_if_the_run_used_it(window, sample_data, monkeypatch):
@@ -215,3 +219,40 @@ def test_position_label_follows_a_resort(review, qtbot):
     review.table_review.sortItems(0, Qt.SortOrder.AscendingOrder)  # by name: bad, empty, good, middle
     qtbot.waitUntil(lambda: "(4/4" in info.text(), timeout=2000)
     assert info.text().startswith("middle")
+
+
+def make_scan(name="scan", dice_mean=0.7):
+    """A 5-slice scan whose slice 3 has the largest error (a missed kidney)."""
+    image = np.full((5, 64, 64), GREY, np.uint8)
+    target = np.zeros((5, 64, 64), np.uint8)
+    target[1:4, 8:24, 8:24] = 1
+    pred = target.copy()
+    target[3, 40:60, 40:60] = 2  # missed
+    pred[2, 30:34, 30:34] = 1  # a small false positive
+    errors = (pred != target).reshape(5, -1).sum(axis=1)
+    return ReviewItem(0, name, image, target, pred, (1.0, 0.9, 0.0), dice_mean, "scan.nii.gz", 0,
+                      (("liver", 1.5, 1.4), ("kidney", 0.0, 0.8)), errors)
+
+
+def test_a_scan_steps_through_its_slices(window, qtbot):
+    window.tabs.setCurrentIndex(2)
+    panel, viewer = window.review_panel, window.review_panel.viewer
+    panel.set_items([make_scan("a", 0.6), make_scan("b", 0.8)], CODES)
+    t = panel.table_review
+    assert [t.horizontalHeaderItem(c).text() for c in range(t.columnCount())] == [
+        "Scan", "Dice", "liver", "kidney", "liver mL", "kidney mL"]
+    assert not viewer.slider_slice.isHidden() and viewer.slider_slice.maximum() == 4
+    assert viewer.slice == 3  # opens where the most foreground is
+    viewer.view_review.setFocus()
+    qtbot.keyClick(viewer.view_review, Qt.Key.Key_Left)
+    assert viewer.slice == 2 and viewer.label_slice.text() == "3/5"
+    assert "prediction liver" in viewer.readout(QPointF(31.5, 31.5))  # the false positive on slice 3/5
+    viewer.next_worst_slice()
+    assert viewer.slice == 3  # the missed kidney: the largest error
+    viewer.next_worst_slice()
+    assert viewer.slice == 2
+    assert "liver: 1.5 mL predicted, 1.4 mL true" in viewer.label_info.toolTip()
+    qtbot.keyClick(viewer.view_review, Qt.Key.Key_Down)  # up/down: the next scan
+    assert panel.items[panel.current].name == "b"
+    panel.set_items([make_item("png", 0.5)], CODES)
+    assert viewer.slider_slice.isHidden()

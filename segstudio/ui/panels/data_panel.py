@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout, QWidget,
 )
 
 from segstudio.config import DataConfig
@@ -22,7 +22,7 @@ from segstudio.workers import load_dataset_task
 
 LABEL_CHOICES = (("auto", "Auto (instance labels detected)"), ("classes", "Each value is a class"),
                  ("instances", "Instances: any value is foreground"))
-RELOAD_ON = ("window", "labels", "class_names")  # settings that change what a load gives
+RELOAD_ON = ("window", "labels", "class_names", "axis", "context")  # settings that change what a load gives
 
 
 class DataPanel(QWidget):
@@ -36,6 +36,7 @@ class DataPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("panel_data")
         self.state = state
+        self._attempt: DataConfig | None = None  # the settings of the last load, done or failed
         self._build()
         self.binding = Binding(self, DataConfig, {"valid_pct": PERCENT, "class_names": COMMA_LIST})
         self.binding.write(state.data_config)
@@ -51,11 +52,15 @@ class DataPanel(QWidget):
         self.thumbnails = Thumbnails()
         left = QWidget()
         lv = QVBoxLayout(left)
-        lv.setContentsMargins(0, 0, 0, 0)
+        lv.setContentsMargins(0, 0, 4, 0)
         lv.addWidget(self._build_folders())
         lv.addWidget(self.report_view, 1)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        scroll.setWidget(left)  # a long report scrolls; it never makes the window taller
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(380)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
+        split.addWidget(scroll)
         split.addWidget(self.thumbnails)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
@@ -80,7 +85,7 @@ class DataPanel(QWidget):
         box = QGroupBox("Folders")
         form = QFormLayout(box)
         row_i, self.path_images = self._folder_row("images", "Folder of images (PNG, TIFF, DICOM…)")
-        row_m, self.path_masks = self._folder_row("masks", "Folder of masks (same names)")
+        row_m, self.path_masks = self._folder_row("masks", "Masks (same names); empty for a dataset root")
         form.addRow("Images", row_i)
         form.addRow("Masks", row_m)
         self.combo_window = QComboBox(objectName="combo_window")
@@ -103,6 +108,18 @@ class DataPanel(QWidget):
         self.value_valid_pct = QDoubleSpinBox(objectName="value_valid_pct", decimals=0,
                                               minimum=5, maximum=50, singleStep=5, suffix=" %")
         form.addRow("Validation", self.value_valid_pct)
+        self.combo_axis = QComboBox(objectName="combo_axis")
+        self.combo_axis.addItems(["axial", "coronal", "sagittal"])
+        self.combo_axis.setToolTip("3-D scans (NIfTI, NRRD, MHA): the slices the network is trained on")
+        self.value_context = QSpinBox(objectName="value_context", minimum=0, maximum=3,
+                                      specialValueText="none (2-D)", suffix=" each side")
+        self.value_context.setToolTip("3-D scans: neighbouring slices given with each slice as input "
+                                      "channels (2.5-D); 1 makes three channels, as an ImageNet encoder has")
+        scans = QHBoxLayout()
+        scans.addWidget(self.combo_axis, 1)
+        scans.addWidget(QLabel("Neighbours"))
+        scans.addWidget(self.value_context, 1)
+        form.addRow("Scan slices", scans)
         buttons = QHBoxLayout()
         self.button_load = QPushButton(resources.icon("load"), "Load", objectName="button_load")
         self.button_load.clicked.connect(self.load)
@@ -154,8 +171,7 @@ class DataPanel(QWidget):
         if masks is not None:
             self.path_masks.setText(str(masks))
         self._on_edit()
-        cfg = self.state.data_config
-        if load and cfg.images and cfg.masks:
+        if load and self.state.data_config.images:
             self.load()
 
     def set_data_config(self, data: DataConfig) -> None:
@@ -168,7 +184,8 @@ class DataPanel(QWidget):
         if not images and not masks:
             self.state.post("data", "warning", "Drop folders of images and masks (no folder recognised).")
             return False
-        self.set_folders(images, masks, load=True)
+        # a single dataset root (a Decathlon or KiTS layout) holds its labels itself
+        self.set_folders(images, masks if masks or not images else "", load=True)
         return True
 
     def _on_edit(self) -> None:
@@ -176,17 +193,22 @@ class DataPanel(QWidget):
         new = self.binding.read(old)
         self.state.data_config = new
         changed = any(getattr(old, k) != getattr(new, k) for k in RELOAD_ON)
-        if changed and self.state.dataset is not None and not self.runner.busy:
+        tried = self._attempt is not None and (self._attempt.images, self._attempt.masks) == (new.images, new.masks)
+        if changed and tried and not self.runner.busy:  # loaded, or failed: try the new settings
             self.load()
 
     # -- loading -----------------------------------------------------------------------------
     @Slot()
     def load(self) -> None:
         cfg = self.state.data_config
-        if not cfg.images or not cfg.masks:
-            self.state.post("data", "warning", "Choose both an image folder and a mask folder first.")
+        if not cfg.images:
+            self.state.post("data", "warning", "Choose an image folder (and its mask folder) first.")
             return
         key = (cfg, int(self.state.train_config.size))
+        if self.runner.busy:
+            self.state.post("data", "info", "A dataset is being loaded; cancel it first to load another.")
+            return
+        self._attempt = cfg
         self.runner.start(load_dataset_task, *key, label="Reading files…",
                           on_done=lambda result: self._on_loaded(result, key),
                           on_cancelled=lambda: self.state.post("data", "info", "Loading cancelled."))
@@ -215,9 +237,15 @@ class DataPanel(QWidget):
         self.state.set_dataset(dataset, report, key)
         self.report_view.show_report(report)
         self.thumbnails.show_dataset(dataset)
-        show_state(self.progress_load, f"Loaded {len(dataset.names)} pairs", full=True)
+        loaded = (f"Loaded {len(dataset.volumes)} scans ({len(dataset)} slices)" if dataset.volumetric
+                  else f"Loaded {len(dataset)} pairs")
+        show_state(self.progress_load, loaded, full=True)
         if report.cannot_train:
             self.state.post("data", "warning", f"Cannot train: {report.cannot_train}.")
+        else:  # also replaces an earlier failure's banner
+            problems = len(report.problems())
+            self.state.post("data", "warning" if problems else "info",
+                            f"{loaded}" + (f"; {problems} file(s) could not be used (see Problems)" if problems else "."))
         self.dataset_loaded.emit(dataset, report)
 
     def _on_failed(self, message: str, details: str) -> None:

@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListView, QListWidget,
     QListWidgetItem, QPlainTextEdit, QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem,
-    QVBoxLayout,
+    QTextBrowser, QVBoxLayout,
 )
 
 from segstudio.ui import overlay, resources
@@ -26,10 +26,13 @@ class ReportView(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Dataset report", parent)
         v = QVBoxLayout(self)
-        self.label_summary = QLabel("No dataset loaded.", objectName="label_summary", wordWrap=True)
-        self.label_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # long lines wrap to the width the layout gives; they never widen the window
-        self.label_summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        # a text view: long lines wrap to its width and a long report scrolls, so content never
+        # sizes the window (a label's width and height follow its text)
+        self.label_summary = QTextBrowser(objectName="label_summary")
+        self.label_summary.setPlainText("No dataset loaded.")
+        self.label_summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.label_summary.setMinimumHeight(90)
+        self.label_summary.setMaximumHeight(190)
         v.addWidget(self.label_summary)
         self.table_classes = QTableWidget(0, 4, objectName="table_classes")
         self.table_classes.setHorizontalHeaderLabels(["", "Class", "Mask value", "Pixels"])
@@ -64,9 +67,16 @@ class ReportView(QGroupBox):
         t.setFixedHeight(header + rows * t.verticalHeader().defaultSectionSize() + 2 * t.frameWidth() + 2)
 
     def show_report(self, report, headline: str = "") -> None:
-        lines = [f"<b>{report.n_pairs}</b> image/mask pairs ({report.n_images} images, "
-                 f"{report.n_masks} masks) — <b>{report.n_train}</b> train, "
-                 f"<b>{report.n_valid}</b> validation"]
+        if report.volumes:
+            lines = [f"<b>{len(report.volumes)}</b> labelled scans ({report.layout} layout), "
+                     f"{report.n_train + report.n_valid} slices — <b>{report.n_train}</b> train, "
+                     f"<b>{report.n_valid}</b> validation"]
+        else:
+            lines = [f"<b>{report.n_pairs}</b> image/mask pairs ({report.n_images} images, "
+                     f"{report.n_masks} masks) — <b>{report.n_train}</b> train, "
+                     f"<b>{report.n_valid}</b> validation"]
+        if report.n_unlabelled:
+            lines.append(f"{report.n_unlabelled} image(s) without a mask: not used for training")
         if headline:
             lines.insert(0, f"<b>Could not load the dataset.</b> {html.escape(headline)}")
         if report.cannot_train:
@@ -75,10 +85,13 @@ class ReportView(QGroupBox):
             lines.append(f"Split: {html.escape(report.split)}")
         if report.mask_convention:
             lines.append(f"Masks: {html.escape(report.mask_convention)}")
+        lines += [html.escape(v.line()) for v in report.volumes[:MAX_NOTES]]
+        if len(report.volumes) > MAX_NOTES:
+            lines.append(f"… and {len(report.volumes) - MAX_NOTES} more scans")
         lines += [f"<i>{html.escape(note)}</i>" for note in report.notes[:MAX_NOTES]]
         if len(report.notes) > MAX_NOTES:
             lines.append(f"<i>… and {len(report.notes) - MAX_NOTES} more notes (Copy the report)</i>")
-        self.label_summary.setText("<br>".join(lines))
+        self.label_summary.setHtml("<br>".join(lines))
         self.label_summary.setToolTip("\n".join(report.notes))
         self._show_classes(report.classes)
         problems = report.problems()
@@ -100,7 +113,7 @@ class ReportView(QGroupBox):
                 self.table_classes.setItem(row, col, item)
 
     def show_failure(self, message: str) -> None:
-        self.label_summary.setText(f"<b>Could not load the dataset.</b><br>{html.escape(message)}")
+        self.label_summary.setHtml(f"<b>Could not load the dataset.</b><br>{html.escape(message)}")
 
     def clear(self) -> None:
         self.table_classes.setRowCount(0)
@@ -129,18 +142,23 @@ class Thumbnails(QGroupBox):
         QVBoxLayout(self).addWidget(self.list_thumbnails)
 
     def show_dataset(self, dataset) -> None:
+        """One thumbnail per image; a scan shows its slice with the most foreground."""
         self.list_thumbnails.clear()
-        n = min(len(dataset.names), MAX_THUMBS)
-        valid = set(int(i) for i in np.asarray(dataset.valid_idx).ravel())
-        for i in range(n):
+        n = min(len(dataset.volumes), MAX_THUMBS)
+        valid = set(int(k) for k in dataset.item_volume[np.asarray(dataset.valid_idx, dtype=np.int64)])
+        self.setTitle("Scans with their masks (the slice with the most foreground)" if dataset.volumetric
+                      else "Images with their masks")
+        for k, v in enumerate(dataset.volumes[:n]):
+            masks = dataset.masks[v.first:v.first + v.n_slices]
+            i = v.first + int(np.argmax((masks > 0).reshape(len(masks), -1).sum(axis=1)))
             pix = overlay.overlay_pixmap(dataset.images[i], dataset.masks[i], THUMB, 0.45)
-            name = str(dataset.names[i])
-            item = QListWidgetItem(QIcon(pix), name)
-            item.setToolTip(f"{name}\n{'validation' if i in valid else 'training'}")
+            item = QListWidgetItem(QIcon(pix), v.name)
+            shape = f"\n{v.shape[2]}x{v.shape[1]}x{v.shape[0]} voxels" if dataset.volumetric else ""
+            item.setToolTip(f"{v.name}{shape}\n{'validation' if k in valid else 'training'}")
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.list_thumbnails.addItem(item)
-        if len(dataset.names) > n:
-            self.list_thumbnails.addItem(QListWidgetItem(f"+{len(dataset.names) - n} more"))
+        if len(dataset.volumes) > n:
+            self.list_thumbnails.addItem(QListWidgetItem(f"+{len(dataset.volumes) - n} more"))
 
     def clear(self) -> None:
         self.list_thumbnails.clear()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_NAMES = {"images", "image", "imgs", "img", "input", "inputs", "scans", "slices", "raw", "x"}
+IMAGE_NAMES = {"images", "image", "imgs", "img", "input", "inputs", "scans", "slices", "raw", "x",
+               "imagestr"}
 MASK_NAMES = {"masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth", "truth",
               "annotations", "annotation", "segmentations", "segmentation", "seg", "segs", "y",
-              "targets", "target"}
+              "targets", "target", "labelstr"}
 MASK_HINTS = ("mask", "label", "seg", "gt", "annot", "truth")
 RASTER = {".png", ".tif", ".tiff", ".bmp", ".gif", ".jpg", ".jpeg"}
 DICOM = {".dcm", ".dicom", ".ima"}

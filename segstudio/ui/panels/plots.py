@@ -180,6 +180,7 @@ class LivePlots(QWidget):
 
     def reset(self, codes: tuple[str, ...] = (), group_names: tuple[str, ...] = (),
               iters_per_epoch: int = 0) -> None:
+        self.plot_loss.getPlotItem().setLabel("bottom", "iteration", **{"font-size": "8pt"})
         for p in (self.plot_loss, self.plot_dice, self.plot_lr):
             p.getPlotItem().clear()
             if p.getPlotItem().legend is not None:
@@ -234,14 +235,27 @@ class LivePlots(QWidget):
         self.dice.append([float(d) for d in e.dice])
         self._dirty = True
 
+    def set_dice_title(self, volumetric: bool) -> None:
+        title = "Validation Dice (3-D, mean over scans)" if volumetric else "Validation Dice"
+        self.plot_dice.getPlotItem().setTitle(
+            f"<span style='font-size:10pt;font-weight:600;color:#2c5282'>{title}</span>")
+
     def show_history(self, rows: list[dict], codes: list[str]) -> None:
-        """The epochs of a finished run (metrics.json rows: epoch counted from 1, losses, Dice)."""
+        """The epochs of a run opened from disk (metrics.json rows): training and validation
+        loss and Dice per epoch. Runs before epochs counted from 1 in files are shifted."""
         self.reset(tuple(codes))
+        self.plot_loss.getPlotItem().setLabel("bottom", "epoch", **{"font-size": "8pt"})
+        first = min((int(r.get("epoch", 1)) for r in rows if "epoch" in r), default=1)
+        shift = 1 if first == 0 else 0
         for row in rows:
             try:
+                epoch = int(row["epoch"]) + shift
                 dice = tuple(float(row.get(f"dice_{c}", math.nan)) for c in codes)
-                self.add_epoch(SimpleNamespace(epoch=int(row["epoch"]) - 1, valid_loss=float(row["valid_loss"]),
+                self.add_epoch(SimpleNamespace(epoch=epoch - 1, valid_loss=float(row["valid_loss"]),
                                                dice_mean=float(row["dice_mean"]), dice=dice))
+                self.it.append(epoch)
+                self.smooth.append(float(row["train_loss"]))
+                self.loss.append(math.nan)
             except (KeyError, TypeError, ValueError):
                 continue  # a row from another version: skipped, the rest still shows
         self.flush()

@@ -28,8 +28,8 @@ FRAME_CACHE = 64  # decoded DICOM frames kept while stepping through the list
 class NumItem(QTableWidgetItem):
     """A table cell that sorts by number; NaN (class absent) sorts after every number."""
 
-    def __init__(self, value: float):
-        super().__init__("—" if not math.isfinite(value) else f"{value:.3f}")
+    def __init__(self, value: float, digits: int = 3):
+        super().__init__("—" if not math.isfinite(value) else f"{value:.{digits}f}")
         self.value = float(value)
         self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
@@ -54,13 +54,18 @@ class ReviewPanel(QWidget):
         self.run_config: TrainConfig | None = None
         self.predictor = None
         self.dataset = None
+        self._validation_title = "Validation images"
         self._frames: dict[tuple[str, int], object] = {}  # (source, frame) -> ModalityFrame or None
         self._wanted_frame: tuple[str, int] | None = None
+        self._generation = 0  # bumped when the items change: late decodes of older ones are dropped
+        self._pending_run = None  # (run_dir, dataset, config) asked for while busy
+        self.validation_items: list = []  # the run's review, to come back to after a prediction
         self.current = -1
         self._build()
         self.runner = TaskRunner(self, "review", self.progress_review,
                                  on_error=lambda m, d: self.post("error", m + (f"\n{d}" if d else "")))
         self.runner.busy_changed.connect(self._on_busy)
+        self.runner.busy_changed.connect(lambda busy: busy or self._start_pending_run())
         self.frame_runner = TaskRunner(self, "frame")
         self.frame_runner.busy_changed.connect(lambda busy: busy or self._decode_wanted())
         state.watch("run", self._on_run)
@@ -102,6 +107,11 @@ class ReviewPanel(QWidget):
         row.addWidget(self.button_open_run)
         row.addWidget(self.button_predict)
         lv.addLayout(row)
+        self.button_show_validation = QPushButton("Back to the validation images",
+                                                  objectName="button_show_validation")
+        self.button_show_validation.clicked.connect(self.show_validation)
+        self.button_show_validation.setVisible(False)
+        lv.addWidget(self.button_show_validation)
         self.viewer = ReviewViewer()
         self.viewer.view_review.installEventFilter(self)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -120,24 +130,32 @@ class ReviewPanel(QWidget):
     def set_items(self, items: list, codes: tuple[str, ...] = ()) -> None:
         self.items = list(items)
         self.current = -1
+        self._generation += 1
         codes = tuple(codes) or (tuple(f"class {i}" for i in range(len(items[0].dice))) if items else ())
         self.viewer.set_codes(codes)
-        fg = list(range(1, len(codes)))
+        truth = any(it.target is not None for it in self.items)
+        fg = list(range(1, len(codes))) if truth or not self.items else []  # no truth: no Dice
+        scans = any(it.is_scan for it in self.items)
+        ml = [f"{codes[k]} mL" for k in range(1, len(codes))] if scans else []
         t = self.table_review
         t.setSortingEnabled(False)
         t.clearContents()
-        t.setColumnCount(2 + len(fg))
-        t.setHorizontalHeaderLabels(["Image", "Dice"] + [str(codes[k]) for k in fg])
+        dice = ["Dice"] if truth or not self.items else []
+        t.setColumnCount(1 + len(dice) + len(fg) + len(ml))
+        t.setHorizontalHeaderLabels(["Scan" if scans else "Image"] + dice + [str(codes[k]) for k in fg] + ml)
         t.setRowCount(len(self.items))
         for row, item in enumerate(self.items):
             name = QTableWidgetItem(str(item.name))
             name.setData(Qt.ItemDataRole.UserRole, row)
             t.setItem(row, 0, name)
-            t.setItem(row, 1, NumItem(float(item.dice_mean)))
+            if dice:
+                t.setItem(row, 1, NumItem(float(item.dice_mean)))
             for col, k in enumerate(fg, start=2):
                 t.setItem(row, col, NumItem(float(item.dice[k]) if k < len(item.dice) else math.nan))
+            for col, (_, predicted, _) in enumerate(item.volume_ml, start=1 + len(dice) + len(fg)):
+                t.setItem(row, col, NumItem(predicted, digits=1))
         t.setSortingEnabled(True)
-        t.sortItems(1, Qt.SortOrder.AscendingOrder)
+        t.sortItems(1 if dice else 0, Qt.SortOrder.AscendingOrder)
         if self.items:
             t.setCurrentCell(0, 0)
             self._show_row(0)
@@ -159,7 +177,7 @@ class ReviewPanel(QWidget):
         self.current = index
         key = (item.source, item.frame)
         self.viewer.show_item(item, self._frames.get(key))
-        if item.source and key not in self._frames and self.predictor is not None:
+        if item.source and not item.is_scan and key not in self._frames and self.predictor is not None:
             self._wanted_frame = key
             self._decode_wanted()
         self._update_info()
@@ -172,10 +190,15 @@ class ReviewPanel(QWidget):
         if self.frame_runner.busy:
             self._wanted_frame = key
             return
+        generation = self._generation
         self.frame_runner.start(display_frame_task, *key, self.predictor.window,
-                                on_done=lambda frame: self._on_frame(key, frame))
+                                on_done=lambda frame: self._on_frame(key, frame, generation),
+                                on_error=lambda *_: self._on_frame(key, None, generation))
 
-    def _on_frame(self, key, frame) -> None:
+    def _on_frame(self, key, frame, generation: int) -> None:
+        """A decoded frame (None: shown as cached, and not tried again) for the current items."""
+        if generation != self._generation:
+            return
         if len(self._frames) >= FRAME_CACHE:
             self._frames.pop(next(iter(self._frames)))
         self._frames[key] = frame
@@ -187,8 +210,13 @@ class ReviewPanel(QWidget):
         row = self.table_review.currentRow()
         item, _ = self._item_at_row(row)
         if item is not None:
-            dice = "no ground truth" if item.target is None else f"mean Dice {float(item.dice_mean):.3f}"
-            self.viewer.label_info.setText(f"{item.name} — {dice}  ({row + 1}/{len(self.items)}, ↑/↓ to step)")
+            dice = "no ground truth" if item.target is None else (
+                f"mean {'3-D ' if item.is_scan else ''}Dice {float(item.dice_mean):.3f}")
+            steps = "↑/↓ scans, ←/→ or wheel slices" if item.is_scan else "↑/↓ to step"
+            self.viewer.label_info.setText(f"{item.name} — {dice}  ({row + 1}/{len(self.items)}, {steps})")
+            self.viewer.label_info.setToolTip("\n".join(
+                f"{name}: {pred:.1f} mL predicted" + ("" if item.target is None else f", {true:.1f} mL true")
+                for name, pred, true in item.volume_ml))
 
     def step(self, delta: int) -> None:
         t = self.table_review
@@ -198,7 +226,10 @@ class ReviewPanel(QWidget):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # arrow keys over the image
         if obj is self.viewer.view_review and event.type() == QEvent.Type.KeyPress:
-            key = event.key()
+            key, scan = event.key(), self.viewer.item is not None and self.viewer.item.is_scan
+            if scan and key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+                self.viewer.step_slice(1 if key == Qt.Key.Key_Right else -1)
+                return True
             if key in (Qt.Key.Key_Down, Qt.Key.Key_Right, Qt.Key.Key_PageDown):
                 self.step(1)
                 return True
@@ -219,17 +250,33 @@ class ReviewPanel(QWidget):
 
     def load_run(self, run_dir: str, dataset=None, config: TrainConfig | None = None) -> bool:
         """Load a run's model and predict its validation images (in a worker). The panel switches
-        to the run (model, label, exports) only once that succeeded."""
+        to the run (model, label, exports) only once that succeeded. While another task runs,
+        that one is stopped and the run loads after it."""
         run_dir = str(run_dir)
+        if self.runner.busy:
+            self._pending_run = (run_dir, dataset, config)
+            self.runner.cancel()
+            return True
         return self.runner.start(review_task, run_dir, dataset, label="Predicting validation images…",
                                  on_done=lambda result: self._on_review(run_dir, config, result))
+
+    def _start_pending_run(self) -> None:
+        if self._pending_run is not None:
+            pending, self._pending_run = self._pending_run, None
+            self.load_run(*pending)
 
     def choose_run(self) -> None:
         from segstudio.runs import default_runs_dir
 
         path = QFileDialog.getExistingDirectory(self, "Open a run folder", str(default_runs_dir()))
         if path:
-            self.state.run = RunRef(path)
+            self.load_run(path)
+
+    def show_validation(self) -> None:
+        """Back from a folder's predictions to the run's validation images."""
+        self.group_items.setTitle(self._validation_title)
+        self.set_items(self.validation_items, tuple(self.predictor.codes))
+        self.button_show_validation.setVisible(False)
 
     def locate_data(self, images: str | None = None, masks: str | None = None) -> bool:
         """Point the current run at its data where it is now, and compute the review."""
@@ -249,10 +296,15 @@ class ReviewPanel(QWidget):
         self.predictor, self.dataset, items, note = result
         self.run_dir, self.run_config = run_dir, config
         self._frames.clear()
+        self.viewer.forget_levels()
         if self.state.run is None or self.state.run.run_dir != run_dir:
             self.state.run = RunRef(run_dir, config)
         self.label_run.setText(f"Run: <b>{Path(run_dir).name}</b>")
-        self.group_items.setTitle("Validation images")
+        scans = bool(items) and items[0].is_scan
+        self._validation_title = "Validation scans (Dice in 3-D)" if scans else "Validation images"
+        self.group_items.setTitle(self._validation_title)
+        self.validation_items = list(items)
+        self.button_show_validation.setVisible(False)
         self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
         if note:
             show_state(self.progress_review, "Model loaded; data not found")
@@ -268,6 +320,9 @@ class ReviewPanel(QWidget):
         """Predict a folder of images with the current run's model, writing PNG masks."""
         if not self.run_dir:
             self.post("warning", "Open or train a run first.")
+            return False
+        if self.runner.busy:
+            self.post("warning", "The review is busy; predict the folder when it is done.")
             return False
         images_dir = images_dir or QFileDialog.getExistingDirectory(self, "Images to predict")
         if not images_dir:
@@ -298,8 +353,9 @@ class ReviewPanel(QWidget):
         level = "warning" if report.problems or report.left_alone else "info"
         self.post(level, "\n".join(lines), ("Open folder", lambda: self.open_folder(report.out_dir)))
         if items:
-            self.group_items.setTitle("Predicted images (no ground truth)")
+            self.group_items.setTitle(f"Predicted {'scans' if items[0].is_scan else 'images'} (no ground truth)")
             self.set_items(items, tuple(self.predictor.codes))
+            self.button_show_validation.setVisible(bool(self.validation_items))
         shown = f"; showing {len(items)}" if len(items) < len(report.written) else ""
         show_state(self.progress_review, f"Wrote {len(report.written)} masks{segs}{shown}", full=True)
 
@@ -311,7 +367,9 @@ class ReviewPanel(QWidget):
         self.runner.cancel()
 
     def wait(self, ms: int = 60000) -> bool:
-        return self.runner.wait(ms) and self.frame_runner.wait(ms)
+        self._pending_run = None
+        stopped = [self.runner.wait(ms), self.frame_runner.wait(ms)]
+        return all(stopped)
 
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:

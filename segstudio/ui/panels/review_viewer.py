@@ -8,9 +8,11 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Slot
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QRectF, Qt, Slot
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
+                               QVBoxLayout, QWidget)
 from superqt import QLabeledSlider, QRangeSlider
+from superqt.utils import signals_blocked
 
 from segstudio.data.windowing import WINDOW_PRESETS
 from segstudio.ui import overlay
@@ -21,10 +23,11 @@ LEGEND_CLASSES = 8  # more classes than this: the legend names the first ones, t
 CUSTOM, PRESET_HINT = "Custom", "Preset…"
 
 
-def compose(item, show_pred: bool, show_truth: bool, outline: bool, compare: bool) -> np.ndarray:
-    """The RGBA overlay for one ReviewItem under the current display options."""
-    pred = np.asarray(item.pred)
-    target = None if item.target is None else np.asarray(item.target)
+def compose(pred: np.ndarray, target: np.ndarray | None, show_pred: bool, show_truth: bool,
+            outline: bool, compare: bool) -> np.ndarray:
+    """The RGBA overlay of one (slice's) prediction and ground truth under the display options."""
+    pred = np.asarray(pred)
+    target = None if target is None else np.asarray(target)
     if compare and target is not None:
         return overlay.compare(target, pred)
     rgba = np.zeros(pred.shape + (4,), dtype=np.uint8)
@@ -41,14 +44,20 @@ def compose(item, show_pred: bool, show_truth: bool, outline: bool, compare: boo
 
 
 class ReviewViewer(QWidget):
-    """Shows one ReviewItem; `set_frame` swaps in its image in modality units once decoded."""
+    """Shows one ReviewItem (a 3-D scan one slice at a time: slider, wheel, arrow keys, a jump to
+    the slices with the largest errors); `set_frame` swaps in an image in modality units once
+    decoded."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.item = None
+        self.slice = 0  # the scan's slice on screen
+        self._worst = []  # the scan's slices by error, largest first, and where the jump is
         self.frame = None  # the item's ModalityFrame, when it has one
         self.codes: tuple[str, ...] = ()
         self._level_unit: str | None = None  # None: 8-bit display values; else DICOM units ("HU", "")
+        self._levels_by_unit: dict = {}  # the window last shown in each unit, kept across items
+        self._shown_shape = None
         self.view_review = pg.GraphicsLayoutWidget()
         self.view_review.setObjectName("view_review")
         self.viewbox = self.view_review.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
@@ -68,6 +77,8 @@ class ReviewViewer(QWidget):
         v.setContentsMargins(0, 0, 0, 0)
         v.addLayout(self._build_controls())
         v.addWidget(self.view_review, 1)
+        v.addLayout(self._build_slices())
+        self.view_review.viewport().installEventFilter(self)
         info = QHBoxLayout()
         self.label_info = QLabel("", objectName="label_review_info")
         self.label_readout = QLabel("", objectName="label_readout")
@@ -128,6 +139,26 @@ class ReviewViewer(QWidget):
         self.mask_item.setOpacity(0.5)
         return h
 
+    def _build_slices(self) -> QHBoxLayout:
+        self.slider_slice = QSlider(Qt.Orientation.Horizontal, objectName="slider_slice")
+        self.slider_slice.valueChanged.connect(self.show_slice)
+        self.label_slice = QLabel("", objectName="label_slice")
+        self.button_worst_slice = QPushButton("Largest error ▸", objectName="button_worst_slice")
+        self.button_worst_slice.setToolTip("Jump to the slice with the next largest error "
+                                           "(false positives and misses)")
+        self.button_worst_slice.clicked.connect(self.next_worst_slice)
+        h = QHBoxLayout()
+        for w in (QLabel("Slice"), self.slider_slice, self.label_slice, self.button_worst_slice):
+            h.addWidget(w)
+        h.setStretch(1, 1)
+        self._slice_widgets = [h.itemAt(i).widget() for i in range(h.count())]
+        self._show_slice_controls(False)
+        return h
+
+    def _show_slice_controls(self, visible: bool) -> None:
+        for w in self._slice_widgets:
+            w.setVisible(visible)
+
     # -- items -------------------------------------------------------------------------------
     def set_codes(self, codes: tuple[str, ...]) -> None:
         self.codes = tuple(codes)
@@ -137,15 +168,69 @@ class ReviewViewer(QWidget):
         self.bool_compare.setEnabled(has_truth)
 
     def show_item(self, item, frame=None) -> None:
-        """Show `item`, in modality units when its decoded `frame` is already known."""
+        """Show `item`, in modality units when its decoded `frame` is already known; a scan
+        opens at the slice with the most foreground."""
         first = self.item is None
         self.item, self.frame = item, frame
         self.placeholder.setVisible(False)
         for w in (self.bool_show_truth, self.bool_compare):
             w.setEnabled(item.target is not None)
+        self._show_slice_controls(item.is_scan)
+        if item.is_scan:
+            fg = (item.pred > 0).reshape(len(item.pred), -1).sum(axis=1)
+            if item.target is not None:
+                fg = fg + (item.target > 0).reshape(len(item.target), -1).sum(axis=1)
+            errors = item.slice_errors if item.slice_errors is not None else np.zeros(len(item.pred))
+            self._worst = [int(k) for k in np.argsort(-np.asarray(errors), kind="stable") if errors[k] > 0]
+            self.slice = int(np.argmax(fg))
+            with signals_blocked(self.slider_slice):
+                self.slider_slice.setRange(0, len(item.pred) - 1)
+                self.slider_slice.setValue(self.slice)
+            self.button_worst_slice.setEnabled(bool(self._worst))
         self._show_image()
         if first:
             self.viewbox.autoRange(padding=0)
+
+    @Slot(int)
+    def show_slice(self, k: int) -> None:
+        """Show slice `k` of the scan on screen."""
+        if self.item is None or not self.item.is_scan:
+            return
+        self.slice = int(min(max(k, 0), len(self.item.pred) - 1))
+        if self.slider_slice.value() != self.slice:
+            self.slider_slice.setValue(self.slice)  # comes back here once
+            return
+        self._show_image()
+
+    def step_slice(self, delta: int) -> None:
+        self.show_slice(self.slice + delta)
+
+    @Slot()
+    def next_worst_slice(self) -> None:
+        """The slice with the next largest error (after the current one in that order)."""
+        if not self._worst:
+            return
+        after = self._worst.index(self.slice) + 1 if self.slice in self._worst else 0
+        self.show_slice(self._worst[after % len(self._worst)])
+
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(image, prediction, truth) on screen: the item's, or its current slice's."""
+        it = self.item
+        if not it.is_scan:
+            return it.image, it.pred, it.target
+        k = self.slice
+        return it.image[k], it.pred[k], None if it.target is None else it.target[k]
+
+    def eventFilter(self, obj, event) -> bool:  # the wheel steps through a scan's slices
+        if (event.type() == QEvent.Type.Wheel and self.item is not None and self.item.is_scan
+                and not event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            self.step_slice(1 if event.angleDelta().y() < 0 else -1)
+            return True  # Ctrl+wheel zooms, as pyqtgraph does with the plain wheel
+        return super().eventFilter(obj, event)
+
+    def forget_levels(self) -> None:
+        """A new run: start again from its training window."""
+        self._levels_by_unit.clear()
 
     def set_frame(self, frame) -> None:
         """The current item's decoded frame arrived (None: the item has no modality values)."""
@@ -161,13 +246,18 @@ class ReviewViewer(QWidget):
         self.label_info.setText("")
 
     def _show_image(self) -> None:
-        image = self.frame.values if self.frame is not None else self.item.image
+        image = self.frame.values if self.frame is not None else self.planes()[0]
         self._set_level_range(self.frame)
         self.image_item.setImage(image, autoLevels=False, levels=self.slider_levels.value())
         # The overlay (training size) is stretched over the image (original size for DICOM).
         rect = QRectF(0, 0, image.shape[1], image.shape[0])
         self.image_item.setRect(rect)
         self.mask_item.setRect(rect)
+        if image.shape[:2] != self._shown_shape:  # e.g. a slice decoded at its own size: refit
+            self._shown_shape = image.shape[:2]
+            self.viewbox.autoRange(padding=0)
+        if self.item.is_scan:
+            self.label_slice.setText(f"{self.slice + 1}/{len(self.item.pred)}")
         self.redraw()
 
     def _set_level_range(self, frame) -> None:
@@ -182,10 +272,11 @@ class ReviewViewer(QWidget):
             unit = frame.unit
         slider = self.slider_levels
         self.combo_preset.setEnabled(unit == "HU")
-        if unit != self._level_unit:
+        if unit != self._level_unit:  # back in a unit: the window the user had there
             self._level_unit = unit
-            slider.setRange(lo, hi)
-            slider.setValue(default)
+            levels = self._levels_by_unit.get(unit, default)
+            slider.setRange(min(lo, levels[0]), max(hi, levels[1]))
+            slider.setValue(levels)
         elif unit is not None:
             keep = slider.value()
             slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
@@ -206,6 +297,7 @@ class ReviewViewer(QWidget):
     @Slot(object)
     def _show_levels(self, value) -> None:
         lo, hi = (float(v) for v in value)
+        self._levels_by_unit[self._level_unit] = tuple(int(v) for v in value)
         self.image_item.setLevels((lo, hi))
         if self._level_unit is None:
             self.label_levels.setText(f"{int(lo)}–{int(hi)}")
@@ -226,7 +318,8 @@ class ReviewViewer(QWidget):
     def redraw(self, *_args) -> None:
         if self.item is None:
             return
-        rgba = compose(self.item, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
+        _, pred, target = self.planes()
+        rgba = compose(pred, target, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
                        self.combo_style.currentIndex() == 1, self.bool_compare.isChecked())
         self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         self._update_legend()
@@ -250,7 +343,8 @@ class ReviewViewer(QWidget):
 
     def readout(self, point) -> str:
         """"x 12, y 40 · 52 HU · prediction liver · truth liver" at a point in image pixels."""
-        image = self.frame.values if self.frame is not None else self.item.image
+        image, pred, target = self.planes()
+        image = self.frame.values if self.frame is not None else image
         x, y = int(math.floor(point.x())), int(math.floor(point.y()))
         h, w = image.shape[:2]
         if not (0 <= x < w and 0 <= y < h):
@@ -259,7 +353,7 @@ class ReviewViewer(QWidget):
         shown = (f"{float(value):.0f} {self._level_unit or ''}".rstrip() if np.ndim(value) == 0
                  else "RGB " + ", ".join(str(int(v)) for v in value))
         parts = [f"x {x}, y {y}", shown]
-        for label, mask in (("prediction", self.item.pred), ("truth", self.item.target)):
+        for label, mask in (("prediction", pred), ("truth", target)):
             if mask is not None:
                 my, mx = y * mask.shape[0] // h, x * mask.shape[1] // w  # the mask may be smaller
                 k = int(mask[my, mx])

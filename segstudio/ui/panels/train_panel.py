@@ -38,6 +38,7 @@ class TrainPanel(QWidget):
         self.last_started: ev.Started | None = None
         self.last_lr_found: ev.LRFound | None = None
         self.last_final = None
+        self._warnings: list[str] = []
         self._t0 = 0.0
         self._build()
         self.runner = TaskRunner(self, "train", self.progress_train)
@@ -119,7 +120,7 @@ class TrainPanel(QWidget):
         if self.runner.busy:
             return False
         config = replace(self.settings.config(), data=self.state.data_config)
-        if not config.data.images or not config.data.masks:
+        if not config.data.images:
             self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
             return False
         worker = TrainWorker(config, self.state.dataset_for(config.data, config.size), mode,
@@ -129,8 +130,9 @@ class TrainPanel(QWidget):
         worker.batches.connect(self._on_batches)
         worker.epoch_ended.connect(self._on_epoch)
         worker.preview.connect(self.preview.show_preview)
-        worker.warning.connect(lambda m: self.state.post("train", "warning", m))
+        worker.warning.connect(self._on_warning)
         self.last_final = None
+        self._warnings: list[str] = []
         self._config = config
         if mode == "train":
             self.plots.reset()
@@ -189,11 +191,15 @@ class TrainPanel(QWidget):
         self.preview.clear()
 
     # -- worker signals ----------------------------------------------------------------------
+    def _on_warning(self, message: str) -> None:
+        self._warnings.append(message)
+        self.state.post("train", "warning", message)
     @Slot(object)
     def _on_started(self, s: ev.Started) -> None:
         self.last_started = s
         self._t0 = time.monotonic()
         self.plots.reset(s.codes, tuple(g.name for g in s.groups), s.iters_per_epoch)
+        self.plots.set_dice_title(s.volumetric)
         self.progress_train.setRange(0, max(1, s.epochs * s.iters_per_epoch))
         self.progress_train.setValue(0)
         self.progress_train.setFormat(f"Epoch 1/{s.epochs}")
@@ -239,8 +245,12 @@ class TrainPanel(QWidget):
             self.log("info", f"LR finder suggests {final.suggested_lo:.1e} … {final.suggested_hi:.1e}.")
         elif isinstance(final, ev.Finished):
             show_state(self.progress_train, f"Finished — best Dice {final.best_dice:.3f}", full=True)
-            self.state.post("train", "info", f"Finished {final.epochs_done} epochs; best Dice "
-                            f"{final.best_dice:.3f} (epoch {final.best_epoch + 1}). Model in {final.run_dir}")
+            epochs = f"{final.epochs_done} epoch{'s' if final.epochs_done != 1 else ''}"
+            text = (f"Finished {epochs}; best Dice {final.best_dice:.3f} (epoch {final.best_epoch + 1}). "
+                    f"Model in {final.run_dir}")
+            if self._warnings:  # the run's last warning stays in view with its outcome
+                text = f"{text} ⚠ {self._warnings[-1]}"
+            self.state.post("train", "warning" if self._warnings else "info", text)
             self.state.run = RunRef(final.run_dir, self._config)
         elif isinstance(final, ev.Cancelled):
             show_state(self.progress_train, "Stopped")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
     QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
 )
 from superqt import QCollapsible, QDoubleRangeSlider
@@ -16,7 +16,7 @@ from superqt import QCollapsible, QDoubleRangeSlider
 from segstudio.config import Arch, Device, Loss, Precision, Schedule, TrainConfig, default_lrs
 from segstudio.training.groups import group_names, lr_plan
 from segstudio.ui import resources
-from segstudio.ui.binding import Binding
+from segstudio.ui.binding import PERCENT, Binding
 from segstudio.ui.panels.plots import LRFinderPlot, LRGroupChart
 
 LOG_MIN, LOG_MAX = -6.0, -1.0
@@ -43,12 +43,6 @@ def enum_combo(name: str, enum) -> QComboBox:
     return combo
 
 
-def set_combo(combo: QComboBox, value) -> None:
-    i = combo.findData(getattr(value, "value", value))
-    if i >= 0:
-        combo.setCurrentIndex(i)
-
-
 class TrainSettings(QWidget):
     """Edits a TrainConfig (without its data part); fields are bound to the widgets named after
     them (ui/binding.py), the LR range to the slider. `changed` fires on every edit."""
@@ -66,10 +60,9 @@ class TrainSettings(QWidget):
         v.addWidget(self._build_model())
         v.addWidget(self._build_lr())
         v.addStretch(1)
-        self.binding = Binding(self, TrainConfig, exclude=("lr_lo", "lr_hi"))
+        self.bool_pretrained.toggled.connect(self._on_pretrained)  # LRs first, then one `changed`
+        self.binding = Binding(self, TrainConfig, {"empty_share": PERCENT}, exclude=("lr_lo", "lr_hi"))
         self.binding.on_change(self._on_edit)
-        self.bool_pretrained.toggled.connect(self._on_pretrained)
-        self.combo_arch.currentIndexChanged.connect(self._update_pretrained_note)
         self.set_config(TrainConfig())
 
     # -- layout ------------------------------------------------------------------------------
@@ -89,6 +82,10 @@ class TrainSettings(QWidget):
         self.value_freeze_epochs = QSpinBox(objectName="value_freeze_epochs", minimum=0, maximum=100)
         self.combo_loss = enum_combo("combo_loss", Loss)
         self.bool_augment = QCheckBox("Flips, rotations, zoom", objectName="bool_augment")
+        self.value_empty_share = QDoubleSpinBox(objectName="value_empty_share", decimals=0, minimum=0,
+                                                maximum=100, singleStep=5, suffix=" %")
+        self.value_empty_share.setToolTip("Share of the training slices without any foreground used "
+                                          "each epoch (drawn anew every epoch); scans are mostly background")
         self.combo_device = enum_combo("combo_device", Device)
         self.path_weights_path = QLineEdit(objectName="path_weights_path",
                                            placeholderText="ImageNet weights from the torch cache")
@@ -112,6 +109,7 @@ class TrainSettings(QWidget):
         form.addRow("Schedule", self.combo_schedule)
         form.addRow("Loss", self.combo_loss)
         form.addRow("Augment", self.bool_augment)
+        form.addRow("Empty slices", self.value_empty_share)
         form.addRow("Device", self.combo_device)
 
         self.advanced = QCollapsible("Advanced")
@@ -298,8 +296,6 @@ class TrainSettings(QWidget):
     def _on_pretrained(self, _checked: bool) -> None:
         if not self._lr_touched or self.lrs() in (default_lrs(True), default_lrs(False)):
             self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
-        self._update_pretrained_note()
-        self.changed.emit()
 
     def _update_pretrained_note(self) -> None:
         arch = self.combo_arch.currentData()
