@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy)")
     pr.add_argument("--dicom-seg", action="store_true",
                     help="also write one DICOM SEG per DICOM series, referencing its source images")
+    pr.add_argument("--nifti", action="store_true",
+                    help="DICOM series folders (3-D scans): also write each prediction as NIfTI")
     return p
 
 
@@ -321,7 +323,7 @@ def cmd_predict(args) -> int:
     try:
         predictor = Predictor.load(args.model, device=args.device)
         report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities,
-                                          dicom_seg=args.dicom_seg)
+                                          dicom_seg=args.dicom_seg, nifti=args.nifti)
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -332,9 +334,9 @@ def cmd_predict(args) -> int:
     for problem in report.left_alone:
         print(f"left alone {problem.path}: {problem.reason}", file=sys.stderr)
     print(f"wrote {len(report.written)} mask(s) to {report.out_dir}")
-    if args.dicom_seg:
+    if args.dicom_seg or report.dicom_segs:
         print(f"wrote {len(report.dicom_segs)} DICOM SEG file(s)")
     if report.left_alone:
         print(f"{len(report.left_alone)} existing file(s) left alone (segstudio replaces only its own "
               "earlier predictions); choose an empty folder to write them all")
-    return 0 if report.written else 1
+    return 0 if report.written or report.dicom_segs else 1

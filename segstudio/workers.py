@@ -258,7 +258,7 @@ def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor, 
 
     p = predictor if predictor is not None else Predictor.load(run_dir)
     report = p.predict_folder(images_dir, out_dir, progress=progress, should_stop=should_stop,
-                              dicom_seg=True, protected=protected)
+                              dicom_seg=True, protected=protected, nifti=True)
     progress(0, 0, "Reading the predictions back")
     return report, predicted_items(report, p.window, p.codes, should_stop)
 

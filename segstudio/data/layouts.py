@@ -5,6 +5,8 @@
 - KiTS: `case_00000/imaging.nii.gz` + `case_00000/segmentation.nii.gz`.
 - Folders: images and labels paired by name; a label may drop the channel suffix or carry a mask
   suffix (`_seg`, `_label`, `_mask`, `_gt`).
+- DICOM series: one subfolder (tree) of slices per case; its label a volume file or a DICOM SEG
+  in the masks folder named after the case, or inside the case folder.
 Problems (missing channels, duplicates, stray labels) are reported, never raised; a case without
 a label is kept, unlabelled.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from .pairing import MASK_SUFFIX
-from .volume import volume_files, volume_stem
+from .dicom_series import is_seg_file, is_series_folder, series_of
+from .volume import volume_files, volume_stem, volume_suffix
 
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net: case_0000, case_0001...
 MAX_CHANNELS = 8  # more "_NNNN" files per name than this are numbered cases, not channels
@@ -54,6 +57,9 @@ def detect_layout(root_or_images: str | Path, masks: str | Path | None = None) -
         if folder is not None and not Path(folder).is_dir():
             raise DataError("folder not found")
     in_decathlon = root.name.lower() == "imagestr" and _subdir(root.parent, "labelsTr") is not None
+    series = [] if volume_files(root) else [d for d in _subdirs(root) if is_series_folder(d)]
+    if series:
+        return _dicom(series, Path(masks) if masks is not None else None)
     if masks is not None and not (in_decathlon and Path(masks) == _subdir(root.parent, "labelsTr")):
         return _folders(volume_files(root), volume_files(masks))
     if _subdir(root, "imagesTr") is not None:
@@ -64,6 +70,36 @@ def detect_layout(root_or_images: str | Path, masks: str | Path | None = None) -
         return _kits(root)
     files = volume_files(root)
     return _folders([p for p in files if not _is_label_name(p)], [p for p in files if _is_label_name(p)])
+
+
+def _dicom(series: list[Path], masks: Path | None) -> Layout:
+    """Cases from DICOM series folders; labels from `masks` (by the case's name) or inside them."""
+    out = Layout("dicom")
+    labels = {}
+    if masks is not None:
+        for p in sorted(masks.iterdir()):
+            if p.is_file() and not p.name.startswith(".") and (volume_suffix(p) or is_seg_file(p)):
+                labels.setdefault(MASK_SUFFIX.sub("", volume_stem(p)).casefold(), p)
+    segs = []
+    for folder in series:
+        label = labels.get(folder.name.casefold())
+        if label is None and masks is None:
+            inside = volume_files(folder) or series_of(folder)[1]
+            label = inside[0] if inside else None
+        out.cases.append(Case(folder.name, [folder], label))
+        if label is not None and not volume_suffix(label):
+            segs.append(label)
+    if segs:
+        from .seg import class_names, read_seg
+
+        try:
+            out.class_names = class_names([read_seg(p) for p in segs])
+        except DataError as e:
+            out.problems.append((segs[0], str(e)))
+    unlabelled = sum(c.label is None for c in out.cases)
+    if unlabelled:
+        out.notes.append(f"{unlabelled} DICOM series without a label (unlabelled)")
+    return out
 
 
 def _decathlon(root: Path) -> Layout:

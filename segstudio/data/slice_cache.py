@@ -2,8 +2,8 @@
 
 Keyed by the files (path, size, modification time) and the settings that shaped the slices, so a
 second load of the same data is a matter of opening two files, and a dataset larger than the
-memory streams from disk while training. numpy's memmap is the library here: arrays are
-written slice by slice and read back by the page cache.
+memory streams from disk while training (numpy's memmap reads them). A cache is built a few rows
+at a time with plain file writes (RowFile), so building it takes no more memory than one scan.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 3  # part of every key: a new version never opens an older cache
+VERSION = 4  # part of every key: a new version never opens an older cache
 KEEP = 8  # caches kept; the least recently used beyond this are deleted when a new one is made
 RECORD = "record.json"
 
@@ -62,8 +62,7 @@ class SliceCache:
         return cls(folder, images, masks, record)
 
     @classmethod
-    def create(cls, key: str, n: int, channels: int, size: int, image_dtype=np.uint8,
-               root: Path | None = None) -> "SliceCache":
+    def create(cls, key: str, n: int, channels: int, size: int, root: Path | None = None) -> "CacheWriter":
         """Empty arrays to fill, in a folder that only `commit` makes visible to `open`."""
         root = root or cache_root()
         root.mkdir(parents=True, exist_ok=True)
@@ -71,16 +70,49 @@ class SliceCache:
         folder = root / f"{key}.partial-{os.getpid()}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
-        images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=image_dtype,
-                                           shape=(n, channels, size, size))
-        masks = np.lib.format.open_memmap(folder / "masks.npy", mode="w+", dtype=np.uint8,
-                                          shape=(n, size, size))
-        return cls(folder, images, masks, {})
+        return CacheWriter(folder, n, channels, size)
 
-    def commit(self, key: str, record: dict) -> "SliceCache":
-        """Flush, write the record and publish the cache under `key` (atomic rename)."""
-        self.images.flush()
-        self.masks.flush()
+
+class RowFile:
+    """An .npy array on disk written and read a few rows at a time with plain file I/O. Unlike a
+    writable memory map, the rows pass through the page cache without being mapped into the
+    process, so its memory does not grow with the array."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype):
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        self.offset = header.offset
+        del header  # only the header and the file's size were wanted
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.row = int(np.prod(shape[1:])) * self.dtype.itemsize
+        self.file = open(path, "r+b")
+
+    def write(self, i: int, rows: np.ndarray) -> None:
+        data = np.ascontiguousarray(rows, dtype=self.dtype)
+        self.file.seek(self.offset + i * self.row)
+        self.file.write(data.tobytes())
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        self.file.seek(self.offset + start * self.row)
+        data = np.frombuffer(self.file.read((stop - start) * self.row), dtype=self.dtype)
+        return data.reshape((stop - start, *self.shape[1:]))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class CacheWriter:
+    """The slices of a cache being built: rows written as they come, published by `commit`."""
+
+    def __init__(self, folder: Path, n: int, channels: int, size: int):
+        self.folder = folder
+        self.images = RowFile(folder / "images.npy", (n, channels, size, size), np.uint8)
+        self.masks = RowFile(folder / "masks.npy", (n, size, size), np.uint8)
+
+    def commit(self, key: str, record: dict) -> SliceCache:
+        """Write the record and publish the cache under `key` (atomic rename)."""
+        for rows in (self.images, self.masks):
+            rows.file.flush()
+            rows.close()
         (self.folder / RECORD).write_text(json.dumps(record), encoding="utf-8")
         final = self.folder.parent / key
         shutil.rmtree(final, ignore_errors=True)
@@ -89,7 +121,8 @@ class SliceCache:
 
     def discard(self) -> None:
         """Delete an unfinished cache (the load failed or was cancelled)."""
-        del self.images, self.masks
+        self.images.close()
+        self.masks.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

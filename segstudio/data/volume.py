@@ -115,8 +115,14 @@ def orientation_code(affine: np.ndarray) -> str:
 def read_volume(path: str | Path, *, mask: bool = False) -> Volume:
     """A volume file in the canonical orientation: images as float32 (scaling applied), masks
     (`mask=True`) as their exact integer labels. Every failure is a DataError with a one-line
-    reason (no path)."""
+    reason (no path). A folder is a DICOM series (see dicom_series)."""
     path = Path(path)
+    if path.is_dir():
+        from .dicom_series import read_dicom_series
+
+        if mask:
+            raise DataError("a label must be a single file (a label volume or a DICOM SEG)")
+        return read_dicom_series(path)
     suffix = volume_suffix(path)
     if not suffix:
         raise DataError(f"not a volume file (expected {', '.join(FORMATS)})")
@@ -128,7 +134,13 @@ def read_volume(path: str | Path, *, mask: bool = False) -> Volume:
         raise DataError("empty file (0 bytes)")
     fmt = FORMATS[suffix]
     read = _read_nifti if fmt == "nifti" else _read_itk
-    data, affine, header, modality, source = read(path, fmt, mask)
+    return canonical_volume(*read(path, fmt, mask), fmt, mask)
+
+
+def canonical_volume(data: np.ndarray, affine: np.ndarray, header, modality: str, source: list[str],
+                     fmt: str, mask: bool) -> Volume:
+    """A Volume in the canonical orientation from data in a file's (i, j, k[, c]) order and its
+    voxel-to-RAS affine."""
     data = _spatial_first(data, mask)
     data = _labels(data) if mask else _checked_image(data)
     ornt = io_orientation(affine)
@@ -146,8 +158,11 @@ def read_volume(path: str | Path, *, mask: bool = False) -> Volume:
 
 def read_geometry(path: str | Path) -> Volume:
     """A volume file's canonical shape and affine from its header alone (no voxels decoded): the
-    array is a zero-sized-memory placeholder of the right shape. DataError as read_volume."""
+    array is a zero-sized-memory placeholder of the right shape (a DICOM series folder is read
+    whole). DataError as read_volume."""
     path = Path(path)
+    if path.is_dir():
+        return read_volume(path)
     suffix = volume_suffix(path)
     if not suffix:
         raise DataError(f"not a volume file (expected {', '.join(FORMATS)})")
@@ -212,6 +227,13 @@ def check_same_geometry(image: Volume, label: Volume, tol: float = 1e-3, *,
     return None
 
 
+def to_native(labels_canonical: np.ndarray, like: Volume) -> np.ndarray:
+    """A canonical (Z, Y, X) label map in the voxel order of the file(s) `like` was read from,
+    (i, j, k)."""
+    to_native = ornt_transform(CANONICAL, io_orientation(like.native.affine))
+    return apply_orientation(np.asarray(labels_canonical), to_native)
+
+
 def write_label_like(labels_canonical: np.ndarray, like: Volume, out_path: str | Path) -> Path:
     """Write a canonical (Z, Y, X) label map in the geometry of the file `like` was read from
     (same voxel order, affine / sform / qform, or spacing / origin / direction), as uint8 or
@@ -227,8 +249,7 @@ def write_label_like(labels_canonical: np.ndarray, like: Volume, out_path: str |
     if labels.shape != like.shape:
         raise ValueError(f"labels are {_size(labels.shape)} but the volume is {_size(like.shape)}")
     native = like.native
-    to_native = ornt_transform(CANONICAL, io_orientation(native.affine))
-    data = np.ascontiguousarray(apply_orientation(labels, to_native).astype(_label_dtype(labels)))
+    data = np.ascontiguousarray(to_native(labels, like).astype(_label_dtype(labels)))
     with _atomic(out_path, suffix) as tmp:
         if suffix.startswith(".nii"):
             nib.save(_nifti_label(data, native), tmp)
@@ -296,6 +317,13 @@ def _read_itk(path: Path, fmt: str, mask: bool):
         if "unable to determine imageio" in text:
             raise DataError(f"not a valid {fmt.upper()} file (unrecognised header)") from e
         raise DataError(f"cannot read the {fmt.upper()} file (truncated or corrupt data)") from e
+    key = "Modality"
+    modality = _MODALITIES.get(img.GetMetaData(key), "") if img.HasMetaDataKey(key) else ""
+    return (*itk_data(img, mask), None, modality, source)
+
+
+def itk_data(img: sitk.Image, mask: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(data in (i, j, k[, c or t]) order, voxel-to-RAS affine) of a SimpleITK image."""
     if img.GetDimension() == 2:
         img = sitk.JoinSeries(img)  # one slice, 1 mm thick
     dim, comps = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
@@ -310,9 +338,7 @@ def _read_itk(path: Path, fmt: str, mask: bool):
         view = np.moveaxis(view, 0, -1)
     view = np.swapaxes(view, 0, 2)  # (i, j, k[, c or t])
     data = np.array(view) if mask else view.astype(np.float32)
-    key = "Modality"
-    modality = _MODALITIES.get(img.GetMetaData(key), "") if img.HasMetaDataKey(key) else ""
-    return data, LPS_RAS @ lps, None, modality, source
+    return data, LPS_RAS @ lps
 
 
 def _data_file(path: Path) -> Path | None:

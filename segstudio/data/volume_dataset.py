@@ -26,8 +26,9 @@ from .items import AXES, SegDataset, VolumeRef, take_slice
 from .layouts import Case, Layout, detect_layout
 from .masks import MaskFrame, analyse_mask, build_classes, decide_instances, read_class_names, too_many_for_classes
 from .report import ClassInfo, DatasetReport, Problem, VolumeInfo, training_blocker
-from .slice_cache import SliceCache, cache_key
+from .slice_cache import CacheWriter, RowFile, SliceCache, cache_key
 from .split import split_groups
+from .dicom_series import is_seg_file, read_seg_volume
 from .volume import Volume, check_same_geometry, read_channels, read_geometry, read_volume
 from .windowing import PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window
 
@@ -80,8 +81,8 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
         return _from_record(cached, cfg)
     report = _new_report(cfg, layout)
     report.n_unlabelled = len(layout.cases) - len(cases)
-    found = _read_labels(cases, axis, report, progress, stop)
-    names = layout.class_names, "dataset.json"
+    found = _read_labels(cases, axis, report, progress, stop, layout.class_names)
+    names = layout.class_names, ("DICOM SEG segment labels" if layout.kind == "dicom" else "dataset.json")
     if not names[0]:
         names = read_class_names(Path(cases[0].label).parent) if cases else (None, "")
     verdict = decide_instances([f.frame for f in found], cfg.labels, bool(names[0]))
@@ -115,7 +116,7 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
     report.notes += classes.notes + used
     codes = list(classes.codes)
     n = sum(v.n_slices for v in volumes)  # fewer rows than allocated if a scan failed to read
-    foreground = "".join("1" if cache.masks[i].any() else "0" for i in range(n))
+    foreground = "".join("1" if cache.masks.read(i, i + 1).any() else "0" for i in range(n))
     record = {"volumes": [asdict(v) for v in volumes], "codes": codes, "report": report.to_dict(),
               "window": ct_window or cfg.window, "axis": axis, "foreground": foreground,
               "labels": "instances" if classes.instances else "classes"}
@@ -149,8 +150,16 @@ def _new_report(cfg: DataConfig, layout: Layout) -> DatasetReport:
     return report
 
 
+def read_label(case: Case, image: Volume, names: list[str] | None) -> Volume:
+    """A case's label volume: a label file, or a DICOM SEG of its DICOM series (in the geometry
+    of `image`, the series read)."""
+    if is_seg_file(case.label):
+        return read_seg_volume(case.label, image, names or ["background"])
+    return read_volume(case.label, mask=True)
+
+
 def _read_labels(cases: list[Case], axis: int, report: DatasetReport, progress: ProgressFn,
-                 stop: StopFn) -> list[_Case]:
+                 stop: StopFn, names: list[str] | None) -> list[_Case]:
     """Pass 1: each label's values and geometry against its image's header."""
     found = []
     for done, case in enumerate(cases):
@@ -158,16 +167,16 @@ def _read_labels(cases: list[Case], axis: int, report: DatasetReport, progress: 
             raise Cancelled()
         progress(done, len(cases), f"Reading labels ({case.name})")
         try:
-            label = read_volume(case.label, mask=True)
-        except DataError as e:
-            report.unreadable.append(Problem(_rel(case.label, report), str(e)))
-            continue
-        report.n_masks += 1
-        try:
             geometry = read_geometry(case.images[0])
         except DataError as e:
             report.unreadable.append(Problem(_rel(case.images[0], report), str(e)))
             continue
+        try:
+            label = read_label(case, geometry, names)
+        except DataError as e:
+            report.unreadable.append(Problem(_rel(case.label, report), str(e)))
+            continue
+        report.n_masks += 1
         reason = check_same_geometry(geometry, label)
         if reason:
             report.size_mismatch.append(Problem(_rel(case.label, report), reason))
@@ -206,7 +215,7 @@ def is_ct(volume: Volume, modalities: list[str]) -> bool:
     return float(np.percentile(sample, PERCENTILES[0])) <= CT_AIR
 
 
-def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, size: int, window,
+def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, size: int, window,
                   layout: Layout, report: DatasetReport, progress: ProgressFn, stop: StopFn
                   ) -> tuple[str, list[str]]:
     """Pass 2: normalise each scan and write its slices and masks; returns (the CT window as
@@ -220,7 +229,7 @@ def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, siz
         progress(done, len(found), f"Reading {f.case.name}")
         try:
             image = read_channels(f.case.images) if len(f.case.images) > 1 else read_volume(f.case.images[0])
-            label = read_volume(f.case.label, mask=True).array
+            label = read_label(f.case, image, layout.class_names).array
         except DataError as e:
             report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e)))
             f.first = -1
@@ -233,23 +242,22 @@ def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, siz
         counts[kind] += 1
         windows = [percentile_window(channel) for channel in stack] if kind == "percentile" else []
         if kind == "ct" and staging is None:
-            staging = np.lib.format.open_memmap(cache.folder / "hu.npy", mode="w+", dtype=np.int16,
-                                                shape=cache.images.shape)
+            staging = RowFile(cache.folder / "hu.npy", cache.images.shape, np.int16)
         for k in range(f.geometry.shape[axis]):
             planes = take_slice(stack, axis, k)
             mask = to_class(take_slice(label, axis, k))
             i = f.first + k
-            cache.masks[i] = _resize(mask, size, Image.NEAREST)
+            cache.masks.write(i, _resize(mask, size, Image.NEAREST))
             if kind == "percentile":
-                cache.images[i] = [_resize(apply_window(p, *w), size, Image.BILINEAR)
-                                   for p, w in zip(planes, windows)]
+                cache.images.write(i, np.stack([_resize(apply_window(p, *w), size, Image.BILINEAR)
+                                                for p, w in zip(planes, windows)]))
                 continue
             hu = [resize_values(p, size) for p in planes]  # CT: resized in HU, then windowed
             if kind == "fixed":
-                cache.images[i] = [apply_window(p, *window) for p in hu]
+                cache.images.write(i, np.stack([apply_window(p, *window) for p in hu]))
             else:
                 hist.add(np.clip(np.rint(planes[0]), hist.LOW, hist.HIGH), mask > 0)
-                staging[i] = np.clip(np.rint(hu), hist.LOW, hist.HIGH)
+                staging.write(i, np.clip(np.rint(hu), hist.LOW, hist.HIGH))
         if kind == "ct":
             deferred.append(f)
     if all(f.first < 0 for f in found):
@@ -260,14 +268,14 @@ def _write_slices(found: list[_Case], classes, cache: SliceCache, axis: int, siz
         ct_window = format_window(width, level)
         for f in deferred:
             rows = slice(f.first, f.first + f.geometry.shape[axis])
-            cache.images[rows] = apply_window(staging[rows], width, level)
-        del staging
-        (cache.folder / "hu.npy").unlink(missing_ok=True)
+            cache.images.write(rows.start, apply_window(staging.read(rows.start, rows.stop), width, level))
+        staging.close()
+        staging.path.unlink(missing_ok=True)
     _compact(found, cache, axis)
     return ct_window, _window_notes(counts, hist.window() if deferred else None, window)
 
 
-def _compact(found: list[_Case], cache: SliceCache, axis: int) -> None:
+def _compact(found: list[_Case], cache: CacheWriter, axis: int) -> None:
     """Drop the scans that could not be read in the second pass, moving the later scans' rows
     up so that the cache's first rows are the usable slices, in order."""
     if all(f.first >= 0 for f in found):
@@ -278,8 +286,8 @@ def _compact(found: list[_Case], cache: SliceCache, axis: int) -> None:
             continue
         n = f.geometry.shape[axis]
         if f.first != row:
-            cache.images[row:row + n] = cache.images[f.first:f.first + n]
-            cache.masks[row:row + n] = cache.masks[f.first:f.first + n]
+            cache.images.write(row, cache.images.read(f.first, f.first + n))
+            cache.masks.write(row, cache.masks.read(f.first, f.first + n))
         f.first, row = row, row + n
         kept.append(f)
     found[:] = kept

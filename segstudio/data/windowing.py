@@ -73,6 +73,7 @@ class HUHistogram:
     foreground, as nnU-Net normalises CT (all pixels when no mask has foreground)."""
 
     LOW, HIGH = -4096, 12287
+    MIN_WIDTH, MARGIN = 20.0, 0.05  # HU; share of the width added on each side
 
     def __init__(self):
         self.foreground = np.zeros(self.HIGH - self.LOW + 1, np.int64)
@@ -93,8 +94,11 @@ class HUHistogram:
                           else (self.every, "all pixels"))
         cdf = np.cumsum(counts) / max(int(counts.sum()), 1)
         lo, hi = (int(np.searchsorted(cdf, q / 100.0)) + self.LOW for q in PERCENTILES)
-        width = max(float(hi - lo), 1.0)
-        return width, lo + width / 2.0, source
+        # nnU-Net clips to these percentiles; in 8 bits that would make the darkest foreground as
+        # black as the clipped background, so the window reaches a little beyond them (and is at
+        # least MIN_WIDTH wide, for foreground of nearly one value)
+        width = max(float(hi - lo), self.MIN_WIDTH) * (1 + 2 * self.MARGIN)
+        return width, (lo + hi) / 2.0, source
 
 
 def format_window(width: float, level: float) -> str:

@@ -108,9 +108,10 @@ class Predictor:
                        progress: Callable[[int, int, str], None] | None = None,
                        should_stop: Callable[[], bool] | None = None,
                        save_probabilities: bool = False, dicom_seg: bool = False,
-                       protected: tuple[tuple[str, str], ...] = ()) -> PredictReport:
+                       protected: tuple[tuple[str, str], ...] = (), nifti: bool = False) -> PredictReport:
         """Write <name>.png (class indices) and <name>_color.png for every image; bad files are
-        reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series.
+        reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series. 3-D scans get
+        a label volume each (inference/volumes.py; `nifti`: a NIfTI beside a DICOM series' SEG).
 
         `out_dir` may not be the images folder, the run's training folders or a `protected`
         ((label, folder) pairs) one, and no file segstudio did not write there is replaced
@@ -126,7 +127,7 @@ class Predictor:
         report = PredictReport(out_dir=str(out))
         if has_volumes(images_dir):
             try:
-                predict_volume_folder(self, images_dir, folder, report, progress, should_stop)
+                predict_volume_folder(self, images_dir, folder, report, progress, should_stop, nifti)
             finally:
                 folder.save()
                 report.left_alone = [Problem(name, why) for name, why in folder.left_alone]

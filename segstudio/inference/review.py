@@ -107,7 +107,7 @@ def predicted_items(report: PredictReport, window: str, codes: Sequence[str] = (
     for mask_path, (source, frame) in list(zip(report.written, report.sources))[:MAX_PREDICTED]:
         if should_stop and should_stop():
             raise Cancelled()
-        if is_volume_file(source):
+        if is_volume_file(source) or Path(source).is_dir():  # a scan file, or a DICOM series
             if sum(it.is_scan for it in items) < MAX_PREDICTED_SCANS:
                 items += _predicted_scan(mask_path, source, spec, list(codes))
             continue

@@ -90,10 +90,11 @@ def has_volumes(images_dir: Path) -> bool:
 
 
 def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder, report,
-                          progress: Callable | None, should_stop: Callable | None) -> None:
-    """Every scan of `images_dir` (a folder of scans, or a Decathlon/KiTS layout): a label file
-    named after the case in the scan's own format and geometry, and volumes.csv with the
-    millilitres of each structure."""
+                          progress: Callable | None, should_stop: Callable | None, nifti: bool = False) -> None:
+    """Every scan of `images_dir` (a folder of scans, a Decathlon/KiTS layout, or DICOM series
+    folders): a label file named after the case in the scan's own format and geometry (a DICOM
+    SEG for a DICOM series, and with `nifti` a NIfTI too), and volumes.csv with the millilitres
+    of each structure."""
     cases = detect_layout(images_dir).cases
     rows = []
     for i, case in enumerate(cases):
@@ -107,8 +108,12 @@ def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder,
             report.problems.append(Problem(case.images[0].name, str(exc)))
             continue
         labels = predict_volume(predictor, volume, should_stop)
-        name = case.name + OUTPUT_SUFFIX[volume_suffix(case.images[0])]
-        if folder.write_with(name, case.images[0].name, lambda path: _write(labels, volume, path)):
+        series = volume.format == "dicom"
+        name = case.name + (".nii.gz" if series else OUTPUT_SUFFIX[volume_suffix(case.images[0])])
+        if series:
+            _write_seg(predictor, labels, volume, case.name, folder, report)
+        if (not series or nifti) and folder.write_with(
+                name, case.images[0].name, lambda path: _write(labels, volume, path)):
             report.written.append(str(folder.out_dir / name))
             report.sources.append((str(case.images[0]), 0))
         rows += [(case.name, *row) for row in structure_volumes(labels, volume.spacing, predictor.codes)]
@@ -119,6 +124,25 @@ def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder,
         writer.writerows([(c, k, n, f"{ml:.3f}") for c, k, n, ml in rows])
         folder.write(VOLUMES_CSV, buf.getvalue().encode("utf-8"), "the predicted scans")
         report.tables.append(str(folder.out_dir / VOLUMES_CSV))
+
+
+def _write_seg(predictor, labels: np.ndarray, volume: Volume, name: str, folder: PredictionFolder,
+               report) -> None:
+    """A DICOM SEG of a DICOM series' predicted labels, referencing its slices."""
+    from ..data.volume import to_native
+    from .dicom_seg import export_dicom_seg
+
+    native = to_native(labels, volume)  # (columns, rows, slices) in the series' file order
+    masks = [np.ascontiguousarray(native[:, :, k].T).astype(np.uint8) for k in range(native.shape[2])]
+    buf = io.BytesIO()
+    try:
+        export_dicom_seg([Path(p) for p in volume.source], masks, predictor.codes, buf)
+    except DataError as exc:
+        report.notes.append(Problem(name, f"no DICOM SEG: {exc}"))
+        return
+    seg_name = f"{name}_seg.dcm"
+    if folder.write(seg_name, buf.getvalue(), name):
+        report.dicom_segs.append(str(folder.out_dir / seg_name))
 
 
 def _write(labels: np.ndarray, volume: Volume, path: Path) -> None:

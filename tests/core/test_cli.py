@@ -156,3 +156,18 @@ def test_mask_options_reach_the_config():
                                       "--class-names", "nucleus"])
     cfg = train_config(args)
     assert cfg.data.labels == "instances" and cfg.data.class_names == ["nucleus"]
+
+
+def test_train_and_predict_scans_from_a_dataset_root(tmp_path):
+    from segstudio.data.sample_volumes import sample_volumes
+
+    images, _ = sample_volumes(tmp_path / "scans")
+    run = cli("train", "--images", images.parent, "--epochs", 1, "--size", 32, "--arch", "resnet18",
+              "--no-pretrained", "--device", "cpu", "--context", 1, "--out", tmp_path / "runs")
+    assert run.returncode == 0, run.stderr
+    assert "epoch 1/1" in run.stdout
+    run_dir = next((tmp_path / "runs").iterdir())
+    pred = cli("predict", "--model", run_dir, "--images", images, "--out", tmp_path / "pred")
+    assert pred.returncode == 0, pred.stderr
+    assert len(list((tmp_path / "pred").glob("case_*.nii.gz"))) == 6
+    assert (tmp_path / "pred" / "volumes.csv").read_text().startswith("case,class,voxels,ml")

@@ -204,3 +204,92 @@ def test_no_usable_scan_is_a_data_error_with_the_report(copy):
     with pytest.raises(DataError) as info:
         load_dataset(DataConfig(str(copy)), 32)
     assert info.value.report is not None and len(info.value.report.unreadable) == 6
+
+
+def write_ct_series(folder, n=6, size=24, patient="PAT-1"):
+    """A CT series whose slices show a bright square that grows along the series (its labels
+    follow the intensities: value 1 where the image is 200 HU)."""
+    from pydicom.uid import generate_uid
+
+    from tests.core.conftest import write_dicom
+
+    folder.mkdir(parents=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    paths, masks = [], []
+    for k in range(n):
+        hu = np.full((size, size), -800, np.int16)
+        hu[4:8 + 2 * k, 6:14] = 200
+        masks.append((hu == 200).astype(np.uint8))
+        paths.append(write_dicom(
+            folder / f"IM{(5 * k + 2) % n:04d}", (hu + 1024).astype(np.int16), patient_id=patient,
+            slope=1, intercept=-1024, StudyInstanceUID=study, SeriesInstanceUID=series,
+            FrameOfReferenceUID=frame, ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            ImagePositionPatient=[0, 0, 3.0 * k], PixelSpacing=[0.7, 0.7], SliceThickness=3.0,
+            InstanceNumber=k + 1, SeriesNumber=1, StudyID="1", StudyDate="20240101", StudyTime="120000",
+            AccessionNumber="", ReferringPhysicianName="", PatientBirthDate="", PatientSex="O"))
+    return paths, masks
+
+
+def test_dicom_series_folders_are_scans_with_seg_or_volume_labels(tmp_path):
+    """Case a: a DICOM SEG inside its folder; case b: a NIfTI label in the masks folder."""
+    from segstudio.data.dicom_series import read_dicom_series
+    from segstudio.data.layouts import detect_layout
+    from segstudio.data.volume import write_label_like
+    from segstudio.inference.dicom_seg import export_dicom_seg
+
+    root, masks_dir = tmp_path / "series", tmp_path / "labels"
+    paths_a, masks_a = write_ct_series(root / "case_a")
+    export_dicom_seg(paths_a, masks_a, ["background", "lesion"], root / "case_a" / "seg.dcm")
+    write_ct_series(root / "case_b", patient="PAT-2")
+    scan_b = read_dicom_series(root / "case_b")
+    assert scan_b.shape == (6, 24, 24) and scan_b.modality == "CT" and np.isclose(scan_b.spacing[0], 3.0)
+    assert scan_b.array.max() == 200 and scan_b.array.min() == -800  # HU
+    masks_dir.mkdir()
+    write_label_like((scan_b.array == 200).astype(np.uint8), scan_b, masks_dir / "case_b.nii.gz")
+    for masks, case in ((None, "case_a"), (masks_dir, "case_b")):
+        layout = detect_layout(root, masks)
+        assert layout.kind == "dicom" and [c.name for c in layout.cases if c.label] == [case]
+    data, report = load_dataset(DataConfig(str(root)), 24)  # labels inside the folders: case a
+    assert data.volumetric and [v.name for v in data.volumes] == ["case_a"] and report.n_unlabelled == 1
+    assert data.codes == ["background", "lesion"]
+    image, mask = data.images[:, 0].astype(int), data.masks
+    assert image[mask == 1].min() > 100 and image[mask == 0].max() < 50  # the SEG lines up
+    data, _ = load_dataset(DataConfig(str(root), str(masks_dir)), 24)
+    image, mask = data.images[:, 0].astype(int), data.masks
+    assert [v.name for v in data.volumes] == ["case_b"] and image[mask == 1].min() > 100
+
+
+def test_dicom_series_predictions_are_a_seg_and_a_nifti(tmp_path):
+    import highdicom as hd
+
+    from segstudio.inference.outputs import PredictionFolder
+    from segstudio.inference.predictor import PredictReport
+    from segstudio.inference.volumes import predict_volume_folder
+
+    root = tmp_path / "series"
+    paths, masks = write_ct_series(root / "case_a")
+
+    class Bright:
+        meta = {"window": "400/40", "n_in": 3, "volumes": {"modalities": ["CT"]}}
+        size, codes = 24, ["background", "lesion"]
+
+        def probabilities_resized(self, batch):
+            x = torch.from_numpy(batch.astype(np.float32))[:, :1]
+            return torch.cat([x < 200, x >= 200], dim=1).float()
+
+    report = PredictReport()
+    predict_volume_folder(Bright(), root, PredictionFolder(tmp_path / "out"), report, None, None, nifti=True)
+    [seg_path] = report.dicom_segs
+    seg = hd.seg.segread(seg_path)
+    for path, mask in zip(paths, masks):
+        uid = pydicom_uid(path)
+        got = seg.get_pixels_by_source_instance([uid], combine_segments=True, ignore_spatial_locations=True)[0]
+        assert np.array_equal(got, mask)
+    nifti = read_volume(tmp_path / "out" / "case_a.nii.gz", mask=True)
+    assert nifti.shape == (6, 24, 24) and nifti.array.sum() == sum(m.sum() for m in masks)
+
+
+def pydicom_uid(path):
+    import pydicom
+
+    return pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
