@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import DataError
 from .pairing import MASK_SUFFIX
 from .dicom_series import is_seg_file, is_series_folder, series_of
+from .discovery import list_image_files
 from .volume import volume_files, volume_stem, volume_suffix
 
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net: case_0000, case_0001...
@@ -57,7 +58,10 @@ def detect_layout(root_or_images: str | Path, masks: str | Path | None = None) -
         if folder is not None and not Path(folder).is_dir():
             raise DataError("folder not found")
     in_decathlon = root.name.lower() == "imagestr" and _subdir(root.parent, "labelsTr") is not None
-    series = [] if volume_files(root) else [d for d in _subdirs(root) if is_series_folder(d)]
+    # DICOM series folders make a dataset only of a folder without image files of its own (a
+    # folder of DICOM or PNG slices next to subfolders is a 2-D dataset)
+    flat = volume_files(root) or list_image_files(root)
+    series = [] if flat else [d for d in _subdirs(root) if is_series_folder(d)]
     if series:
         return _dicom(series, Path(masks) if masks is not None else None)
     if masks is not None and not (in_decathlon and Path(masks) == _subdir(root.parent, "labelsTr")):

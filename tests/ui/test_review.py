@@ -162,8 +162,9 @@ def test_dicom_items_show_modality_units_decoded_off_the_gui_thread(window, qtbo
     assert image.shape == (128, 128) and image.dtype == np.float32
     assert image.min() < -900 and image.max() > 500  # air and bone in HU
     width, level = (float(v) for v in sample_data.window.split("/"))
-    assert viewer.slider_levels.value() == (math.floor(level - width / 2), math.ceil(level + width / 2))
-    assert f"W {width:.0f} L {level:.0f} HU" in viewer.label_levels.text()
+    lo, hi = math.floor(level - width / 2), math.ceil(level + width / 2)
+    assert viewer.slider_levels.value() == (lo, hi)
+    assert f"W {hi - lo} L {(lo + hi) / 2:.0f} HU" in viewer.label_levels.text()
     assert viewer.combo_preset.currentText() == "Custom"
     overlay_rect = viewer.mask_item.mapRectToParent(viewer.mask_item.boundingRect())
     assert (overlay_rect.width(), overlay_rect.height()) == (128, 128)  # 64 px overlay stretched
