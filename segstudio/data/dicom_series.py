@@ -18,7 +18,7 @@ from ..errors import DataError
 from .dicom import first_line, open_capped, quiet
 from .discovery import DICOM_EXTS, sniff_format
 from .series import DicomHeader, read_header, series_order
-from .volume import Native, Volume, canonical_volume, itk_data
+from .volume import Volume, canonical_volume, itk_data
 
 MIN_SLICES = 2  # fewer slices than this is a 2-D image, not a series
 
@@ -95,10 +95,7 @@ def read_seg_volume(seg_path: Path, image: Volume, names: list[str]) -> Volume:
     if native.shape != image.native.shape:
         raise DataError(f"the DICOM SEG's frames are {native.shape[0]}x{native.shape[1]}, the series' "
                         f"slices {image.native.shape[0]}x{image.native.shape[1]}")
-    volume = canonical_volume(native, affine, None, "", [str(seg_path)], "dicom-seg", True)
-    return Volume(volume.array, volume.affine, volume.spacing, volume.source, volume.format,
-                  volume.orientation, "", Native(affine, native.shape, None))
-
+    return canonical_volume(native, affine, None, "", [str(seg_path)], "dicom-seg", True)
 
 
 def is_seg_file(path: Path) -> bool:

@@ -32,12 +32,13 @@ def cache_root() -> Path:
 def cache_key(files: list[str | Path], settings: dict[str, Any]) -> str:
     """A key that changes when a file or a setting does."""
     stats = []
-    for f in files:
-        try:
-            st = os.stat(f)
-            stats.append((str(Path(f).absolute()), st.st_size, st.st_mtime_ns))
-        except OSError:
-            stats.append((str(f), -1, -1))
+    for f in files:  # a folder (a DICOM series) stands for every file in it
+        for path in (sorted(p for p in Path(f).rglob("*") if p.is_file()) if Path(f).is_dir() else [Path(f)]):
+            try:
+                st = os.stat(path)
+                stats.append((str(path.absolute()), st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append((str(path), -1, -1))
     text = json.dumps({"version": VERSION, "files": stats, "settings": settings}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 

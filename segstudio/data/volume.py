@@ -176,10 +176,13 @@ def read_geometry(path: str | Path) -> Volume:
             reader.ReadImageInformation()
             dim = reader.GetDimension()
             size = reader.GetSize()
-            direction = np.reshape(reader.GetDirection(), (dim, dim))[:3, :3]
+            direction = np.eye(max(dim, 3))  # a 2-D image is one slice, 1 mm thick
+            direction[:dim, :dim] = np.reshape(reader.GetDirection(), (dim, dim))
+            spacing = (tuple(reader.GetSpacing()) + (1.0, 1.0))[:3]
+            origin = (tuple(reader.GetOrigin()) + (0.0, 0.0))[:3]
             lps = np.eye(4)
-            lps[:3, :3] = direction * np.asarray(reader.GetSpacing()[:3])
-            lps[:3, 3] = reader.GetOrigin()[:3]
+            lps[:3, :3] = direction[:3, :3] * np.asarray(spacing)
+            lps[:3, 3] = origin
             affine = LPS_RAS @ lps
             comps = reader.GetNumberOfComponents()
             shape = tuple(size) + ((comps,) if comps > 1 else ())
@@ -189,6 +192,9 @@ def read_geometry(path: str | Path) -> Volume:
         raise DataError(f"cannot read the header ({_no_path(e, path)})") from e
     spatial = tuple(shape[:3]) + (1,) * (3 - len(shape[:3]))
     extra = [n for n in shape[3:] if n != 1]
+    if len(extra) > 1 or (extra and extra[0] > MAX_CHANNELS):
+        raise DataError(f"4-D image with {extra[0]} volumes (a time series?); expected a 3-D volume "
+                        f"or up to {MAX_CHANNELS} channels")
     ornt = io_orientation(affine)
     if np.isnan(ornt).any():
         raise DataError("the voxel-to-world matrix is singular (a voxel size of 0?)")
@@ -203,7 +209,12 @@ def read_geometry(path: str | Path) -> Volume:
 def read_channels(paths: list[str | Path]) -> Volume:
     """One image from one file per channel (nnU-Net's case_0000, case_0001...): (C, Z, Y, X).
     All channels must share the first one's geometry."""
-    volumes = [read_volume(p) for p in paths]
+    volumes = []
+    for i, p in enumerate(paths):
+        try:
+            volumes.append(read_volume(p))
+        except DataError as e:  # say which channel's file it was
+            raise DataError(f"channel {i} ({Path(p).name}): {e}" if i else str(e)) from e
     first = volumes[0]
     for i, vol in enumerate(volumes[1:], 1):
         if (reason := check_same_geometry(first, vol, what=f"channel {i}")) is not None:

@@ -13,6 +13,7 @@ foreground (as for DICOM CT), a fixed W/L applies to CT only, and other modaliti
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -73,7 +74,11 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
     window = parse_window(cfg.window)
     cases = [c for c in layout.cases if c.label is not None]
     settings = {"size": size, "axis": cfg.axis, "window": cfg.window, "labels": cfg.labels,
-                "class_names": list(cfg.class_names), "modalities": layout.modalities}
+                "class_names": list(cfg.class_names), "modalities": layout.modalities,
+                # what the layout said (dataset.json names, unlabelled cases, problems) is in the
+                # cached report too
+                "layout": [layout.class_names, [c.name for c in layout.cases], layout.notes,
+                           [(str(p), r) for p, r in layout.problems]]}
     key = cache_key([p for c in cases for p in (*c.images, c.label)], settings)
     cached = SliceCache.open(key, cache_root)
     if cached is not None:
@@ -95,9 +100,9 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
         from .dataset import rename_classes
 
         report.notes.append(rename_classes(classes, cfg.class_names))
-    channels = max(f.channels for f in found)
+    channels = Counter(f.channels for f in found).most_common(1)[0][0]
     found = _without(found, lambda f: "" if f.channels == channels else
-                     f"{f.channels} channel(s), the other scans have {channels}", report)
+                     f"{f.channels} channel(s), most scans have {channels}", report, image=True)
     n = 0
     for f in found:
         f.first, n = n, n + f.geometry.shape[axis]
@@ -194,12 +199,14 @@ def _read_labels(cases: list[Case], axis: int, report: DatasetReport, progress: 
     return found
 
 
-def _without(found: list[_Case], why: Callable, report: DatasetReport) -> list[_Case]:
+def _without(found: list[_Case], why: Callable, report: DatasetReport, image: bool = False) -> list[_Case]:
+    """`found` without the scans `why` has a reason against (reported, against the label file, or
+    the image's with `image`)."""
     kept = []
     for f in found:
         reason = why(f.frame if why is too_many_for_classes else f)
         if reason:
-            report.other.append(Problem(_rel(f.case.label, report), reason))
+            report.other.append(Problem(_rel(f.case.images[0] if image else f.case.label, report), reason))
         else:
             kept.append(f)
     return kept
@@ -223,45 +230,56 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
     for the dataset's window are kept in HU (int16) in a staging array beside the cache."""
     hist, counts = HUHistogram(), {"ct": 0, "fixed": 0, "percentile": 0}
     staging, deferred = None, []
-    for done, f in enumerate(found):
-        if stop():
-            raise Cancelled()
-        progress(done, len(found), f"Reading {f.case.name}")
-        try:
-            image = read_channels(f.case.images) if len(f.case.images) > 1 else read_volume(f.case.images[0])
-            label = read_label(f.case, image, layout.class_names).array
-        except DataError as e:
-            report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e)))
-            f.first = -1
-            continue
-        to_class = _class_map(classes, f.frame)
-        stack = image.array if image.array.ndim == 4 else image.array[None]
-        ct = is_ct(image, layout.modalities)
-        f.modality = "CT" if ct else ((layout.modalities or [""])[0] or image.modality)
-        kind = "ct" if ct and window == "auto" else "fixed" if ct and isinstance(window, tuple) else "percentile"
-        counts[kind] += 1
-        windows = [percentile_window(channel) for channel in stack] if kind == "percentile" else []
-        if kind == "ct" and staging is None:
-            staging = RowFile(cache.folder / "hu.npy", cache.images.shape, np.int16)
-        for k in range(f.geometry.shape[axis]):
-            planes = take_slice(stack, axis, k)
-            mask = to_class(take_slice(label, axis, k))
-            i = f.first + k
-            cache.masks.write(i, _resize(mask, size, Image.NEAREST))
-            if kind == "percentile":
-                cache.images.write(i, np.stack([_resize(apply_window(p, *w), size, Image.BILINEAR)
-                                                for p, w in zip(planes, windows)]))
+    try:
+        for done, f in enumerate(found):
+            if stop():
+                raise Cancelled()
+            progress(done, len(found), f"Reading {f.case.name}")
+            try:
+                image = read_channels(f.case.images) if len(f.case.images) > 1 else read_volume(f.case.images[0])
+                label = read_label(f.case, image, layout.class_names).array
+            except DataError as e:
+                report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e)))
+                f.first = -1
                 continue
-            hu = [resize_values(p, size) for p in planes]  # CT: resized in HU, then windowed
-            if kind == "fixed":
-                cache.images.write(i, np.stack([apply_window(p, *window) for p in hu]))
-            else:
-                hist.add(np.clip(np.rint(planes[0]), hist.LOW, hist.HIGH), mask > 0)
-                staging.write(i, np.clip(np.rint(hu), hist.LOW, hist.HIGH))
-        if kind == "ct":
-            deferred.append(f)
-    if all(f.first < 0 for f in found):
-        raise DataError(_none_usable(report), report=report)
+            to_class = _class_map(classes, f.frame)
+            stack = image.array if image.array.ndim == 4 else image.array[None]
+            ct = is_ct(image, layout.modalities)
+            f.modality = "CT" if ct else ((layout.modalities or [""])[0] or image.modality)
+            kind = "ct" if ct and window == "auto" else "fixed" if ct and isinstance(window, tuple) else "percentile"
+            counts[kind] += 1
+            windows = [percentile_window(channel) for channel in stack] if kind == "percentile" else []
+            if kind == "ct" and staging is None:
+                staging = RowFile(cache.folder / "hu.npy", cache.images.shape, np.int16)
+            for k in range(f.geometry.shape[axis]):
+                planes = take_slice(stack, axis, k)
+                mask = to_class(take_slice(label, axis, k))
+                i = f.first + k
+                cache.masks.write(i, _resize(mask, size, Image.NEAREST))
+                if kind == "percentile":
+                    cache.images.write(i, np.stack([_resize(apply_window(p, *w), size, Image.BILINEAR)
+                                                    for p, w in zip(planes, windows)]))
+                    continue
+                hu = [resize_values(p, size) for p in planes]  # CT: resized in HU, then windowed
+                if kind == "fixed":
+                    cache.images.write(i, np.stack([apply_window(p, *window) for p in hu]))
+                else:
+                    hist.add(np.clip(np.rint(planes[0]), hist.LOW, hist.HIGH), mask > 0)
+                    staging.write(i, np.clip(np.rint(hu), hist.LOW, hist.HIGH))
+            if kind == "ct":
+                deferred.append(f)
+        if all(f.first < 0 for f in found):
+            raise DataError(_none_usable(report), report=report)
+        return _window_deferred(deferred, staging, hist, cache, found, axis, counts, window)
+    finally:  # the HU kept for the dataset's window are not needed once it is applied
+        if staging is not None:
+            staging.close()
+            staging.path.unlink(missing_ok=True)
+
+
+def _window_deferred(deferred, staging, hist, cache, found, axis, counts, window):
+    """Window the CT scans kept in HU with the dataset's window; returns (it as "W/L" or "",
+    notes on the windows used)."""
     ct_window = ""
     if deferred:
         width, level, _ = hist.window()
@@ -269,8 +287,6 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
         for f in deferred:
             rows = slice(f.first, f.first + f.geometry.shape[axis])
             cache.images.write(rows.start, apply_window(staging.read(rows.start, rows.stop), width, level))
-        staging.close()
-        staging.path.unlink(missing_ok=True)
     _compact(found, cache, axis)
     return ct_window, _window_notes(counts, hist.window() if deferred else None, window)
 

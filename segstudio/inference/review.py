@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..data import SegDataset
 from ..data.reader import read_file
-from ..data.volume import is_volume_file, read_volume
+from ..data.volume import is_volume_file, read_volume, volume_stem
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
 from ..training.callbacks import display_image
@@ -21,7 +21,8 @@ from .predictor import PredictReport, Predictor
 from .volumes import structure_volumes
 
 MAX_PREDICTED = 200  # predicted images shown in the review (a folder may hold thousands)
-MAX_PREDICTED_SCANS = 20  # predicted 3-D scans shown (each is held at its full size)
+MAX_PREDICTED_SCANS = 10  # predicted 3-D scans shown (held at up to DISPLAY_SIDE pixels a side)
+DISPLAY_SIDE = 256
 
 
 @dataclass
@@ -93,7 +94,7 @@ def scan_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[],
         ml = tuple((data.codes[c], float(counts_p[c] * scale), float(counts_t[c] * scale))
                    for c in range(1, n_classes))
         errors = (pred != target).reshape(len(rows), -1).sum(axis=1)
-        image = np.asarray(data.images[rows, data.n_channels // 2])
+        image = np.asarray(data.images[rows, 0])
         items.append(ReviewItem(k, v.name, image, target, pred, tuple(float(d) for d in dice), mean,
                                 v.sources[0], 0, ml, errors))
     return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
@@ -136,7 +137,18 @@ def _predicted_scan(mask_path: str, source: str, window, codes: list[str]) -> li
         return []
     values = scan.array[0] if scan.array.ndim == 4 else scan.array
     shown = window if isinstance(window, tuple) else percentile_window(values)
-    name = Path(mask_path).name.split(".")[0]
     ml = tuple((k, v, float("nan")) for k, _, v in structure_volumes(labels, scan.spacing, codes))
-    return [ReviewItem(-1, name, apply_window(values, *shown), None, labels, (), float("nan"), source,
+    image, labels = _for_display(apply_window(values, *shown), labels)
+    return [ReviewItem(-1, volume_stem(mask_path), image, None, labels, (), float("nan"), source,
                        volume_ml=ml)]
+
+
+def _for_display(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, H, W) image and labels with at most DISPLAY_SIDE pixels a side (a review of many
+    large scans must not hold them all at full size)."""
+    h, w = image.shape[1:]
+    if max(h, w) <= DISPLAY_SIDE:
+        return image, labels
+    size = (round(w * DISPLAY_SIDE / max(h, w)), round(h * DISPLAY_SIDE / max(h, w)))
+    small = np.stack([np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR)) for p in image])
+    return small, np.stack([np.asarray(Image.fromarray(p).resize(size, Image.NEAREST)) for p in labels])

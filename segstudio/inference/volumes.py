@@ -95,8 +95,10 @@ def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder,
     folders): a label file named after the case in the scan's own format and geometry (a DICOM
     SEG for a DICOM series, and with `nifti` a NIfTI too), and volumes.csv with the millilitres
     of each structure."""
-    cases = detect_layout(images_dir).cases
-    rows = []
+    layout = detect_layout(images_dir)
+    report.problems += [Problem(p.name, reason) for p, reason in layout.problems]
+    cases, rows = layout.cases, []
+    channels = int(scan_settings(predictor.meta)["channels"])
     for i, case in enumerate(cases):
         if should_stop and should_stop():
             raise Cancelled()
@@ -106,6 +108,10 @@ def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder,
             volume = read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
         except DataError as exc:
             report.problems.append(Problem(case.images[0].name, str(exc)))
+            continue
+        if volume.channels != channels:
+            report.problems.append(Problem(case.images[0].name, f"{volume.channels} channel(s); the "
+                                           f"model was trained on scans of {channels}"))
             continue
         labels = predict_volume(predictor, volume, should_stop)
         series = volume.format == "dicom"

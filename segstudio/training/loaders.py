@@ -105,9 +105,15 @@ def dataset_stats(data: SegDataset) -> tuple[list[float], list[float]]:
     slices); one channel is given for the three it becomes."""
     n = len(data)
     rows = np.linspace(0, n - 1, min(n, STATS_SAMPLE)).astype(np.int64) if n else np.zeros(0, np.int64)
-    x = data.images[rows].astype(np.float32) / 255.0
-    mean = x.mean(axis=(0, 2, 3))
-    std = x.std(axis=(0, 2, 3)) + 1e-6
+    total = np.zeros(data.n_channels)
+    squares = np.zeros(data.n_channels)
+    for start in range(0, len(rows), 64):  # in chunks: a sample of large slices stays small
+        x = data.images[rows[start:start + 64]].astype(np.float64) / 255.0
+        total += x.sum(axis=(0, 2, 3))
+        squares += (x ** 2).sum(axis=(0, 2, 3))
+    count = max(len(rows), 1) * data.size * data.size
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + 1e-6
     repeat = 2 * data.context + 1
     mean, std = np.tile(mean, repeat), np.tile(std, repeat)
     if len(mean) == 1:

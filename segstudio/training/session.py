@@ -185,8 +185,10 @@ def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> di
 
 
 def config_modalities(data: SegDataset) -> list[str]:
-    """The scans' modalities as known ("CT" when the data said so)."""
-    return sorted({v.modality for v in data.volumes if v.modality})
+    """["CT"] when every scan was read as CT, so new scans get the run's HU window; otherwise
+    nothing is assumed and each new scan is judged by its own values (volume_dataset.is_ct)."""
+    kinds = {v.modality for v in data.volumes}
+    return ["CT"] if kinds == {"CT"} else []
 
 
 def preview_items(data: SegDataset, count: int):

@@ -293,3 +293,55 @@ def pydicom_uid(path):
     import pydicom
 
     return pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+
+
+def test_a_time_series_among_scans_is_one_problem(copy):
+    image = nib.load(copy / "imagesTr" / "case_006_0000.nii.gz")
+    series = np.repeat(np.asarray(image.dataobj)[..., None], 10, axis=-1)
+    nib.save(nib.Nifti1Image(series, image.affine), copy / "imagesTr" / "case_006_0000.nii.gz")
+    data, report = load_dataset(DataConfig(str(copy)), 32)
+    assert len(data.volumes) == 5
+    [problem] = report.problems()
+    assert problem.path == "imagesTr/case_006_0000.nii.gz" and "time series" in problem.reason
+
+
+def test_the_cache_follows_dataset_json_and_dicom_slices(copy, tmp_path):
+    import json
+
+    data, _ = load_dataset(DataConfig(str(copy)), 32)
+    assert data.codes[1] == "liver"
+    meta = json.loads((copy / "dataset.json").read_text())
+    meta["labels"]["1"] = "hepar"
+    (copy / "dataset.json").write_text(json.dumps(meta))
+    data, _ = load_dataset(DataConfig(str(copy)), 32)
+    assert data.codes[1] == "hepar"
+    root = tmp_path / "series"
+    paths, masks = write_ct_series(root / "case_a")
+    from segstudio.inference.dicom_seg import export_dicom_seg
+
+    export_dicom_seg(paths, masks, ["background", "lesion"], root / "case_a" / "seg.dcm")
+    first, _ = load_dataset(DataConfig(str(root)), 24)
+    first = np.array(first.images)
+    import pydicom
+
+    ds = pydicom.dcmread(paths[0])
+    ds.RescaleIntercept = -724  # every value 300 HU higher, rewritten in place
+    ds.save_as(paths[0])
+    second, _ = load_dataset(DataConfig(str(root)), 24)
+    assert not np.array_equal(first, np.array(second.images))
+
+
+def test_a_model_for_other_channels_reports_the_scans(volumes, tmp_path):
+    from segstudio.inference.outputs import PredictionFolder
+    from segstudio.inference.predictor import PredictReport
+    from segstudio.inference.volumes import predict_volume_folder
+
+    class TwoChannels:
+        meta = {"window": "auto", "n_in": 6, "volumes": {"channels": 2, "context": 1}}
+        size, codes = 16, ["background", "liver"]
+
+    report = PredictReport()
+    predict_volume_folder(TwoChannels(), volumes / "imagesTr", PredictionFolder(tmp_path / "out"),
+                          report, None, None)
+    assert not report.written and len(report.problems) == 6
+    assert "trained on scans of 2" in report.problems[0].reason

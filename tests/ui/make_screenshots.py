@@ -87,6 +87,17 @@ def main() -> int:
     viewer.bool_show_truth.setChecked(True)
     viewer.slider_opacity.setValue(60)
     shot(2, "review")
+
+    w.open_volume_sample()  # the sample of 3-D scans, with its demo settings
+    w.train_panel.settings.update(pretrained=False, out_dir=str(tmp / "runs"))
+    wait_until(app, lambda: w.state.dataset is not None and w.state.dataset.volumetric
+               and not w.data_panel.busy and not w.tasks.busy)
+    shot(0, "data_scans")
+    panel.start("train")
+    wait_until(app, lambda: not panel.running)
+    wait_until(app, lambda: w.review_panel.items and w.review_panel.items[0].is_scan and not w.review_panel.busy)
+    viewer.bool_compare.setChecked(True)
+    shot(2, "review_scans")
     w.close()
     return 0
 
