@@ -312,8 +312,9 @@ class ReviewPanel(QWidget):
                                  f"read: {note.splitlines()[0]}\nPredict folder works without them; "
                                  "Locate data… computes the review.", ("Locate data…", self.locate_data))
         else:
-            show_state(self.progress_review, f"{len(items)} validation images", full=True)
-            self.post("info", f"Review ready: {len(items)} validation images, worst first.")
+            what = f"{len(items)} validation {'scan' if scans else 'image'}{'' if len(items) == 1 else 's'}"
+            show_state(self.progress_review, what, full=True)
+            self.post("info", f"Review ready: {what}, worst first.")
 
     # -- predict a folder --------------------------------------------------------------------
     def export_masks(self, images_dir: str | None = None, out_dir: str | None = None) -> bool:
