@@ -52,6 +52,7 @@ class _Found:
     headers: dict[Path, DicomHeader]
     segs: dict[Path, SegMask]         # DICOM SEG masks that matched images
     seg_names: list[str]              # class names from their segment labels
+    listed: dict[Path, list[Path]]    # the supported files of each folder, as listed
 
 
 @dataclass
@@ -208,7 +209,7 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
     if items:
         items, classes = _classes(items, names, cfg.labels, report, rel(masks_dir))
     if classes is not None and cfg.class_names:
-        report.notes.append(rename_classes(classes, cfg.class_names))
+        report.notes.append(classes.rename(cfg.class_names))
     used_window = _apply_dataset_window(items, windows)
     if items:
         report.mask_convention = (f"DICOM SEG ({len(found.seg_names) - 1} segment label(s))"
@@ -219,10 +220,10 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
             [it.group for it in items], cfg.valid_pct, cfg.split_seed)
         report.notes += notes
     report.notes += _window_notes(windows)
-    listed = _list(images_dir)
+    listed = found.listed[images_dir]
     report.notes += _skipped_note(images_dir, listed) + ([] if listed else [_no_files_note(images_dir)])
     if masks_dir != images_dir:
-        report.notes += _skipped_note(masks_dir, _list(masks_dir))
+        report.notes += _skipped_note(masks_dir, found.listed[masks_dir])
     report.n_pairs, report.n_train, report.n_valid = len(items), len(train_idx), len(valid_idx)
     report.cannot_train = training_blocker(report.n_pairs, report.n_train, report.n_valid)
     return _Scan(items, report, classes, train_idx, valid_idx,
@@ -252,24 +253,19 @@ def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
         return [], None
 
 
-def rename_classes(classes: ClassMap, names: list[str]) -> str:
-    """Give the foreground classes the user's names (in class order); returns a note."""
-    n = len(classes.codes) - 1
-    classes.codes = [classes.codes[0]] + list(names[:n]) + classes.codes[1 + len(names):]
-    extra = f" ({len(names)} names for {n} classes)" if len(names) != n else ""
-    return f"class names from the settings{extra}"
-
-
 def _apply_dataset_window(items: list[_Item], windows: _Windows) -> str:
     """Window the CT items kept in HU (resized first, as the predictor does): with the fixed
     window when one was set, else one window for the dataset; returns the window computed for
     the dataset as "W/L" ("" when there was none)."""
     fixed = parse_window(windows.setting)
-    width, level = fixed if isinstance(fixed, tuple) else windows.hu.window()[:2] if windows.hu.images else (0, 0)
+    computed = not isinstance(fixed, tuple) and windows.hu.images > 0
+    if not computed and not isinstance(fixed, tuple):
+        return ""  # no CT image was kept in HU
+    width, level = windows.hu.window()[:2] if computed else fixed
     for it in items:
-        if it.image.dtype == np.int16:
+        if it.image.dtype == np.int16:  # only kept in HU when there is a window for them
             it.image = apply_window(it.image, width, level)
-    return format_window(width, level) if windows.hu.images else ""
+    return format_window(width, level) if computed else ""
 
 
 def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
@@ -278,6 +274,7 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
     series and slice order; unmatched, duplicate and unreadable SEG files go to the report."""
     image_files = _list(images_dir)
     mask_files = _list(masks_dir) if masks_dir != images_dir else []
+    listed = {images_dir: image_files, masks_dir: mask_files or image_files}
     if images_dir == masks_dir:
         image_files, mask_files = split_shared_folder(image_files)
         report.notes.append("images and masks share a folder: masks are the files named "
@@ -308,7 +305,7 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
     report.n_images = sum(frames(p) for p in pairing.unmatched_images) + dup_images
     report.n_masks += (sum(frames(p) for p in pairing.unmatched_masks)
                        + len(pairing.duplicates) - dup_images)
-    return _Found(pairing, headers, segs, class_names(list(segs.values())))
+    return _Found(pairing, headers, segs, class_names(list(segs.values())), listed)
 
 
 def _pair_by_reference(pairing: Pairing, seg_files: list[Path], headers: dict[Path, DicomHeader],

@@ -28,7 +28,7 @@ from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Impli
 
 from ..errors import DataError
 from .discovery import sniff_format
-from .windowing import apply_window, percentile_window
+from .windowing import apply_window, percentile_window, to_hu
 
 PATIENT_PREFIX = "patient-"
 MAX_VALUES = 1 << 28  # decoded samples (rows x columns x frames x samples) we agree to allocate
@@ -49,7 +49,6 @@ class DicomFrames:
 
 
 DEFERRED = "dataset"  # read_dicom(defer_ct=True): CT frames come back in HU, windowed later
-HU_RANGE = (-4096, 12287)  # int16 HU kept for a deferred window (beyond: clipped)
 
 
 def is_ct(ds: pydicom.Dataset) -> bool:
@@ -121,7 +120,7 @@ def read_dicom(path: Path, window: str | tuple[float, float], raw: bool = False,
                            modality)
     values = to_modality_units(frames, ds)
     if defer_ct and window != "file" and window != "percentile" and is_ct(ds) and photometric != "MONOCHROME1":
-        hu = np.clip(np.rint(values), *HU_RANGE).astype(np.int16)
+        hu = to_hu(values)
         used = f"{window[0]:g}/{window[1]:g}" if isinstance(window, tuple) else DEFERRED
         return DicomFrames(list(hu), group, used, modality or "CT")
     (width, level), used = _choose_window(values, ds, window)

@@ -23,9 +23,8 @@ from .volume import Volume, canonical_volume, itk_data
 MIN_SLICES = 2  # fewer slices than this is a 2-D image, not a series
 
 
-def dicom_files(folder: Path) -> list[Path]:
-    """Files under `folder` (recursively) that start like DICOM, sorted by path."""
-    out = []
+def _dicom_files(folder: Path):
+    """(file, preamble?) for files under `folder` (recursively) that start like DICOM, by path."""
     for p in sorted(folder.rglob("*")):
         if p.is_file() and not p.name.startswith("."):
             try:
@@ -33,8 +32,12 @@ def dicom_files(folder: Path) -> list[Path]:
             except OSError:
                 continue
             if fmt == "DICOM" or (not fmt and p.suffix.lower() in DICOM_EXTS):
-                out.append(p)
-    return out
+                yield p, fmt == "DICOM"
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    """Files under `folder` (recursively) that start like DICOM, sorted by path."""
+    return [p for p, _ in _dicom_files(folder)]
 
 
 def series_of(folder: Path) -> tuple[list[Path], list[Path], dict[Path, DicomHeader]]:
@@ -54,8 +57,12 @@ def series_of(folder: Path) -> tuple[list[Path], list[Path], dict[Path, DicomHea
 
 def is_series_folder(folder: Path) -> bool:
     """`folder` holds (somewhere under it) a DICOM series of two or more slices."""
-    files = dicom_files(folder)
-    return len(files) >= MIN_SLICES and any(sniff_format(p) == "DICOM" for p in files[:8])
+    found, preamble = 0, False
+    for _, dicom in _dicom_files(folder):  # stops at the first slices: a large tree is not read
+        found, preamble = found + 1, preamble or dicom
+        if found >= MIN_SLICES and preamble:
+            return True
+    return False
 
 
 def read_dicom_series(folder: Path) -> Volume:

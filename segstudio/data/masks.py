@@ -65,6 +65,13 @@ class ClassMap:
         return np.array([self.index[_as_colour(k) if self.colour else k] for k in frame.keys],
                         dtype=np.uint8)
 
+    def rename(self, names: list[str]) -> str:
+        """Give the foreground classes the user's names (in class order); returns a note."""
+        n = len(self.codes) - 1
+        self.codes = [self.codes[0]] + list(names[:n]) + self.codes[1 + len(names):]
+        extra = f" ({len(names)} names for {n} classes)" if len(names) != n else ""
+        return f"class names from the settings{extra}"
+
     def class_info(self, frames: list[MaskFrame]) -> list[ClassInfo]:
         """Per-class pixel share over `frames`."""
         counts = np.zeros(len(self.codes), dtype=np.int64)

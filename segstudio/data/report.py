@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 MIN_PAIRS = 2  # one to train on, one to validate
 
 
-def training_blocker(n_pairs: int, n_train: int, n_valid: int) -> str:
+def training_blocker(n_pairs: int, n_train: int, n_valid: int, what: str = "image/mask pairs") -> str:
     """Why a dataset with these counts cannot be trained on ("" when it can)."""
     if n_pairs and (n_pairs < MIN_PAIRS or not n_train or not n_valid):
-        return (f"training needs at least {MIN_PAIRS} usable image/mask pairs (one to train on, one "
+        return (f"training needs at least {MIN_PAIRS} usable {what} (one to train on, one "
                 f"to validate); found {n_pairs}")
     return ""
 

@@ -31,7 +31,8 @@ from .slice_cache import CacheWriter, RowFile, SliceCache, cache_key
 from .split import split_groups
 from .dicom_series import is_seg_file, read_seg_volume
 from .volume import Volume, check_same_geometry, read_channels, read_geometry, read_volume
-from .windowing import PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window
+from .windowing import (PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window,
+                        to_hu)
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
@@ -59,6 +60,7 @@ class _Case:
     channels: int
     first: int = 0
     modality: str = ""            # "CT" when read as CT, else what the dataset said
+    foreground: list[bool] = None  # per slice written: its mask has foreground
 
 
 def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressFn | None = None,
@@ -97,9 +99,7 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
         raise DataError(_none_usable(report), report=report)
     classes = build_classes([f.frame for f in found], *names, instances=verdict)
     if cfg.class_names:
-        from .dataset import rename_classes
-
-        report.notes.append(rename_classes(classes, cfg.class_names))
+        report.notes.append(classes.rename(cfg.class_names))
     channels = Counter(f.channels for f in found).most_common(1)[0][0]
     found = _without(found, lambda f: "" if f.channels == channels else
                      f"{f.channels} channel(s), most scans have {channels}", report, image=True)
@@ -120,8 +120,7 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
     report.mask_convention = classes.convention
     report.notes += classes.notes + used
     codes = list(classes.codes)
-    n = sum(v.n_slices for v in volumes)  # fewer rows than allocated if a scan failed to read
-    foreground = "".join("1" if cache.masks.read(i, i + 1).any() else "0" for i in range(n))
+    foreground = "".join("1" if fg else "0" for f in found for fg in f.foreground)
     record = {"volumes": [asdict(v) for v in volumes], "codes": codes, "report": report.to_dict(),
               "window": ct_window or cfg.window, "axis": axis, "foreground": foreground,
               "labels": "instances" if classes.instances else "classes"}
@@ -243,6 +242,7 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
                 f.first = -1
                 continue
             to_class = _class_map(classes, f.frame)
+            f.foreground = []
             stack = image.array if image.array.ndim == 4 else image.array[None]
             ct = is_ct(image, layout.modalities)
             f.modality = "CT" if ct else ((layout.modalities or [""])[0] or image.modality)
@@ -254,8 +254,9 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
             for k in range(f.geometry.shape[axis]):
                 planes = take_slice(stack, axis, k)
                 mask = to_class(take_slice(label, axis, k))
-                i = f.first + k
-                cache.masks.write(i, _resize(mask, size, Image.NEAREST))
+                i, small = f.first + k, _resize(mask, size, Image.NEAREST)
+                cache.masks.write(i, small)
+                f.foreground.append(bool(small.any()))  # what the cached slice holds
                 if kind == "percentile":
                     cache.images.write(i, np.stack([_resize(apply_window(p, *w), size, Image.BILINEAR)
                                                     for p, w in zip(planes, windows)]))
@@ -264,8 +265,8 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
                 if kind == "fixed":
                     cache.images.write(i, np.stack([apply_window(p, *window) for p in hu]))
                 else:
-                    hist.add(np.clip(np.rint(planes[0]), hist.LOW, hist.HIGH), mask > 0)
-                    staging.write(i, np.clip(np.rint(hu), hist.LOW, hist.HIGH))
+                    hist.add(to_hu(planes[0]), mask > 0)
+                    staging.write(i, to_hu(np.stack(hu)))
             if kind == "ct":
                 deferred.append(f)
         if all(f.first < 0 for f in found):
@@ -352,13 +353,11 @@ def _from_record(cache: SliceCache, cfg: DataConfig) -> tuple[SegDataset, Datase
     n_valid_scans = len({groups[i] for i in valid_idx})
     report.split = (f"by scan: {n_valid_scans} of {len(volumes)} scans in validation "
                     f"(target {cfg.valid_pct:.0%}, seed {cfg.split_seed})")
-    report.notes = [n for n in report.notes if not n.startswith("all items come from one")] + [
-        n for n in notes if "patient" not in n]
+    report.notes += notes
     report.n_pairs = len(volumes)
     report.n_train, report.n_valid = len(train_idx), len(valid_idx)
     report.volumes = [VolumeInfo(v.name, v.shape, v.spacing, v.orientation, v.n_slices) for v in volumes]
-    report.cannot_train = training_blocker(len(volumes), len(train_idx), len(valid_idx)).replace(
-        "image/mask pairs", "labelled scans")
+    report.cannot_train = training_blocker(len(volumes), len(train_idx), len(valid_idx), "labelled scans")
     n = sum(v.n_slices for v in volumes)
     data = SegDataset(cache.images[:n], cache.masks[:n], volumes, record["codes"], train_idx, valid_idx,
                       record["window"], int(cache.images.shape[-1]), volumetric=True,

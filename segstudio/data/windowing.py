@@ -67,12 +67,20 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     return apply_window(arr, *percentile_window(arr))
 
 
+HU_RANGE = (-4096, 12287)  # HU kept as int16 for a window applied later (beyond: clipped)
+
+
+def to_hu(values: np.ndarray) -> np.ndarray:
+    """Modality values as int16 HU, rounded and clipped to HU_RANGE."""
+    return np.clip(np.rint(values), *HU_RANGE).astype(np.int16)
+
+
 class HUHistogram:
     """Hounsfield-unit counts (1 HU bins) over a dataset's CT images, in their masks' foreground
     and overall, for one window for the whole dataset: the 0.5-99.5 percentiles of the
     foreground, as nnU-Net normalises CT (all pixels when no mask has foreground)."""
 
-    LOW, HIGH = -4096, 12287
+    LOW, HIGH = HU_RANGE
     MIN_WIDTH, MARGIN = 20.0, 0.05  # HU; share of the width added on each side
 
     def __init__(self):

@@ -24,7 +24,7 @@ from ..training.device import resolve_device
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
 from .outputs import PredictionFolder, check_output_folder
-from .volumes import has_volumes, predict_volume_folder
+from .volumes import predict_volume_folder, scan_layout
 
 
 @dataclass
@@ -125,9 +125,10 @@ class Predictor:
                                             *protected))
         folder = PredictionFolder(out)
         report = PredictReport(out_dir=str(out))
-        if has_volumes(images_dir):
+        layout = scan_layout(images_dir)
+        if layout is not None:
             try:
-                predict_volume_folder(self, images_dir, folder, report, progress, should_stop, nifti)
+                predict_volume_folder(self, layout, folder, report, progress, should_stop, nifti)
             finally:
                 folder.save()
                 report.left_alone = [Problem(name, why) for name, why in folder.left_alone]

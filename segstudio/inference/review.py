@@ -62,8 +62,9 @@ def review_items(predictor: Predictor, data: SegDataset, indices: Sequence[int] 
             dice = dice_per_class(pred, data.masks[i], n_classes)
             # nan when neither target nor prediction has any foreground: nothing to score.
             mean = foreground_mean(dice) if not np.isnan(dice[1:]).all() else float("nan")
-            items.append(ReviewItem(int(i), data.names[i], display_image(data.images[i]), data.masks[i], pred,
-                                    tuple(float(d) for d in dice), mean, data.sources[i], data.frames[i]))
+            v = data.volumes[data.item_volume[i]]  # a 2-D item: one image (or frame) of a file
+            items.append(ReviewItem(int(i), data.name(i), display_image(data.images[i]), data.masks[i], pred,
+                                    tuple(float(d) for d in dice), mean, v.sources[0], v.frame))
     return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
 
 

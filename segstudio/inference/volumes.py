@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.items import AXES, put_slice, take_slice
-from ..data.layouts import detect_layout
+from ..data.layouts import Layout, detect_layout
 from ..data.report import Problem
-from ..data.volume import Volume, read_channels, read_volume, volume_suffix
+from ..data.volume import Volume, read_channels, read_volume, volume_suffix, write_label_like
 from ..data.volume_dataset import is_ct, resize_values
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
@@ -82,20 +82,21 @@ def structure_volumes(labels: np.ndarray, spacing, codes: list[str]) -> list[tup
     return [(codes[k], int(counts[k]), float(counts[k]) * voxel_ml) for k in range(1, len(codes))]
 
 
-def has_volumes(images_dir: Path) -> bool:
+def scan_layout(images_dir: Path) -> Layout | None:
+    """The 3-D layout of a folder to predict, or None when it holds 2-D images."""
     try:
-        return bool(detect_layout(images_dir).cases)
+        layout = detect_layout(images_dir)
     except (DataError, OSError):
-        return False
+        return None
+    return layout if layout.cases else None
 
 
-def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder, report,
+def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, report,
                           progress: Callable | None, should_stop: Callable | None, nifti: bool = False) -> None:
-    """Every scan of `images_dir` (a folder of scans, a Decathlon/KiTS layout, or DICOM series
+    """Every scan of `layout` (a folder of scans, a Decathlon/KiTS layout, or DICOM series
     folders): a label file named after the case in the scan's own format and geometry (a DICOM
     SEG for a DICOM series, and with `nifti` a NIfTI too), and volumes.csv with the millilitres
     of each structure."""
-    layout = detect_layout(images_dir)
     report.problems += [Problem(p.name, reason) for p, reason in layout.problems]
     cases, rows = layout.cases, []
     channels = int(scan_settings(predictor.meta)["channels"])
@@ -119,7 +120,7 @@ def predict_volume_folder(predictor, images_dir: Path, folder: PredictionFolder,
         if series:
             _write_seg(predictor, labels, volume, case.name, folder, report)
         if (not series or nifti) and folder.write_with(
-                name, case.images[0].name, lambda path: _write(labels, volume, path)):
+                name, case.images[0].name, lambda path: write_label_like(labels, volume, path)):
             report.written.append(str(folder.out_dir / name))
             report.sources.append((str(case.images[0]), 0))
         rows += [(case.name, *row) for row in structure_volumes(labels, volume.spacing, predictor.codes)]
@@ -149,9 +150,3 @@ def _write_seg(predictor, labels: np.ndarray, volume: Volume, name: str, folder:
     seg_name = f"{name}_seg.dcm"
     if folder.write(seg_name, buf.getvalue(), name):
         report.dicom_segs.append(str(folder.out_dir / seg_name))
-
-
-def _write(labels: np.ndarray, volume: Volume, path: Path) -> None:
-    from ..data.volume import write_label_like
-
-    write_label_like(labels, volume, path)

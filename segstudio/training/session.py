@@ -55,7 +55,7 @@ class TrainingSession:
         reporter = None
         try:
             data = dataset if dataset is not None else self._load(config, on_event)
-            blocker = training_blocker(len(data.names), len(data.train_idx), len(data.valid_idx))
+            blocker = training_blocker(len(data), len(data.train_idx), len(data.valid_idx))
             if blocker:
                 raise DataError(blocker[0].upper() + blocker[1:] + ". Add pairs, or check the "
                                 "dataset report for the files that could not be used.")

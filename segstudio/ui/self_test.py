@@ -135,7 +135,7 @@ class SelfTest:
         w.train_panel.settings.update(**TINY_RUN, out_dir=str(self.tmp / "runs"))
         self.wait(lambda: w.data_panel.dataset is not None and not w.data_panel.busy, "load")
         d = w.data_panel.dataset
-        return f"{len(d.names)} pairs, classes {', '.join(d.codes)}, {d.size} px"
+        return f"{len(d)} pairs, classes {', '.join(d.codes)}, {d.size} px"
 
     def train(self) -> str:
         from segstudio.training import events as ev
@@ -167,7 +167,7 @@ class SelfTest:
         if not rp.export_masks(images, str(out)):
             raise SelfTestFailed("prediction did not start")
         self.wait(lambda: not rp.busy, "predict")
-        report, n_images = rp.last_export, len(self.window.data_panel.dataset.names)
+        report, n_images = rp.last_export, len(self.window.data_panel.dataset)
         if report is None or report.problems:
             problems = report.problems if report else []
             listed = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])

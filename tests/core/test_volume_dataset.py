@@ -164,7 +164,7 @@ def test_training_on_scans_learns_and_predicts_in_their_geometry(volumes, tmp_pa
 def test_nrrd_scans_are_written_back_as_nrrd(tmp_path):
     from segstudio.inference.outputs import PredictionFolder
     from segstudio.inference.predictor import PredictReport
-    from segstudio.inference.volumes import predict_volume_folder
+    from segstudio.inference.volumes import predict_volume_folder, scan_layout
 
     scans = tmp_path / "scans"
     scans.mkdir()
@@ -183,7 +183,7 @@ def test_nrrd_scans_are_written_back_as_nrrd(tmp_path):
             return torch.cat([x < 128, x >= 128], dim=1).float()
 
     report = PredictReport()
-    predict_volume_folder(Half(), scans, PredictionFolder(tmp_path / "out"), report, None, None)
+    predict_volume_folder(Half(), scan_layout(scans), PredictionFolder(tmp_path / "out"), report, None, None)
     out = sitk.ReadImage(str(tmp_path / "out" / "knee.nrrd"))
     assert out.GetSize() == img.GetSize() and np.allclose(out.GetSpacing(), img.GetSpacing())
     assert np.allclose(out.GetOrigin(), img.GetOrigin()) and np.allclose(out.GetDirection(), img.GetDirection())
@@ -264,7 +264,7 @@ def test_dicom_series_predictions_are_a_seg_and_a_nifti(tmp_path):
 
     from segstudio.inference.outputs import PredictionFolder
     from segstudio.inference.predictor import PredictReport
-    from segstudio.inference.volumes import predict_volume_folder
+    from segstudio.inference.volumes import predict_volume_folder, scan_layout
 
     root = tmp_path / "series"
     paths, masks = write_ct_series(root / "case_a")
@@ -278,7 +278,7 @@ def test_dicom_series_predictions_are_a_seg_and_a_nifti(tmp_path):
             return torch.cat([x < 200, x >= 200], dim=1).float()
 
     report = PredictReport()
-    predict_volume_folder(Bright(), root, PredictionFolder(tmp_path / "out"), report, None, None, nifti=True)
+    predict_volume_folder(Bright(), scan_layout(root), PredictionFolder(tmp_path / "out"), report, None, None, nifti=True)
     [seg_path] = report.dicom_segs
     seg = hd.seg.segread(seg_path)
     for path, mask in zip(paths, masks):
@@ -334,14 +334,14 @@ def test_the_cache_follows_dataset_json_and_dicom_slices(copy, tmp_path):
 def test_a_model_for_other_channels_reports_the_scans(volumes, tmp_path):
     from segstudio.inference.outputs import PredictionFolder
     from segstudio.inference.predictor import PredictReport
-    from segstudio.inference.volumes import predict_volume_folder
+    from segstudio.inference.volumes import predict_volume_folder, scan_layout
 
     class TwoChannels:
         meta = {"window": "auto", "n_in": 6, "volumes": {"channels": 2, "context": 1}}
         size, codes = 16, ["background", "liver"]
 
     report = PredictReport()
-    predict_volume_folder(TwoChannels(), volumes / "imagesTr", PredictionFolder(tmp_path / "out"),
+    predict_volume_folder(TwoChannels(), scan_layout(volumes / "imagesTr"), PredictionFolder(tmp_path / "out"),
                           report, None, None)
     assert not report.written and len(report.problems) == 6
     assert "trained on scans of 2" in report.problems[0].reason
