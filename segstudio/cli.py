@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -131,6 +132,8 @@ def learning_rate(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     prepare_process()
+    # a library warning on every command, nothing the user can act on
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
     args = build_parser().parse_args(argv)
     if args.version:
         print(versions())
@@ -209,7 +212,10 @@ def cmd_inspect(args) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report.format())
+    try:
+        print(report.format())
+    except BrokenPipeError:  # `segstudio inspect … | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
     labelled = args.masks or report.n_masks  # a 3-D layout holds its labels itself
     usable = report.n_pairs and not report.cannot_train if labelled else report.n_images
     return 0 if usable else 1

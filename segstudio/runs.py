@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def write_json(path: Path, obj: Any) -> None:
 def new_run_dir(out_dir: str | Path, name: str = "") -> Path:
     """Create a fresh, uniquely named run folder under `out_dir`."""
     root = Path(out_dir) if out_dir else default_runs_dir()
+    name = re.sub(r"[^\w.\-]+", "_", name).strip("._")  # one folder, never a path
     stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
     for i in range(1000):
         path = root / (stem if i == 0 else f"{stem}-{i}")

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pydicom
 
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
-from .dicom import DEFERRED
+
+from .dicom import DEFERRED, check_image, open_capped, quiet
 from .items import SegDataset, VolumeRef
 from .discovery import list_image_files, skipped_entries
 from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
@@ -30,6 +32,7 @@ ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
 StopFn = Callable[[], bool]                   # True -> raise Cancelled
 
 INSPECT_SIZE = 32
+MAX_UNMATCHED_CHECKED = 200  # images without a mask checked for a better reason (the first ones)
 
 
 @dataclass
@@ -234,6 +237,7 @@ def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
              masks_folder: str) -> tuple[list[_Item], ClassMap | None]:
     """One mask convention for the whole dataset (see masks.decide_instances); masks that do not
     fit it go to the report."""
+    items = _one_kind(items, report)
     verdict = decide_instances([it.mask for it in items], mode, bool(names[0]))
     if not verdict[0]:
         kept = []
@@ -251,6 +255,21 @@ def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
     except DataError as e:  # e.g. too many classes over all masks
         report.other.append(Problem(masks_folder, str(e)))
         return [], None
+
+
+def _one_kind(items: list[_Item], report: DatasetReport) -> list[_Item]:
+    """Colour masks and grey masks with foreground do not mix: the fewer of the two are
+    reported (a grey mask of background only fits either)."""
+    colour = [it for it in items if it.mask.colour]
+    grey = [it for it in items if not it.mask.colour and it.mask.foreground]
+    if not colour or not grey:
+        return items
+    odd, kind, other = (grey, "grey", "colour") if len(colour) > len(grey) else (colour, "colour", "grey")
+    for it in odd:
+        report.other.append(Problem(it.mask_name, f"a {kind} mask among {other} masks; its values "
+                                                  "cannot be matched to their classes"))
+    dropped = {id(it) for it in odd}
+    return [it for it in items if id(it) not in dropped]
 
 
 def _apply_dataset_window(items: list[_Item], windows: _Windows) -> str:
@@ -294,6 +313,9 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
     segs = _pair_by_reference(pairing, seg_files, headers, rel, report)
     order = {p: i for i, p in enumerate(series_order(image_files, headers))}
     pairing.pairs.sort(key=lambda pair: order[pair[0]])
+    unreadable = _unreadable(pairing.unmatched_images[:MAX_UNMATCHED_CHECKED], headers)
+    report.unreadable += [Problem(rel(p), reason) for p, reason in unreadable.items()]
+    pairing.unmatched_images = [p for p in pairing.unmatched_images if p not in unreadable]
     report.unmatched_images = [rel(p) for p in pairing.unmatched_images]
     report.unmatched_masks = [rel(p) for p in pairing.unmatched_masks]
     report.other += [Problem(rel(p), reason) for p, reason in pairing.duplicates]
@@ -302,10 +324,28 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
         return headers[p].frames if p in headers else 1
     image_set = set(image_files)
     dup_images = sum(1 for p, _ in pairing.duplicates if p in image_set)
-    report.n_images = sum(frames(p) for p in pairing.unmatched_images) + dup_images
+    report.n_images = sum(frames(p) for p in pairing.unmatched_images) + dup_images + len(unreadable)
     report.n_masks += (sum(frames(p) for p in pairing.unmatched_masks)
                        + len(pairing.duplicates) - dup_images)
     return _Found(pairing, headers, segs, class_names(list(segs.values())), listed)
+
+
+def _unreadable(images: list[Path], headers: dict[Path, DicomHeader]) -> dict[Path, str]:
+    """Why the DICOM files among `images` (left without a mask) cannot be used, when they
+    cannot: such a file is reported for that reason (an RT plan, a truncated file), not for its
+    missing mask. Only their headers and pixel data sizes are checked, nothing is decoded."""
+    reasons = {}
+    for p in images:
+        if p not in headers:
+            continue
+        try:
+            with quiet(), open_capped(p) as f:
+                check_image(pydicom.dcmread(f, force=True), force=True)
+        except DataError as e:
+            reasons[p] = str(e)
+        except Exception:  # the file is read in earnest when it gets a mask
+            continue
+    return reasons
 
 
 def _pair_by_reference(pairing: Pairing, seg_files: list[Path], headers: dict[Path, DicomHeader],

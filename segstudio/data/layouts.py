@@ -64,14 +64,17 @@ def detect_layout(root_or_images: str | Path, masks: str | Path | None = None) -
     series = [] if flat else [d for d in _subdirs(root) if is_series_folder(d)]
     if series:
         return _dicom(series, Path(masks) if masks is not None else None)
+    root_layout = (_decathlon if _subdir(root, "imagesTr") is not None
+                   else _kits if any(_kits_files(d)[0] for d in _subdirs(root)) else None)
+    if root_layout is not None:  # a dataset root holds its labels: a masks folder is not needed
+        out = root_layout(root)
+        if masks is not None:
+            out.notes.append(f"{Path(masks).name}/ was not used: the {out.kind} layout holds its labels")
+        return out
     if masks is not None and not (in_decathlon and Path(masks) == _subdir(root.parent, "labelsTr")):
         return _folders(volume_files(root), volume_files(masks))
-    if _subdir(root, "imagesTr") is not None:
-        return _decathlon(root)
     if in_decathlon:
         return _decathlon(root.parent)
-    if any(_kits_files(d)[0] for d in _subdirs(root)):
-        return _kits(root)
     files = volume_files(root)
     return _folders([p for p in files if not _is_label_name(p)], [p for p in files if _is_label_name(p)])
 

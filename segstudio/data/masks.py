@@ -316,8 +316,9 @@ def _index_dtype(n_keys: int):
 
 
 def _jpeg_like(arr: np.ndarray) -> bool:
-    """Most pixels near 0 or 255: a lossy-compressed binary mask."""
-    if arr.min() < 0 or arr.max() > 255:
+    """An 8-bit mask with most pixels near 0 or 255: a lossy-compressed binary mask (JPEG is 8
+    bits; a 16-bit mask of small values is labels)."""
+    if arr.dtype != np.uint8:
         return False
     near = np.count_nonzero((arr <= 48) | (arr >= 207))
     return near >= 0.95 * arr.size

@@ -11,8 +11,9 @@ from PIL import Image
 _AS_IS = {"1", "L", "I", "F", "RGB"}
 
 
-def read_raster(path: Path, fmt: str) -> list[np.ndarray]:
-    """Frames of a raster file as (H, W) or (H, W, 3) arrays of the file's own dtype.
+def read_raster(path: Path, fmt: str, mask: bool = False) -> list[np.ndarray]:
+    """Frames of a raster file as (H, W) or (H, W, 3) arrays of the file's own dtype; a palette
+    mask (`mask=True`) as its palette indices, the class values (as Pascal VOC stores them).
 
     TIFF goes through tifffile (16-bit RGB, stacks: one frame per page), falling back to
     pillow for compressions tifffile cannot decode; everything else through pillow.
@@ -23,7 +24,7 @@ def read_raster(path: Path, fmt: str) -> list[np.ndarray]:
         except Exception:  # e.g. a JPEG-compressed TIFF without imagecodecs: try pillow
             pass
     with Image.open(path) as im:
-        return [pil_to_array(im)]
+        return [np.asarray(im) if mask and im.mode == "P" else pil_to_array(im)]
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:

@@ -45,7 +45,7 @@ def read_file(path: Path, window: str | tuple[float, float] = "auto", mask: bool
             d = read_dicom(path, window, raw=mask, force=fmt != "DICOM", defer_ct=defer_ct)
             out = ImageFile(d.frames, d.group, d.window, d.modality)
         else:
-            out = ImageFile(read_raster(path, fmt))
+            out = ImageFile(read_raster(path, fmt, mask=mask))
     except DataError:
         raise
     except Exception as e:

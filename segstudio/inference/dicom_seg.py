@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -70,7 +72,22 @@ def export_dicom_seg(source_paths: list[Path], masks: list[np.ndarray], codes: l
                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="segstudio",
                 manufacturer_model_name="segstudio U-Net", software_versions=__version__,
                 device_serial_number="none", series_description="segstudio prediction")
-            seg.save_as(out if hasattr(out, "write") else Path(out))
+            buf = io.BytesIO()
+            seg.save_as(buf)
+    except AttributeError as e:
+        missing = re.search(r"attribute '(\w+)'", str(e))
+        raise DataError("Cannot write the DICOM SEG: the source images lack "
+                        f"{missing.group(1) if missing else 'an attribute'} that it needs") from e
     except Exception as e:  # highdicom refuses sources in many ways (missing attributes...)
         raise DataError(f"Cannot write the DICOM SEG: {first_line(e, 200)}") from e
+    try:  # some sources (NM, secondary capture) give SEGs that highdicom cannot read back
+        with quiet():
+            hd.seg.segread(io.BytesIO(buf.getvalue()))
+    except Exception as e:
+        raise DataError("Cannot write a DICOM SEG that can be read back for these source images "
+                        f"({first_line(e, 120)})") from e
+    if hasattr(out, "write"):
+        out.write(buf.getvalue())
+    else:
+        Path(out).write_bytes(buf.getvalue())
     return out

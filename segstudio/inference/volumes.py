@@ -75,6 +75,13 @@ def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | 
     return labels
 
 
+def _shown(case) -> str:
+    """The case's image file as a user finds it: with its case folder when the file's name is the
+    same in every case (KiTS: case_00003/imaging.nii.gz)."""
+    path = case.images[0]
+    return f"{path.parent.name}/{path.name}" if path.parent.name == case.name else path.name
+
+
 def structure_volumes(labels: np.ndarray, spacing, codes: list[str]) -> list[tuple[str, int, float]]:
     """(class name, voxels, millilitres) of every foreground class."""
     counts = np.bincount(labels.ravel(), minlength=len(codes))
@@ -108,10 +115,10 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
         try:
             volume = read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
         except DataError as exc:
-            report.problems.append(Problem(case.images[0].name, str(exc)))
+            report.problems.append(Problem(_shown(case), str(exc)))
             continue
         if volume.channels != channels:
-            report.problems.append(Problem(case.images[0].name, f"{volume.channels} channel(s); the "
+            report.problems.append(Problem(_shown(case), f"{volume.channels} channel(s); the "
                                            f"model was trained on scans of {channels}"))
             continue
         labels = predict_volume(predictor, volume, should_stop)

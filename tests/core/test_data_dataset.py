@@ -211,3 +211,15 @@ def test_cancel(data_dirs, mk):
     with pytest.raises(Cancelled):
         load_dataset(DataConfig(str(images), str(masks)), 8, should_stop=stop)
     assert len(seen) == 3
+
+
+def test_an_image_without_a_mask_that_cannot_be_used_says_why(data_dirs, mk):
+    from pydicom.data import get_testdata_file
+    import shutil
+
+    images, masks = data_dirs
+    _pairs(images, masks, mk, 3)
+    shutil.copy(get_testdata_file("rtplan.dcm"), images / "plan.dcm")
+    report = inspect_dataset(DataConfig(str(images), str(masks)))
+    assert [(p.path, p.reason) for p in report.unreadable] == [("images/plan.dcm", "no pixel data (RT Plan Storage)")]
+    assert "images/plan.dcm" not in report.unmatched_images

@@ -80,15 +80,23 @@ def test_rgb_colour_masks(data_dirs, mk):
     assert np.all(data.masks[i, :4] == red) and np.all(data.masks[i, 8:] == 0)
 
 
-def test_palette_png_masks_by_colour(data_dirs, mk):
+def test_palette_png_masks_by_palette_index(data_dirs, mk):
+    """The index is the class value, so classes.txt names follow it (Pascal VOC's convention)."""
     images, masks = data_dirs
     mk.png(images / "p.png", mk.gradient())
     pal = Image.fromarray(np.where(mk.square() > 0, 1, 0).astype(np.uint8), mode="P")
     pal.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
     pal.save(masks / "p.png")
+    big = Image.fromarray(np.where(mk.square() > 0, 2, 1).astype(np.uint8), mode="P")
+    big.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)  # index 2 green, index 1 red
+    mk.png(images / "q.png", mk.gradient())
+    big.save(masks / "q.png")
+    (masks / "classes.txt").write_text("background\ntumour\nvessel\n")
     data, report = load_dataset(DataConfig(str(images), str(masks)), 16)
-    assert [c.value for c in report.classes] == ["#000000", "#800000"]
-    assert data.masks.max() == 1
+    assert [(c.name, c.value) for c in report.classes] == [("background", "0"), ("tumour", "1"),
+                                                           ("vessel", "2")]
+    q = data.names.index("q")
+    assert np.array_equal(data.masks[q], np.where(mk.square() > 0, 2, 1))
 
 
 def test_jpeg_like_mask_thresholded(data_dirs, mk):
@@ -134,3 +142,29 @@ def test_too_many_classes_over_all_masks(data_dirs, mk):
     assert report.n_pairs == 0 and report.other[0].reason.startswith("300 classes found; at most 255 are supported")
     with pytest.raises(DataError, match="300 classes found"):
         load_dataset(cfg, 8)
+
+
+def test_a_16_bit_mask_of_small_values_is_never_jpeg_thresholded(data_dirs, mk):
+    images, masks = data_dirs
+    m = np.zeros((64, 64), np.uint16)
+    for k in range(40):  # 40 labels of 1..40 (below 48, as a JPEG's dark noise would be)
+        m[(k // 8) * 12:(k // 8) * 12 + 3, (k % 8) * 8:(k % 8) * 8 + 3] = k + 1
+    mk.png(images / "a.png", mk.gradient(64, 64))
+    Image.fromarray(m).save(masks / "a.png")
+    report = inspect_dataset(DataConfig(str(images), str(masks)))
+    assert not any("JPEG-like" in n for n in report.notes)
+
+
+def test_a_colour_mask_among_grey_masks_is_reported(data_dirs, mk):
+    images, masks = data_dirs
+    for i in range(3):
+        mk.png(images / f"g{i}.png", mk.gradient())
+        mk.png(masks / f"g{i}.png", mk.square())
+    mk.png(images / "c.png", mk.gradient())
+    colour = np.zeros((16, 16, 3), np.uint8)
+    colour[4:12, 4:12] = (255, 0, 0)
+    mk.png(masks / "c.png", colour)
+    report = inspect_dataset(DataConfig(str(images), str(masks)))
+    assert report.n_pairs == 3 and report.mask_convention.startswith("binary")
+    [problem] = report.other
+    assert problem.path == "masks/c.png" and "colour mask among grey masks" in problem.reason

@@ -109,3 +109,16 @@ def test_predict_folder_writes_segs_for_files_without_meta_and_never_raises(tmp_
     assert len(report.dicom_segs) == 1
     seg = hd.seg.segread(report.dicom_segs[0])
     assert len(seg.get_source_image_uids()) == 3
+
+
+@pytest.mark.parametrize("name, reason", [("JPGExtended.dcm", "can be read back"),
+                                          ("rtdose.dcm", "lack SharedFunctionalGroupsSequence")])
+def test_sources_that_give_no_usable_seg_are_refused_in_words(name, reason, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    ds = pydicom.dcmread(path)
+    masks = [np.ones((ds.Rows, ds.Columns), np.uint8) for _ in range(int(ds.get("NumberOfFrames", 1) or 1))]
+    with pytest.raises(DataError, match=reason):
+        export_dicom_seg([path], masks, CODES[:2], tmp_path / "x.dcm")
+    assert not (tmp_path / "x.dcm").exists()

@@ -225,3 +225,14 @@ def test_sample_volumes_default_root_written_once_and_deterministic(tmp_path):
     sample_volumes(tmp_path / "again")
     for a in sorted(root.rglob("*.nii.gz")):
         assert a.read_bytes() == (tmp_path / "again" / a.relative_to(root)).read_bytes()
+
+
+def test_a_dataset_root_with_a_stale_masks_folder_is_still_its_layout(tmp_path):
+    from segstudio.data.sample_volumes import sample_volumes
+
+    images, _ = sample_volumes(tmp_path / "ds")
+    old = tmp_path / "old_masks"
+    old.mkdir()
+    layout = detect_layout(images.parent, old)
+    assert layout.kind == "decathlon" and len(layout.cases) == 6
+    assert any("old_masks/ was not used" in n for n in layout.notes)

@@ -159,3 +159,10 @@ def test_a_folder_of_the_users_masks_gets_nothing(images, tmp_path):
     report = predictor().predict_folder(images, masks)
     assert not report.written and len(report.left_alone) == 3
     assert snapshot(masks) == before and not (masks / MANIFEST).exists()
+
+
+def test_a_run_name_is_one_folder(tmp_path):
+    from segstudio.runs import new_run_dir
+
+    path = new_run_dir(tmp_path, "liver/400/../40")
+    assert path.parent == tmp_path and path.name.endswith("-liver_400_.._40")
