@@ -15,12 +15,14 @@ import pydicom
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
 
+from .corrections import corrected_masks, corrections_dir
+from .volume import is_volume_file
 from .dicom import DEFERRED, check_image, open_capped, quiet
 from .items import SegDataset, VolumeRef
 from .discovery import list_image_files, skipped_entries
 from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
                     read_class_names, too_many_for_classes)
-from .pairing import Pairing, pair_files, split_shared_folder
+from .pairing import Pairing, pair_files, pair_key, split_shared_folder
 from .reader import frame_name, read_file, resize_image, resize_mask
 from .report import DatasetReport, Problem, training_blocker
 from .seg import NAMES_SOURCE, SegMask, class_names, read_seg, seg_frames
@@ -66,6 +68,7 @@ class _Scan:
     train_idx: np.ndarray
     valid_idx: np.ndarray
     window: str
+    unlabelled: list[str]
 
 
 @dataclass
@@ -106,7 +109,9 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
                          frame=it.frame, modality=it.modality) for k, it in enumerate(items)]
     data = SegDataset(images, masks, volumes, list(scan.classes.codes), scan.train_idx,
                       scan.valid_idx, scan.window, size,
-                      labels="instances" if scan.classes.instances else "classes")
+                      labels="instances" if scan.classes.instances else "classes",
+                      class_keys=scan.classes.class_keys(), unlabelled=scan.unlabelled,
+                      masks_dir=str(_folder("masks", cfg.masks)))
     return data, report
 
 
@@ -228,9 +233,11 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
     if masks_dir != images_dir:
         report.notes += _skipped_note(masks_dir, found.listed[masks_dir])
     report.n_pairs, report.n_train, report.n_valid = len(items), len(train_idx), len(valid_idx)
+    report.n_unlabelled = len(report.unmatched_images)
     report.cannot_train = training_blocker(report.n_pairs, report.n_train, report.n_valid)
     return _Scan(items, report, classes, train_idx, valid_idx,
-                 used_window if used_window else cfg.window)
+                 used_window if used_window else cfg.window,
+                 [str(p) for p in found.pairing.unmatched_images])
 
 
 def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
@@ -298,6 +305,7 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
         image_files, mask_files = split_shared_folder(image_files)
         report.notes.append("images and masks share a folder: masks are the files named "
                             "*_mask, *_seg, *_label(s) or *_gt")
+    mask_files = _with_corrections(mask_files, masks_dir, report)
     headers = {}
     for i, p in enumerate(image_files + mask_files):
         if stop():
@@ -328,6 +336,21 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
     report.n_masks += (sum(frames(p) for p in pairing.unmatched_masks)
                        + len(pairing.duplicates) - dup_images)
     return _Found(pairing, headers, segs, class_names(list(segs.values())), listed)
+
+
+def _with_corrections(mask_files: list[Path], masks_dir: Path, report: DatasetReport) -> list[Path]:
+    """The masks with the user's corrections (see corrections.py) in place of the masks they
+    correct; a correction of an image that had no mask labels it."""
+    corrected = {k: p for k, p in corrected_masks(masks_dir).items() if not is_volume_file(p)}
+    if not corrected:
+        return mask_files
+    kept = [m for m in mask_files if pair_key(m) not in corrected]
+    replaced = len(mask_files) - len(kept)
+    report.n_corrected = len(corrected)
+    report.notes.append(f"{len(corrected)} corrected mask(s) from {corrections_dir(masks_dir).name}/ used "
+                        f"({replaced} in place of the original mask, {len(corrected) - replaced} for "
+                        "images that had none); the masks folder is unchanged")
+    return kept + list(corrected.values())
 
 
 def _unreadable(images: list[Path], headers: dict[Path, DicomHeader]) -> dict[Path, str]:
@@ -429,7 +452,13 @@ def _relative(images_dir: Path, masks_dir: Path) -> Callable[[Path], str]:
     base = Path(os.path.commonpath([images_dir, masks_dir]))
     if base == Path(base.anchor):  # unrelated folders
         return str
-    return lambda p: p.relative_to(base).as_posix()
+
+    def rel(p: Path) -> str:
+        try:
+            return p.relative_to(base).as_posix()
+        except ValueError:  # e.g. the corrections folder beside a shared folder
+            return str(p)
+    return rel
 
 
 _USED = {"file": "the file's own W/L", "percentile": f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"}
@@ -480,6 +509,9 @@ def _wxh(arr: np.ndarray) -> str:
 def _no_pairs_message(report: DatasetReport) -> str:
     found = (f"No usable image/mask pairs: found {report.n_images} image(s) in "
              f"{report.images_dir} and {report.n_masks} mask(s) in {report.masks_dir}")
+    if report.unmatched_images:
+        found += (f"; {len(report.unmatched_images)} image(s) have no mask of the same name "
+                  f"(first: {report.unmatched_images[0]})")
     problems = report.problems()
     if problems:
         found += f"; {len(problems)} problem(s), first: {problems[0].path}: {problems[0].reason}"

@@ -65,8 +65,14 @@ class SegDataset:
     item_volume: np.ndarray = field(default=None)  # (N,) int32: the volume of each item
     item_slice: np.ndarray = field(default=None)   # (N,) int32: its slice within that volume
     has_foreground: np.ndarray = field(default=None)  # (N,) bool: the item's mask has foreground
+    class_keys: list = field(default_factory=list)  # the mask value of each class, as the user's
+                                                    # masks hold it (corrections are written so)
+    unlabelled: list[str] = field(default_factory=list)  # image files (or scans) without a mask
+    masks_dir: str = ""       # the masks (labels) folder: corrections go beside it
 
     def __post_init__(self):
+        if not self.class_keys:
+            self.class_keys = list(range(len(self.codes)))
         if self.item_volume is None:
             self.item_volume = np.concatenate([np.full(v.n_slices, k, np.int32)
                                                for k, v in enumerate(self.volumes)] or [np.zeros(0, np.int32)])

@@ -65,6 +65,16 @@ class ClassMap:
         return np.array([self.index[_as_colour(k) if self.colour else k] for k in frame.keys],
                         dtype=np.uint8)
 
+    def class_keys(self) -> list:
+        """The mask value written for each class (the smallest value read as it; an (r, g, b)
+        list for colour masks): corrections are saved in the user's own convention."""
+        if self.instances:
+            return [0, 1]  # each object gets its own value when written (corrections.encode)
+        keys: dict[int, object] = {}
+        for key, k in sorted(self.index.items(), key=lambda kv: str(kv[0]) if self.colour else kv[0]):
+            keys.setdefault(k, list(key) if self.colour else int(key))
+        return [keys.get(k, [0, 0, 0] if self.colour else k) for k in range(len(self.codes))]
+
     def rename(self, names: list[str]) -> str:
         """Give the foreground classes the user's names (in class order); returns a note."""
         n = len(self.codes) - 1

@@ -68,11 +68,11 @@ class DatasetReport:
     volumes: list[VolumeInfo] = field(default_factory=list)  # usable scans, for 3-D datasets
     layout: str = ""        # 3-D: "decathlon", "kits" or "folders"
     n_unlabelled: int = 0   # images without a mask (not a problem: they can be labelled later)
+    n_corrected: int = 0    # masks taken from the corrections folder
 
     def problems(self) -> list[Problem]:
-        """Every problem, unmatched files included, for a list widget."""
+        """Every problem, for a list widget (images without a mask are unlabelled, not problems)."""
         return (self.unreadable + self.size_mismatch + self.other
-                + [Problem(p, "no matching mask") for p in self.unmatched_images]
                 + [Problem(p, "no matching image") for p in self.unmatched_masks])
 
     def format(self) -> str:
@@ -90,7 +90,14 @@ class DatasetReport:
         elif self.masks_dir:
             lines.append(f"Usable pairs:  {self.n_pairs} ({self.n_train} train, {self.n_valid} valid)")
         if self.n_unlabelled:
-            lines.append(f"Unlabelled:    {self.n_unlabelled} image(s) without a mask (not used for training)")
+            lines.append(f"Unlabelled:    {self.n_unlabelled} image(s) without a mask (not used for training; "
+                         "label them in the Review)")
+            shown = self.unmatched_images[:MAX_VOLUME_LINES]
+            lines += [f"  {p}" for p in shown]
+            if len(self.unmatched_images) > len(shown):
+                lines.append(f"  … and {len(self.unmatched_images) - len(shown)} more")
+        if self.n_corrected:
+            lines.append(f"Corrected:     {self.n_corrected} mask(s) from the corrections folder")
         if self.cannot_train:
             lines.append(f"Cannot train:  {self.cannot_train}")
         if self.split:

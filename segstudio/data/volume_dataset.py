@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
+from .corrections import SUFFIX, corrected_masks, masks_folder
 from .items import AXES, SegDataset, VolumeRef, take_slice
 from .layouts import Case, Layout, detect_layout
 from .masks import MaskFrame, analyse_mask, build_classes, decide_instances, read_class_names, too_many_for_classes
@@ -30,7 +31,8 @@ from .report import ClassInfo, DatasetReport, Problem, VolumeInfo, training_bloc
 from .slice_cache import CacheWriter, RowFile, SliceCache, cache_key
 from .split import split_groups
 from .dicom_series import is_seg_file, read_seg_volume
-from .volume import Volume, check_same_geometry, read_channels, read_geometry, read_volume
+from .volume import (Volume, check_same_geometry, is_volume_file, read_channels, read_geometry, read_volume,
+                     volume_stem)
 from .windowing import (PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window,
                         to_hu)
 
@@ -49,7 +51,35 @@ def volume_layout(cfg: DataConfig) -> Layout | None:
         layout = detect_layout(images, masks)
     except (DataError, OSError):
         return None
-    return layout if layout.cases else None
+    if not layout.cases:
+        return None
+    with_corrections(layout, masks)
+    return layout
+
+
+def with_corrections(layout: Layout, masks: Path | None) -> None:
+    """Point each case at its corrected label volume when the corrections folder beside its
+    labels folder has one (see corrections.py); a correction labels a case that had none."""
+    folders = {Path(c.label).parent for c in layout.cases if c.label is not None}
+    if masks is not None:
+        folders.add(masks)
+    corrected = {}
+    for folder in sorted(folders):
+        corrected.update({k: p for k, p in corrected_masks(folder).items() if is_volume_file(p)})
+    if not corrected:
+        return
+    n_new = 0
+    for case in layout.cases:
+        stem = volume_stem(case.label) if case.label is not None and is_volume_file(case.label) else case.name
+        hit = corrected.get(stem) or corrected.get(case.name)
+        if hit is not None:
+            n_new += case.label is None
+            case.label = hit
+    n = sum(1 for c in layout.cases if c.label is not None and Path(c.label).parent.name.endswith(SUFFIX))
+    if n:
+        layout.notes.append(f"{n} corrected label volume(s) from the corrections folder used ({n - n_new} "
+                            f"in place of the original, {n_new} for scans that had none); the labels "
+                            "folder is unchanged")
 
 
 @dataclass
@@ -75,6 +105,7 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
         raise DataError(f"Unknown slice axis {cfg.axis!r}: use {', '.join(AXES)}")
     window = parse_window(cfg.window)
     cases = [c for c in layout.cases if c.label is not None]
+    unlabelled = [str(c.images[0]) for c in layout.cases if c.label is None]
     settings = {"size": size, "axis": cfg.axis, "window": cfg.window, "labels": cfg.labels,
                 "class_names": list(cfg.class_names), "modalities": layout.modalities,
                 # what the layout said (dataset.json names, unlabelled cases, problems) is in the
@@ -123,7 +154,8 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
     foreground = "".join("1" if fg else "0" for f in found for fg in f.foreground)
     record = {"volumes": [asdict(v) for v in volumes], "codes": codes, "report": report.to_dict(),
               "window": ct_window or cfg.window, "axis": axis, "foreground": foreground,
-              "labels": "instances" if classes.instances else "classes"}
+              "labels": "instances" if classes.instances else "classes", "class_keys": classes.class_keys(),
+              "unlabelled": unlabelled, "masks_dir": str(masks_folder(found[0].case.label))}
     cache = cache.commit(key, record)
     return _from_record(cache, cfg)
 
@@ -362,7 +394,8 @@ def _from_record(cache: SliceCache, cfg: DataConfig) -> tuple[SegDataset, Datase
     data = SegDataset(cache.images[:n], cache.masks[:n], volumes, record["codes"], train_idx, valid_idx,
                       record["window"], int(cache.images.shape[-1]), volumetric=True,
                       axis=int(record["axis"]), context=int(cfg.context), labels=record["labels"],
-                      has_foreground=np.frombuffer(record["foreground"].encode("ascii"), np.uint8) == ord("1"))
+                      has_foreground=np.frombuffer(record["foreground"].encode("ascii"), np.uint8) == ord("1"),
+                      class_keys=record["class_keys"], unlabelled=record["unlabelled"], masks_dir=record["masks_dir"])
     return data, report
 
 

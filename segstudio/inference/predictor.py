@@ -24,6 +24,7 @@ from ..training.device import resolve_device
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
 from .outputs import PredictionFolder, check_output_folder
+from .uncertainty import entropy_map, score, to_uint8, with_flip
 from .volumes import predict_volume_folder, scan_layout
 
 
@@ -37,6 +38,7 @@ class PredictReport:
     left_alone: list[Problem] = field(default_factory=list)  # existing files not replaced
     tables: list[str] = field(default_factory=list)  # volumes.csv: millilitres per structure
     notes: list[Problem] = field(default_factory=list)  # masks written, with something to say
+    uncertainty: dict[str, float] = field(default_factory=dict)  # mask written -> mean entropy
 
 
 class Predictor:
@@ -77,13 +79,17 @@ class Predictor:
         return int(self.meta["size"])
 
     @torch.no_grad()
-    def probabilities_resized(self, batch: np.ndarray) -> torch.Tensor:
-        """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device)."""
+    def probabilities_resized(self, batch: np.ndarray, flip: bool = False) -> torch.Tensor:
+        """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device);
+        `flip`: averaged with the mirrored image's (see uncertainty.with_flip)."""
         x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
         if x.shape[1] == 1 and self.meta.get("n_in", 3) == 3:  # grey, repeated as in training
             x = x.repeat(1, 3, 1, 1)
-        logits = self.model((x - self._mean) / self._std)
-        return torch.softmax(torch.as_tensor(logits).float(), dim=1)
+        x = (x - self._mean) / self._std
+
+        def probabilities(t: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(torch.as_tensor(self.model(t)).float(), dim=1)
+        return with_flip(probabilities, x) if flip else probabilities(x)
 
     def model_input(self, image: np.ndarray) -> np.ndarray:
         """(1, C, S, S) uint8 for an (H, W) or (H, W, 3) uint8 image, or an int16 CT frame in HU
@@ -93,10 +99,10 @@ class Predictor:
             x = apply_window(x, *parse_window(self.window))
         return x[None]
 
-    def probabilities(self, image: np.ndarray) -> np.ndarray:
+    def probabilities(self, image: np.ndarray, flip: bool = False) -> np.ndarray:
         """(H, W) or (H, W, 3) uint8 (or int16 HU) -> (K, H, W) float32 probabilities at the
-        original size."""
-        probs = self.probabilities_resized(self.model_input(image))
+        original size (`flip`: averaged with the mirrored image's)."""
+        probs = self.probabilities_resized(self.model_input(image), flip)
         probs = F.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=False)
         return probs[0].cpu().numpy()
 
@@ -108,14 +114,17 @@ class Predictor:
                        progress: Callable[[int, int, str], None] | None = None,
                        should_stop: Callable[[], bool] | None = None,
                        save_probabilities: bool = False, dicom_seg: bool = False,
-                       protected: tuple[tuple[str, str], ...] = (), nifti: bool = False) -> PredictReport:
+                       protected: tuple[tuple[str, str], ...] = (), nifti: bool = False,
+                       uncertainty: bool = False) -> PredictReport:
         """Write <name>.png (class indices) and <name>_color.png for every image; bad files are
         reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series. 3-D scans get
         a label volume each (inference/volumes.py; `nifti`: a NIfTI beside a DICOM series' SEG).
 
         `out_dir` may not be the images folder, the run's training folders or a `protected`
         ((label, folder) pairs) one, and no file segstudio did not write there is replaced
-        (see outputs.PredictionFolder); such files are listed in `left_alone`."""
+        (see outputs.PredictionFolder); such files are listed in `left_alone`. `uncertainty`:
+        predictions averaged with the mirrored image's, an <name>_uncertainty.png entropy map
+        each, and uncertainty.csv ranking the images most uncertain first."""
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
             raise DataError(f"Image folder not found: {images_dir}")
@@ -149,11 +158,15 @@ class Predictor:
                     continue
                 for f, image in enumerate(frames):
                     mask = self._predict_one(image, frame_name(path, f, len(frames)), (path, f),
-                                             folder, report, save_probabilities)
+                                             folder, report, save_probabilities, uncertainty)
                     if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
                         masks.setdefault(path, []).append(mask)
             if masks:
                 self._write_dicom_segs(masks, folder, report)
+            if uncertainty:
+                ranked = sorted(report.uncertainty.items(), key=lambda kv: -kv[1])
+                folder.write("uncertainty.csv", "rank,mask,mean_entropy\n".encode() + b"".join(
+                    f"{k},{Path(m).name},{u:.6f}\n".encode() for k, (m, u) in enumerate(ranked, 1)), "")
         finally:
             folder.save()
             report.left_alone = [Problem(name, why) for name, why in folder.left_alone]
@@ -162,9 +175,9 @@ class Predictor:
         return report
 
     def _predict_one(self, image: np.ndarray, name: str, source: tuple[Path, int],
-                     folder: PredictionFolder, report: PredictReport, save_probabilities: bool
-                     ) -> np.ndarray | None:
-        probs = self.probabilities(image)
+                     folder: PredictionFolder, report: PredictReport, save_probabilities: bool,
+                     uncertainty: bool = False) -> np.ndarray | None:
+        probs = self.probabilities(image, flip=uncertainty)
         mask = probs.argmax(axis=0).astype(np.uint8)
         stem, item = safe_name(name), source[0].name
         if not folder.write(f"{stem}.png", png_bytes(mask), item):
@@ -172,6 +185,10 @@ class Predictor:
         report.written.append(str(folder.out_dir / f"{stem}.png"))
         report.sources.append((str(source[0]), source[1]))
         folder.write(f"{stem}_color.png", png_bytes(colourise(mask, len(self.codes))), item)
+        if uncertainty:
+            entropy = entropy_map(probs)
+            report.uncertainty[report.written[-1]] = score(entropy)
+            folder.write(f"{stem}_uncertainty.png", png_bytes(to_uint8(entropy)), item)
         if save_probabilities:
             buf = io.BytesIO()
             np.save(buf, probs.astype(np.float16))

@@ -18,6 +18,7 @@ from ..errors import Cancelled, DataError
 from ..training.callbacks import display_image
 from ..training.metrics import dice_per_class, foreground_mean
 from .predictor import PredictReport, Predictor
+from .uncertainty import entropy_map, score, to_uint8
 from .volumes import structure_volumes
 
 MAX_PREDICTED = 200  # predicted images shown in the review (a folder may hold thousands)
@@ -38,6 +39,10 @@ class ReviewItem:
     frame: int = 0
     volume_ml: tuple[tuple[str, float, float], ...] = ()  # scan: (class, predicted mL, true mL)
     slice_errors: np.ndarray | None = None  # scan: misclassified pixels per slice
+    mask_file: str = ""  # the user's mask (or its correction); "" for an unlabelled image
+    uncertainty: float = float("nan")  # mean entropy of the prediction (uncertainty.score)
+    uncertainty_map: np.ndarray | None = None  # like pred, uint8 entropy (255: all classes equal)
+    parent_dice: float = float("nan")  # the parent run's mean Dice on this item (continued runs)
 
     @property
     def is_scan(self) -> bool:
@@ -57,14 +62,15 @@ def review_items(predictor: Predictor, data: SegDataset, indices: Sequence[int] 
         if should_stop and should_stop():
             raise Cancelled()
         chunk = idx[start:start + batch_size]
-        preds = predictor.probabilities_resized(data.images[chunk]).argmax(dim=1).to("cpu").numpy().astype(np.uint8)
-        for i, pred in zip(chunk, preds):
+        probs = predictor.probabilities_resized(data.images[chunk])
+        preds = probs.argmax(dim=1).to("cpu").numpy().astype(np.uint8)
+        entropy = entropy_map(probs)
+        for i, pred, ent in zip(chunk, preds, entropy):
             dice = dice_per_class(pred, data.masks[i], n_classes)
-            # nan when neither target nor prediction has any foreground: nothing to score.
-            mean = foreground_mean(dice) if not np.isnan(dice[1:]).all() else float("nan")
             v = data.volumes[data.item_volume[i]]  # a 2-D item: one image (or frame) of a file
             items.append(ReviewItem(int(i), data.name(i), display_image(data.images[i]), data.masks[i], pred,
-                                    tuple(float(d) for d in dice), mean, v.sources[0], v.frame))
+                                    tuple(float(d) for d in dice), _mean(dice), v.sources[0], v.frame,
+                                    mask_file=v.label, uncertainty=score(ent), uncertainty_map=to_uint8(ent)))
     return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
 
 
@@ -97,8 +103,56 @@ def scan_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[],
         errors = (pred != target).reshape(len(rows), -1).sum(axis=1)
         image = np.asarray(data.images[rows, 0])
         items.append(ReviewItem(k, v.name, image, target, pred, tuple(float(d) for d in dice), mean,
-                                v.sources[0], 0, ml, errors))
+                                v.sources[0], 0, ml, errors, mask_file=v.label))
     return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
+
+
+def _mean(dice: np.ndarray) -> float:
+    """The foreground mean; nan when neither target nor prediction has any foreground."""
+    return foreground_mean(dice) if not np.isnan(dice[1:]).all() else float("nan")
+
+
+def add_parent_dice(items: list[ReviewItem], parent: Predictor, data: SegDataset,
+                    should_stop: Callable[[], bool] | None = None) -> None:
+    """The parent run's mean Dice on the same validation images (a continued run's review)."""
+    by_index = {it.index: it for it in items if not it.is_scan and it.target is not None}
+    if parent.size != data.size:
+        return
+    for parent_item in review_items(parent, data, sorted(by_index), should_stop):
+        by_index[parent_item.index].parent_dice = parent_item.dice_mean
+
+
+def unlabelled_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[], bool] | None = None,
+                     progress: Callable[[int, int, str], None] | None = None,
+                     keep: int = MAX_PREDICTED) -> tuple[list[ReviewItem], list[tuple[str, str]]]:
+    """The dataset's images without a mask, predicted (averaged with the mirror image) and ranked
+    by uncertainty, most uncertain first: the `keep` first as items at the training size, and
+    (file, reason) for each that could not be read. Scans are not predicted here."""
+    spec = parse_window(predictor.window)
+    scored, problems = [], []
+    files = [f for f in data.unlabelled if not (is_volume_file(f) or Path(f).is_dir())]
+    for done, source in enumerate(files):
+        if should_stop and should_stop():
+            raise Cancelled()
+        if progress:
+            progress(done, len(files), f"Predicting {Path(source).name}")
+        try:
+            frames = read_file(Path(source), spec, defer_ct=isinstance(spec, tuple)).frames
+        except DataError as e:
+            problems.append((source, str(e)))
+            continue
+        for f, frame in enumerate(frames):
+            x = predictor.model_input(frame)
+            probs = predictor.probabilities_resized(x, flip=True)
+            entropy = entropy_map(probs)[0]
+            pred = probs.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+            name = Path(source).stem + (f"#{f}" if len(frames) > 1 else "")
+            scored.append(ReviewItem(-1, name, display_image(x[0]), None, pred, (), float("nan"), source, f,
+                                     uncertainty=score(entropy), uncertainty_map=to_uint8(entropy)))
+            scored.sort(key=lambda it: -it.uncertainty)
+            for it in scored[keep:]:  # hold images for the most uncertain only
+                it.image = it.pred = it.uncertainty_map = None
+    return [it for it in scored if it.pred is not None], problems
 
 
 def predicted_items(report: PredictReport, window: str, codes: Sequence[str] = (),

@@ -176,12 +176,13 @@ def test_no_usable_pairs(data_dirs, mk):
     images, masks = data_dirs
     mk.png(images / "a.png", mk.gradient())
     mk.png(masks / "b.png", mk.square())
-    with pytest.raises(DataError, match="No usable image/mask pairs.*a.png: no matching mask") as err:
+    with pytest.raises(DataError, match="No usable image/mask pairs.*1 image.s. have no mask of the same name .first: images/a.png") as err:
         load_dataset(DataConfig(str(images), str(masks)), 8)
     assert err.value.report.unmatched_images == ["images/a.png"]  # the whole report travels along
     report = inspect_dataset(DataConfig(str(images), str(masks)))
     assert report.n_pairs == 0 and report.unmatched_images == ["images/a.png"]
-    assert report.unmatched_masks == ["masks/b.png"]
+    assert report.unmatched_masks == ["masks/b.png"] and report.n_unlabelled == 1
+    assert [p.path for p in report.problems()] == ["masks/b.png"]  # unlabelled is no problem
 
 
 def test_inspect_report_and_progress(data_dirs, mk):

@@ -1,0 +1,164 @@
+"""The corrections folder: masks a user corrected or drew in the review, saved beside the masks
+folder (`<masks>-corrections/`) under the masks' own names and in their own convention.
+
+The user's masks are never written: a corrected mask goes to this folder, and the loaders take it
+in place of the original (`corrected_masks`). Each file has a provenance record (where it came
+from, which run predicted it, when it was edited) in the folder's manifest, and unsaved edits are
+kept in `.autosave/` after every stroke until they are saved or discarded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from ..runs import write_atomic, write_json
+from .discovery import IMAGE_EXTS
+from .pairing import pair_key
+from .volume import Volume, is_volume_file, volume_stem, write_label_like
+
+SUFFIX = "-corrections"
+MANIFEST = ".segstudio-corrections.json"
+AUTOSAVE = ".autosave"
+LOSSLESS = {".png", ".tif", ".tiff", ".bmp"}  # 2-D mask formats written as they are
+
+
+def corrections_dir(masks_dir: str | Path) -> Path:
+    """Where the corrections of the masks in `masks_dir` go: a sibling folder."""
+    masks = Path(masks_dir).expanduser().absolute()
+    return masks.parent / f"{masks.name}{SUFFIX}"
+
+
+def masks_folder(mask_file: str | Path) -> Path:
+    """The user's masks folder a mask file belongs to (for a correction: the one it corrects)."""
+    parent = Path(mask_file).expanduser().absolute().parent
+    if parent.name.endswith(SUFFIX) and len(parent.name) > len(SUFFIX):
+        return parent.with_name(parent.name[:-len(SUFFIX)])
+    return parent
+
+
+def corrected_masks(masks_dir: str | Path) -> dict[str, Path]:
+    """The corrected masks of `masks_dir` by pairing key (see pairing.pair_key; a scan's by its
+    stem): they replace the masks of the same images, or label images that had none."""
+    folder = corrections_dir(masks_dir)
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if is_volume_file(p):
+            found[volume_stem(p)] = p
+        elif p.suffix.lower() in IMAGE_EXTS:
+            found[pair_key(p)] = p
+    return found
+
+
+def correction_name(mask_file: str, image_file: str, like_suffix: str = ".png") -> str:
+    """The corrected mask's file name: the original mask's name, or for an image without one,
+    the image's stem with the dataset's mask format (lossless: a JPEG mask is saved as PNG)."""
+    if mask_file and Path(mask_file).is_file() and not Path(mask_file).is_dir():
+        p = Path(mask_file)
+        if is_volume_file(p):
+            return p.name
+        return p.name if p.suffix.lower() in LOSSLESS else p.stem + ".png"
+    if is_volume_file(image_file) or Path(image_file).is_dir():
+        return f"{volume_stem(image_file) if is_volume_file(image_file) else Path(image_file).name}{like_suffix}"
+    suffix = like_suffix if like_suffix.lower() in LOSSLESS else ".png"
+    return Path(image_file).stem + suffix
+
+
+def encode(classes: np.ndarray, keys: list, instances: bool = False) -> np.ndarray:
+    """Class indices -> mask values in the dataset's convention: each class's value (`keys`, an
+    (r, g, b) list for colour masks), or for instance labels one value per connected object."""
+    classes = np.asarray(classes)
+    if instances:
+        labelled, n = ndimage.label(classes > 0)
+        return labelled.astype(np.uint8 if n < 256 else np.uint16)
+    lut = np.asarray(keys)
+    if lut.ndim == 2:  # colours
+        return lut.astype(np.uint8)[classes]
+    return lut.astype(np.uint8 if lut.max(initial=0) < 256 else np.uint16)[classes]
+
+
+def mask_bytes(values: np.ndarray, suffix: str, like: str | Path | None = None) -> bytes:
+    """A 2-D mask file's bytes; a palette `like` mask passes its palette on."""
+    image = Image.fromarray(values)
+    if like is not None and values.ndim == 2 and values.dtype == np.uint8:
+        try:
+            with Image.open(like) as src:
+                if src.mode == "P":
+                    image.putpalette(src.getpalette())  # an "L" image becomes "P", values kept
+        except OSError:
+            pass
+    buf = io.BytesIO()
+    image.save(buf, format={".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(suffix.lower(), "PNG"))
+    return buf.getvalue()
+
+
+class CorrectionsFolder:
+    """The corrections folder of one masks folder (created on the first save)."""
+
+    def __init__(self, masks_dir: str | Path):
+        self.path = corrections_dir(masks_dir)
+
+    def records(self) -> dict[str, dict]:
+        """Provenance per corrected file name."""
+        try:
+            return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def save_mask(self, name: str, values: np.ndarray, provenance: dict, like: str | Path | None = None) -> Path:
+        """Write a 2-D mask (already encoded) atomically, and its provenance."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        out = self.path / name
+        write_atomic(out, mask_bytes(values, out.suffix, like))
+        self._record(name, provenance)
+        return out
+
+    def save_volume(self, name: str, labels: np.ndarray, like: Volume, provenance: dict) -> Path:
+        """Write a canonical (Z, Y, X) label volume (encoded) in `like`'s geometry and format."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        out = write_label_like(labels, like, self.path / name)
+        self._record(name, provenance)
+        return out
+
+    def _record(self, name: str, provenance: dict) -> None:
+        records = self.records()
+        records[name] = {**provenance, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_json(self.path / MANIFEST, {"format": 1, "files": records})
+
+    # -- unsaved edits -----------------------------------------------------------------------
+    def _autosave_file(self, key: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[-120:]
+        return self.path / AUTOSAVE / f"{safe}.npz"
+
+    def autosave(self, key: str, planes: dict[int, np.ndarray], meta: dict) -> None:
+        """Keep the edited planes of an item until they are saved (atomic, a few ms a plane)."""
+        path = self._autosave_file(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.frombuffer(json.dumps({**meta, "key": key}).encode(), np.uint8),
+                 **{f"plane_{k}": v for k, v in planes.items()})
+        write_atomic(path, buf.getvalue())
+
+    def recover(self, key: str) -> tuple[dict[int, np.ndarray], dict] | None:
+        """The unsaved planes of an item left by a crash, or None."""
+        path = self._autosave_file(key)
+        try:
+            with np.load(path) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                planes = {int(n[6:]): z[n] for n in z.files if n.startswith("plane_")}
+        except (OSError, ValueError, KeyError):
+            return None
+        return (planes, meta) if meta.get("key") == key else None
+
+    def discard_autosave(self, key: str) -> None:
+        self._autosave_file(key).unlink(missing_ok=True)

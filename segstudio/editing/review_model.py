@@ -1,0 +1,249 @@
+"""ReviewModel: the review's state without Qt, as napari's labels layer keeps painting in its core
+model. The items (images or scans), the one on screen and its slice, the display options, the
+paint tool, the masks being corrected at their original size, and one undo/redo history over
+the session. The Qt viewer draws it and forwards mouse and key events to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import SegstudioError
+from ..inference.review import ReviewItem
+from .history import Edit, History
+from .labels import EditableMask
+from .store import MaskContext, autosave, item_key, save_mask
+
+TOOLS = ("brush", "eraser", "fill", "polygon")
+MAX_RADIUS = 100
+
+
+@dataclass
+class DisplayOptions:
+    show_pred: bool = True
+    show_truth: bool = False
+    compare: bool = False
+    outline: bool = False
+    uncertainty: bool = False   # the entropy map instead of the masks
+    opacity: float = 0.5
+
+
+@dataclass
+class ToolState:
+    tool: str = "brush"
+    radius: int = 6
+    label: int = 1              # the class painted
+
+
+Listener = Callable[[str, object], None]  # (what changed, detail)
+
+
+class ReviewModel:
+    """Emits "items", "current", "slice", "labels" (the changed (y0, y1, x0, x1) box),
+    "tool", "history", "saved" and "warning" (a message) to its listeners."""
+
+    def __init__(self):
+        self.items: list[ReviewItem] = []
+        self.current = -1
+        self.slice = 0
+        self.options = DisplayOptions()
+        self.tool = ToolState()
+        self.masks: dict[str, EditableMask] = {}  # loaded for editing, by item key
+        self.history = History()
+        self.ctx: MaskContext | None = None
+        self._listeners: list[Listener] = []
+        self._polygon: list[tuple[float, float]] = []
+
+    def listen(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def _emit(self, what: str, detail=None) -> None:
+        for fn in list(self._listeners):
+            fn(what, detail)
+
+    # -- items -------------------------------------------------------------------------------
+    def set_items(self, items: list[ReviewItem], ctx: MaskContext | None) -> None:
+        """New items (a new run's review, a prediction); masks with unsaved edits are kept."""
+        self.items, self.ctx, self.current = list(items), ctx, -1
+        self.masks = {k: m for k, m in self.masks.items() if m.unsaved}
+        self._emit("items")
+
+    def select(self, index: int) -> None:
+        if index != self.current and 0 <= index < len(self.items):
+            self.current = index
+            self.slice = 0
+            self._emit("current", index)
+
+    @property
+    def item(self) -> ReviewItem | None:
+        return self.items[self.current] if 0 <= self.current < len(self.items) else None
+
+    @property
+    def mask(self) -> EditableMask | None:
+        """The current item's mask when it is loaded for editing."""
+        item = self.item
+        return None if item is None else self.masks.get(item_key(item))
+
+    def add_mask(self, mask: EditableMask) -> None:
+        """A mask loaded (in a worker) for an item; kept when one with edits is already here."""
+        if mask.key in self.masks and self.masks[mask.key].unsaved:
+            return
+        self.masks[mask.key] = mask
+        self._emit("labels", None)
+
+    def set_slice(self, k: int) -> None:
+        self.slice = int(k)
+        self._emit("slice", self.slice)
+
+    # -- tools -------------------------------------------------------------------------------
+    def set_tool(self, tool: str | None = None, radius: int | None = None, label: int | None = None) -> None:
+        if tool is not None:
+            if tool not in TOOLS:
+                raise ValueError(f"unknown tool {tool!r}")
+            self.tool.tool = tool
+        if radius is not None:
+            self.tool.radius = int(min(max(radius, 0), MAX_RADIUS))
+        if label is not None and self.ctx is not None and 0 <= label < len(self.ctx.codes):
+            self.tool.label = int(label)
+        self._emit("tool", self.tool)
+
+    def _value(self) -> int:
+        return 0 if self.tool.tool == "eraser" else self.tool.label
+
+    def press(self, y: float, x: float) -> tuple | None:
+        """A mouse press at image pixel (y, x): starts a brush/eraser stroke or a polygon, or fills."""
+        mask = self.mask
+        if mask is None:
+            return None
+        plane = self.slice
+        mask.begin(plane)
+        if self.tool.tool == "fill":
+            box = mask.apply(plane, "fill", int(y), int(x), self._value())
+            self._finish(mask, plane)
+            return box
+        if self.tool.tool == "polygon":
+            self._polygon = [(y, x)]
+            return None
+        box = mask.brush_to(plane, y, x, self.tool.radius, self._value())
+        self._emit("labels", box)
+        return box
+
+    def drag(self, y: float, x: float) -> tuple | None:
+        mask = self.mask
+        if mask is None:
+            return None
+        if self.tool.tool == "polygon":
+            if self._polygon:
+                self._polygon.append((y, x))
+            return None
+        if self.tool.tool == "fill":
+            return None
+        box = mask.brush_to(self.slice, y, x, self.tool.radius, self._value())
+        if box is not None:
+            self._emit("labels", box)
+        return box
+
+    def release(self) -> Edit | None:
+        mask = self.mask
+        if mask is None:
+            return None
+        if self.tool.tool == "polygon":
+            points, self._polygon = self._polygon, []
+            mask.apply(self.slice, "polygon", points, self.tool.label)
+        return self._finish(mask, self.slice)
+
+    @property
+    def polygon_points(self) -> list[tuple[float, float]]:
+        return list(self._polygon)
+
+    def _finish(self, mask: EditableMask, plane: int, what: str | None = None) -> Edit | None:
+        edit = mask.end(plane, what or self.tool.tool)
+        if edit is not None:
+            self.history.push(edit)
+            self._autosave(mask)
+            self._emit("labels", edit.box)
+            self._emit("history")
+        return edit
+
+    def _autosave(self, mask: EditableMask) -> None:
+        try:
+            autosave(mask, self.ctx)
+        except OSError as e:  # the edit stays in memory; saving will say more
+            self._emit("warning", f"Could not keep unsaved edits on disk: {e.strerror or e}")
+
+    # -- whole-plane edits, undo/redo --------------------------------------------------------
+    def accept_prediction(self) -> Edit | None:
+        """The prediction becomes the current slice's labels (one undoable edit)."""
+        mask = self.mask
+        if mask is None or mask.pred is None:
+            return None
+        return self._replace(mask, mask.pred[self.slice], "accept")
+
+    def reset_to_truth(self) -> Edit | None:
+        """Back to the labels as loaded (the ground truth, or an earlier correction)."""
+        mask = self.mask
+        if mask is None or mask.truth is None:
+            return None
+        return self._replace(mask, mask.truth[self.slice], "reset")
+
+    def _replace(self, mask: EditableMask, labels: np.ndarray, what: str) -> Edit | None:
+        edit = mask.replace(self.slice, labels, what)
+        if edit is not None:
+            self.history.push(edit)
+            self._autosave(mask)
+            self._emit("labels", edit.box)
+            self._emit("history")
+        return edit
+
+    def undo(self) -> Edit | None:
+        return self._step(self.history.undo(), after=False)
+
+    def redo(self) -> Edit | None:
+        return self._step(self.history.redo(), after=True)
+
+    def _step(self, edit: Edit | None, after: bool) -> Edit | None:
+        """Put an undone/redone edit in place, going to its item and slice first."""
+        if edit is None:
+            return None
+        mask = self.masks.get(edit.key)
+        if mask is None:  # its item's mask was dropped: nothing to change
+            return None
+        mask.put(edit, after)
+        index = next((i for i, it in enumerate(self.items) if item_key(it) == edit.key), -1)
+        if index >= 0 and index != self.current:
+            self.select(index)
+        if edit.plane != self.slice:
+            self.set_slice(edit.plane)
+        self._autosave(mask)
+        self._emit("labels", edit.box)
+        self._emit("history")
+        return edit
+
+    # -- saving ------------------------------------------------------------------------------
+    def unsaved(self) -> list[EditableMask]:
+        return [m for m in self.masks.values() if m.unsaved]
+
+    def save(self) -> tuple[list[Path], list[str]]:
+        """Save every mask with edits: (files written, problems as "name: reason")."""
+        written, problems = [], []
+        for mask in self.unsaved():
+            try:
+                written.append(save_mask(mask, self.ctx))
+            except (SegstudioError, OSError, ValueError) as e:
+                problems.append(f"{mask.name}: {getattr(e, 'strerror', None) or e}")
+        if written:
+            self._emit("saved", written)
+        return written, problems
+
+    def discard(self) -> None:
+        """Forget unsaved edits (and their autosaves)."""
+        from .store import corrections_folder
+
+        for mask in self.unsaved():
+            corrections_folder(mask, self.ctx).discard_autosave(mask.key)
+        self.masks = {k: m for k, m in self.masks.items() if not m.unsaved}
+        self.history = History()
+        self._emit("history")

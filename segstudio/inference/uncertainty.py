@@ -1,0 +1,31 @@
+"""How unsure the model is: per-pixel entropy of the class probabilities averaged over the image
+and its mirror image (a two-member test-time ensemble), scaled to 0..1 by log(classes)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def with_flip(probabilities, x: torch.Tensor) -> torch.Tensor:
+    """The mean of `probabilities(x)` and of the mirrored image's, mirrored back: (N, K, H, W)."""
+    return (probabilities(x) + probabilities(torch.flip(x, dims=[-1])).flip(dims=[-1])) / 2
+
+
+def entropy_map(probs: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(..., K, H, W) probabilities -> (..., H, W) float32 entropy in 0..1 (1: all classes equal)."""
+    p = torch.as_tensor(probs).float()
+    k = p.shape[-3]
+    h = -(p * torch.log(p.clamp_min(1e-8))).sum(dim=-3) / math.log(max(k, 2))
+    return h.clamp_(0, 1).cpu().numpy()
+
+
+def score(entropy: np.ndarray) -> float:
+    """One number per image: the mean entropy of its pixels."""
+    return float(np.mean(entropy)) if entropy.size else float("nan")
+
+
+def to_uint8(entropy: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(entropy) * 255 + 0.5, 0, 255).astype(np.uint8)
