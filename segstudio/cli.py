@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images")
     tr.add_argument("--masks")
     tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
+    tr.add_argument("--init-from", metavar="RUN_DIR",
+                    help="continue from a run: start from its best model, on its data (with any corrections) "
+                         "unless --images is given, for a few epochs at lower learning rates")
     tr.add_argument("--epochs", type=at_least(1))
     tr.add_argument("--size", type=at_least(32), help="training image size in pixels (square)")
     tr.add_argument("--bs", type=at_least(1), help="batch size")
@@ -85,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write one DICOM SEG per DICOM series, referencing its source images")
     pr.add_argument("--nifti", action="store_true",
                     help="DICOM series folders (3-D scans): also write each prediction as NIfTI")
+    pr.add_argument("--uncertainty", action="store_true",
+                    help="average each prediction with its mirror image's, write an entropy map per image "
+                         "(*_uncertainty.png) and uncertainty.csv ranking the images most uncertain first")
     return p
 
 
@@ -224,6 +231,8 @@ def cmd_inspect(args) -> int:
 def train_config(args) -> TrainConfig:
     """The TrainConfig from --config (if any), the demo defaults, then explicit options."""
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if args.init_from:
+        cfg = continued_config(cfg if args.config else None, args.init_from)
     if args.demo or args.demo_volumes:
         demo_data(cfg, volumes=args.demo_volumes)
         for key, value in (DEMO_VOLUME_SETTINGS if args.demo_volumes else DEMO_SETTINGS).items():
@@ -246,6 +255,17 @@ def train_config(args) -> TrainConfig:
         if value is not None:
             setattr(cfg, key, value)
     return cfg
+
+
+def continued_config(cfg: TrainConfig | None, run_dir: str) -> TrainConfig:
+    """A run's config (or `cfg`) set to continue from it: fine-tuning learning rates and length."""
+    from .training.parent import FINE_TUNE_EPOCHS
+
+    if cfg is None and not (Path(run_dir) / "config.json").is_file():
+        raise SystemExit(f"error: {run_dir} is not a run folder (it has no config.json)")
+    base = cfg or TrainConfig.load(Path(run_dir) / "config.json")
+    return replace(base, init_from=str(Path(run_dir).expanduser().absolute()), lr_lo=None, lr_hi=None,
+                   epochs=FINE_TUNE_EPOCHS, run_name="")
 
 
 def demo_data(cfg: TrainConfig, volumes: bool) -> None:
@@ -329,7 +349,8 @@ def cmd_predict(args) -> int:
     try:
         predictor = Predictor.load(args.model, device=args.device)
         report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities,
-                                          dicom_seg=args.dicom_seg, nifti=args.nifti)
+                                          dicom_seg=args.dicom_seg, nifti=args.nifti,
+                                          uncertainty=args.uncertainty)
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -340,6 +361,10 @@ def cmd_predict(args) -> int:
     for problem in report.left_alone:
         print(f"left alone {problem.path}: {problem.reason}", file=sys.stderr)
     print(f"wrote {len(report.written)} mask(s) to {report.out_dir}")
+    if report.uncertainty:
+        ranked = sorted(report.uncertainty.items(), key=lambda kv: -kv[1])[:5]
+        print("most uncertain: " + ", ".join(f"{Path(m).name} ({u:.3f})" for m, u in ranked)
+              + " (all in uncertainty.csv)")
     if args.dicom_seg or report.dicom_segs:
         print(f"wrote {len(report.dicom_segs)} DICOM SEG file(s)")
     if report.left_alone:

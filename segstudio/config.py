@@ -107,6 +107,9 @@ class TrainConfig:
     # Share of the training slices without any foreground drawn each epoch (the rest of the
     # epoch is the slices with foreground), so scans mostly made of background do not drown it.
     empty_share: float = 0.25
+    # Continue from a run: its best model is the starting point (same architecture and classes);
+    # recorded in config.json as the new run's parent.
+    init_from: str = ""
 
     def lrs(self, encoder_pretrained: bool | None = None) -> tuple[float, float]:
         """The (lo, hi) range to train with, filling unset ends from the defaults."""

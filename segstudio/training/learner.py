@@ -51,13 +51,18 @@ def resolve_encoder(config: TrainConfig, warnings: list[str]):
 
 
 def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
-                  path: str | None = None) -> BuiltLearner:
-    """A unet_learner on the cached data, on `device`, with no progress bar or logger."""
+                  path: str | None = None, parent=None) -> BuiltLearner:
+    """A unet_learner on the cached data, on `device`, with no progress bar or logger; with a
+    `parent` (training.parent.Parent) it starts from that run's model and normalisation."""
     warnings: list[str] = []
     set_seed(config.seed)
-    arch_fn, pretrained = resolve_encoder(config, warnings)
+    if parent is not None:
+        arch_fn, pretrained = architecture(config.arch.value), False
+    else:
+        arch_fn, pretrained = resolve_encoder(config, warnings)
     n_in = model_inputs(data)
-    stats = IMAGENET_STATS if pretrained and n_in == 3 else dataset_stats(data)
+    stats = (parent.stats if parent is not None else
+             IMAGENET_STATS if pretrained and n_in == 3 else dataset_stats(data))
     dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed,
                             empty_share=config.empty_share)
     if dls.train.bs < config.bs:
@@ -70,6 +75,9 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
                          path=path or tempfile.mkdtemp(prefix="segstudio-"))
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
+    if parent is not None:
+        learn.model.load_state_dict(parent.state)
+        pretrained = True  # the encoder starts trained
     learn.model.to(device)
     mixed = config.precision.value == "on" or (config.precision.value == "auto" and device.type == "cuda")
     if mixed and device.type != "cuda":
@@ -77,7 +85,7 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
         mixed = False
     if mixed:
         learn.to_bf16() if torch.cuda.is_bf16_supported() else learn.to_fp16()
-    if not pretrained and config.lr_lo is not None and config.lr_hi is not None and config.lr_lo < config.lr_hi / 10:
+    if not pretrained and parent is None and config.lr_lo is not None and config.lr_hi is not None and config.lr_lo < config.lr_hi / 10:
         warnings.append(f"The encoder is randomly initialised, but its learning rate ({config.lr_lo:.0e}) is far "
                         f"below the decoder's ({config.lr_hi:.0e}): tiny encoder rates suit pretrained "
                         "encoders only and may leave the model barely trained.")

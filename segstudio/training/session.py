@@ -29,6 +29,7 @@ from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
+from .parent import fine_tune_config, load_parent
 
 log = logging.getLogger(__name__)
 LEARNED = 0.05  # a best Dice below this after a whole run means nothing was learned: say so
@@ -62,8 +63,14 @@ class TrainingSession:
             device, warning = resolve_device(config.device)
             if warning:
                 on_event(ev.WarningEvent(warning))
+            parent = None
+            if config.init_from:
+                parent, notes = load_parent(config.init_from, config, data)
+                config = fine_tune_config(config, parent)
+                for message in notes:
+                    on_event(ev.WarningEvent(message))
             run_dir = new_run_dir(config.out_dir, config.run_name)
-            built = build_learner(config, data, device, path=str(run_dir))
+            built = build_learner(config, data, device, path=str(run_dir), parent=parent)
             write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
             for message in built.warnings:
                 on_event(ev.WarningEvent(message))
@@ -119,7 +126,8 @@ class TrainingSession:
                device, on_event: EventFn) -> EventReporter:
         learn = built.learn
         lo, hi = config.lrs(built.pretrained)
-        frozen_epochs = config.freeze_epochs if config.schedule == Schedule.fine_tune and built.pretrained else 0
+        frozen_epochs = (config.freeze_epochs if config.schedule == Schedule.fine_tune and built.pretrained
+                         and not config.init_from else 0)  # a continued run's decoder is trained already
         if config.schedule == Schedule.fine_tune and not built.pretrained and config.freeze_epochs:
             on_event(ev.WarningEvent("fine_tune: the encoder is random, so the frozen epochs are skipped."))
         metrics = MetricsLog(run_dir)
@@ -178,6 +186,8 @@ def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> di
     meta = {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": model_inputs(data),
             "n_out": len(data.codes), "codes": list(data.codes), "size": data.size, "mean": list(mean),
             "std": list(std), "window": data.window, "pretrained": built.pretrained}
+    if config.init_from:
+        meta["parent"] = config.init_from
     if data.volumetric:  # how scans were sliced and normalised, for predicting new scans
         meta["volumes"] = {"axis": config.data.axis, "context": data.context, "channels": data.n_channels,
                            "modalities": list(config_modalities(data))}

@@ -1,0 +1,68 @@
+"""Continuing from a run: its best model as the starting point of a new run on the current
+(corrected) data, with the checks that make that sound and learning rates for fine-tuning."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..data import SegDataset
+from ..errors import SegstudioError
+from ..runs import MODEL_FILE, MODEL_META
+from .learner import model_inputs
+
+FINE_TUNE_EPOCHS = 4   # the default length of a continued run
+FINE_TUNE_DIVISOR = 3  # a continued run's top LR is its parent's divided by this; the encoder's 10x lower
+
+
+@dataclass
+class Parent:
+    run_dir: str
+    meta: dict
+    state: dict            # the best model's weights
+    lrs: tuple[float, float]  # the parent's (lo, hi)
+
+    @property
+    def stats(self) -> tuple[list[float], list[float]]:
+        return list(self.meta["mean"]), list(self.meta["std"])
+
+
+def load_parent(run_dir: str, config: TrainConfig, data: SegDataset) -> tuple[Parent, list[str]]:
+    """The run to continue from and warnings; SegstudioError, saying what to change, when its
+    model cannot start this run (another architecture, other classes or input channels)."""
+    folder = Path(run_dir).expanduser()
+    if not (folder / MODEL_FILE).is_file() or not (folder / MODEL_META).is_file():
+        raise SegstudioError(f"Cannot continue from {folder}: it holds no trained model ({MODEL_FILE}).")
+    meta = json.loads((folder / MODEL_META).read_text(encoding="utf-8"))
+    if meta["arch"] != config.arch.value:
+        raise SegstudioError(f"Cannot continue from {folder.name}: its model is a {meta['arch']} U-Net, this "
+                             f"run a {config.arch.value} one. Choose {meta['arch']} to continue from it.")
+    if meta["n_out"] != len(data.codes):
+        raise SegstudioError(f"Cannot continue from {folder.name}: its model has {meta['n_out']} classes "
+                             f"({', '.join(meta['codes'])}), the dataset {len(data.codes)} ({', '.join(data.codes)}).")
+    if meta["n_in"] != model_inputs(data):
+        raise SegstudioError(f"Cannot continue from {folder.name}: its model takes {meta['n_in']} input "
+                             f"channel(s), this dataset gives {model_inputs(data)} (other channels or context).")
+    warnings = []
+    if list(meta["codes"]) != list(data.codes):
+        warnings.append(f"The parent run named its classes {', '.join(meta['codes'][1:])}; this dataset "
+                        f"{', '.join(data.codes[1:])}. Continuing with the classes in the same order.")
+    state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
+    try:
+        parent_cfg = TrainConfig.load(folder / "config.json")
+        lrs = parent_cfg.lrs()
+    except (OSError, ValueError, KeyError):
+        lrs = (1e-5, 1e-3)
+    return Parent(str(folder.absolute()), meta, state, lrs), warnings
+
+
+def fine_tune_config(config: TrainConfig, parent: Parent) -> TrainConfig:
+    """The config with fine-tuning learning rates where the user set none: the parent's top
+    rate divided by FINE_TUNE_DIVISOR, the encoder's ten times lower."""
+    hi = config.lr_hi if config.lr_hi is not None else parent.lrs[1] / FINE_TUNE_DIVISOR
+    lo = config.lr_lo if config.lr_lo is not None else hi / 10
+    return replace(config, lr_lo=lo, lr_hi=hi, init_from=parent.run_dir)
