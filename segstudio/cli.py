@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
@@ -232,7 +231,9 @@ def train_config(args) -> TrainConfig:
     """The TrainConfig from --config (if any), the demo defaults, then explicit options."""
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     if args.init_from:
-        cfg = continued_config(cfg if args.config else None, args.init_from)
+        from .training.parent import continue_config
+
+        cfg = continue_config(args.init_from, cfg if args.config else None)
     if args.demo or args.demo_volumes:
         demo_data(cfg, volumes=args.demo_volumes)
         for key, value in (DEMO_VOLUME_SETTINGS if args.demo_volumes else DEMO_SETTINGS).items():
@@ -257,17 +258,6 @@ def train_config(args) -> TrainConfig:
     return cfg
 
 
-def continued_config(cfg: TrainConfig | None, run_dir: str) -> TrainConfig:
-    """A run's config (or `cfg`) set to continue from it: fine-tuning learning rates and length."""
-    from .training.parent import FINE_TUNE_EPOCHS
-
-    if cfg is None and not (Path(run_dir) / "config.json").is_file():
-        raise SystemExit(f"error: {run_dir} is not a run folder (it has no config.json)")
-    base = cfg or TrainConfig.load(Path(run_dir) / "config.json")
-    return replace(base, init_from=str(Path(run_dir).expanduser().absolute()), lr_lo=None, lr_hi=None,
-                   epochs=FINE_TUNE_EPOCHS, run_name="")
-
-
 def demo_data(cfg: TrainConfig, volumes: bool) -> None:
     """Point `cfg` at the built-in 2-D sample, or at the sample of 3-D scans (2.5-D slices)."""
     if volumes:
@@ -286,7 +276,13 @@ def cmd_train(args) -> int:
     from .training import events as ev
     from .training.session import TrainingSession
 
-    cfg = train_config(args)
+    from .errors import SegstudioError
+
+    try:
+        cfg = train_config(args)
+    except SegstudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not cfg.data.images:
         print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2

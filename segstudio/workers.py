@@ -236,9 +236,37 @@ def review_task(run_dir: str, dataset, data: DataConfig | None = None, *, progre
             return predictor, None, [], str(exc)
     progress(0, 0, "Predicting validation images")
     items = review_items(predictor, ds, should_stop=should_stop)
+    parent = predictor.meta.get("parent", "")
+    if parent and not ds.volumetric:  # a continued run: its parent's Dice on the same images
+        from segstudio.inference.review import add_parent_dice
+
+        progress(0, 0, "Predicting with the parent run")
+        try:
+            add_parent_dice(items, Predictor.load(parent), ds, should_stop)
+        except SegstudioError:
+            pass  # the parent run was moved or deleted: no comparison
     if should_stop():
         raise Cancelled()
     return predictor, ds, items, ""
+
+
+def load_mask_task(item, ctx, predictor, *, progress: ProgressFn, should_stop: StopFn):
+    """An item's mask at the original size, ready to correct (editing.store.load_mask)."""
+    from segstudio.editing.store import load_mask
+
+    return load_mask(item, ctx, predictor)
+
+
+def save_masks_task(model, *, progress: ProgressFn, should_stop: StopFn):
+    """Save every corrected mask of a ReviewModel: (files written, problems)."""
+    return model.save()
+
+
+def unlabelled_task(predictor, dataset, *, progress: ProgressFn, should_stop: StopFn):
+    """The dataset's unlabelled images predicted, most uncertain first: (items, problems)."""
+    from segstudio.inference.review import unlabelled_items
+
+    return unlabelled_items(predictor, dataset, should_stop, progress)
 
 
 def display_frame_task(source: str, frame: int, window: str, *, progress: ProgressFn, should_stop: StopFn):

@@ -163,14 +163,14 @@ class ReviewModel:
         edit = mask.end(plane, what or self.tool.tool)
         if edit is not None:
             self.history.push(edit)
-            self._autosave(mask)
+            self._autosave(mask, plane)
             self._emit("labels", edit.box)
             self._emit("history")
         return edit
 
-    def _autosave(self, mask: EditableMask) -> None:
+    def _autosave(self, mask: EditableMask, plane: int) -> None:
         try:
-            autosave(mask, self.ctx)
+            autosave(mask, self.ctx, plane)
         except OSError as e:  # the edit stays in memory; saving will say more
             self._emit("warning", f"Could not keep unsaved edits on disk: {e.strerror or e}")
 
@@ -193,7 +193,7 @@ class ReviewModel:
         edit = mask.replace(self.slice, labels, what)
         if edit is not None:
             self.history.push(edit)
-            self._autosave(mask)
+            self._autosave(mask, self.slice)
             self._emit("labels", edit.box)
             self._emit("history")
         return edit
@@ -217,7 +217,7 @@ class ReviewModel:
             self.select(index)
         if edit.plane != self.slice:
             self.set_slice(edit.plane)
-        self._autosave(mask)
+        self._autosave(mask, edit.plane)
         self._emit("labels", edit.box)
         self._emit("history")
         return edit

@@ -74,9 +74,8 @@ def load_mask(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
     an image without one the prediction; unsaved edits left by a crash are restored."""
     mask = _load_scan(item, ctx, predictor, data) if item.is_scan else _load_image(item, ctx, predictor)
     folder = CorrectionsFolder(_masks_dir(mask, ctx))
-    recovered = folder.recover(mask.key)
-    if recovered is not None:
-        planes, _ = recovered
+    planes = folder.recover(mask.key)
+    if planes:
         for k, plane in planes.items():
             if k < len(mask.labels) and plane.shape == mask.labels.shape[1:]:
                 mask.labels[k] = plane
@@ -147,10 +146,9 @@ def corrections_folder(mask: EditableMask, ctx: MaskContext) -> CorrectionsFolde
     return CorrectionsFolder(_masks_dir(mask, ctx))
 
 
-def autosave(mask: EditableMask, ctx: MaskContext) -> None:
-    """Keep the mask's unsaved planes in the corrections folder's .autosave/."""
-    corrections_folder(mask, ctx).autosave(mask.key, {k: mask.labels[k] for k in sorted(mask.dirty)},
-                                           {"name": mask.name})
+def autosave(mask: EditableMask, ctx: MaskContext, plane: int) -> None:
+    """Keep an edited plane in the corrections folder's .autosave/ until the mask is saved."""
+    corrections_folder(mask, ctx).autosave(mask.key, plane, mask.labels[plane])
 
 
 def save_mask(mask: EditableMask, ctx: MaskContext) -> Path:

@@ -66,3 +66,17 @@ def fine_tune_config(config: TrainConfig, parent: Parent) -> TrainConfig:
     hi = config.lr_hi if config.lr_hi is not None else parent.lrs[1] / FINE_TUNE_DIVISOR
     lo = config.lr_lo if config.lr_lo is not None else hi / 10
     return replace(config, lr_lo=lo, lr_hi=hi, init_from=parent.run_dir)
+
+
+def continue_config(run_dir: str, base: TrainConfig | None = None) -> TrainConfig:
+    """A config that continues from the run: its settings (or `base`'s, with the run's
+    architecture and size), FINE_TUNE_EPOCHS, and fine-tuning learning rates stated explicitly:
+    the run's top rate divided by FINE_TUNE_DIVISOR, the encoder's ten times lower."""
+    folder = Path(run_dir).expanduser().absolute()
+    try:
+        parent = TrainConfig.load(folder / "config.json")
+    except (OSError, ValueError) as e:
+        raise SegstudioError(f"Cannot continue from {folder}: it is not a run folder (no readable config.json).") from e
+    hi = parent.lrs()[1] / FINE_TUNE_DIVISOR
+    return replace(base or parent, arch=parent.arch, size=parent.size, init_from=str(folder), lr_lo=hi / 10,
+                   lr_hi=hi, epochs=FINE_TUNE_EPOCHS, run_name="")

@@ -47,6 +47,7 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.state)
         self.train_panel = TrainPanel(self.state)
         self.review_panel = ReviewPanel(self.state)
+        self.review_panel.continue_requested = self.continue_training
         self.tabs = QTabWidget(objectName="tabs", documentMode=False)
         self.tabs.addTab(self.data_panel, resources.icon("data"), "Data")
         self.tabs.addTab(self.train_panel, resources.icon("train"), "Train")
@@ -280,7 +281,36 @@ class MainWindow(QMainWindow):
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
+    def continue_training(self, run_dir: str) -> bool:
+        self.tabs.setCurrentWidget(self.train_panel)
+        return self.train_panel.continue_from(run_dir)
+
+    def confirm_unsaved_corrections(self) -> bool:
+        """Save, discard or keep open when corrections are unsaved; True when closing may go on."""
+        unsaved = self.review_panel.model.unsaved()
+        if not unsaved:
+            return True
+        B = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Unsaved corrections",
+            f"{len(unsaved)} corrected mask(s) are not saved. Save them to the corrections folder?",
+            B.Save | B.Discard | B.Cancel, B.Save)
+        if answer == B.Cancel:
+            return False
+        if answer == B.Save:
+            self.review_panel.save_runner.wait(30000)
+            _, problems = self.review_panel.model.save()
+            if problems:
+                QMessageBox.warning(self, "Not saved", "\n".join(problems))
+                return False
+        else:
+            self.review_panel.model.discard()
+        return True
+
     def closeEvent(self, event) -> None:
+        if not self._close_after_stop and not self.confirm_unsaved_corrections():
+            event.ignore()
+            return
         if self.state.training and self.train_panel.runner.running:
             if self._close_after_stop or self.confirm_stop_run():
                 # stop cooperatively; the window closes when the thread has ended (never terminate)

@@ -62,6 +62,16 @@ def compare(target: np.ndarray, pred: np.ndarray, alpha: int = 255) -> np.ndarra
     return rgba
 
 
+def heat(values: np.ndarray) -> np.ndarray:
+    """RGBA of a uint8 map (uncertainty): black-red-yellow-white, transparent where 0."""
+    v = np.asarray(values, dtype=np.float32) / 255.0
+    rgba = np.empty(v.shape + (4,), dtype=np.uint8)
+    for c in range(3):
+        rgba[..., c] = np.clip(3 * v - c, 0, 1) * 255
+    rgba[..., 3] = np.clip(v * 2 * 255, 0, 255)
+    return rgba
+
+
 def to_rgb(image: np.ndarray) -> np.ndarray:
     """(H, W) / (H, W, 1) / (H, W, 3) / (C, H, W) uint8 -> (H, W, 3) uint8."""
     a = np.asarray(image)

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +89,23 @@ def main() -> int:
     viewer.bool_show_truth.setChecked(True)
     viewer.slider_opacity.setValue(60)
     shot(2, "review")
+    rp = w.review_panel  # correcting: a stroke of the brush, the prediction's outline over the labels
+    wait_until(app, lambda: rp.model.mask is not None)
+    rp.tools.button_edit.setChecked(True)
+    mask = rp.model.mask
+    h, wd = mask.labels.shape[1:]
+    rp.model.set_tool("brush", radius=max(2, wd // 60), label=1)
+    rp.model.press(h * 0.7, wd * 0.3)
+    for t in np.linspace(0, 1, 12):
+        rp.model.drag(h * (0.7 + 0.1 * np.sin(6 * t)), wd * (0.3 + 0.4 * t))
+    rp.model.release()
+    viewer.bool_show_truth.setChecked(False)
+    shot(2, "review_correct")
+    rp.tools.button_edit.setChecked(False)
+    viewer.bool_uncertainty.setChecked(True)
+    shot(2, "review_uncertainty")
+    viewer.bool_uncertainty.setChecked(False)
+    rp.model.discard()
 
     w.open_volume_sample()  # the sample of 3-D scans, with its demo settings
     w.train_panel.settings.update(pretrained=False, out_dir=str(tmp / "runs"))

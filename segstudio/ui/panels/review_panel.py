@@ -15,12 +15,16 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.config import TrainConfig
+from segstudio.editing.review_model import ReviewModel
+from segstudio.editing.store import MaskContext, item_key
 from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
+from segstudio.ui.panels.review_tools import ReviewTools
 from segstudio.ui.panels.review_viewer import ReviewViewer
 from segstudio.ui.state import AppState, RunRef
 from segstudio.ui.tasks import TaskRunner, show_state
-from segstudio.workers import display_frame_task, predict_folder_task, review_task
+from segstudio.workers import (display_frame_task, load_mask_task, predict_folder_task, review_task, save_masks_task,
+                               unlabelled_task)
 
 FRAME_CACHE = 64  # decoded DICOM frames kept while stepping through the list
 
@@ -61,6 +65,10 @@ class ReviewPanel(QWidget):
         self._pending_run = None  # (run_dir, dataset, config) asked for while busy
         self.validation_items: list = []  # the run's review, to come back to after a prediction
         self.current = -1
+        self.model = ReviewModel()  # items, edits and history, without Qt
+        self.model.listen(self._on_model)
+        self.continue_requested = None  # set by the main window: fn(run_dir) continues training
+        self._wanted_mask = None  # the item whose mask should load next
         self._build()
         self.runner = TaskRunner(self, "review", self.progress_review,
                                  on_error=lambda m, d: self.post("error", m + (f"\n{d}" if d else "")))
@@ -68,6 +76,11 @@ class ReviewPanel(QWidget):
         self.runner.busy_changed.connect(lambda busy: busy or self._start_pending_run())
         self.frame_runner = TaskRunner(self, "frame")
         self.frame_runner.busy_changed.connect(lambda busy: busy or self._decode_wanted())
+        self.mask_runner = TaskRunner(self, "mask")
+        self.mask_runner.busy_changed.connect(lambda busy: busy or self._load_wanted_mask())
+        self.save_runner = TaskRunner(self, "save",
+                                      on_error=lambda m, d: self.post("error", f"Saving failed: {m}"))
+        self.save_runner.busy_changed.connect(lambda busy: self.tools.update_state(busy))
         state.watch("run", self._on_run)
 
     # -- layout ------------------------------------------------------------------------------
@@ -112,11 +125,34 @@ class ReviewPanel(QWidget):
         self.button_show_validation.clicked.connect(self.show_validation)
         self.button_show_validation.setVisible(False)
         lv.addWidget(self.button_show_validation)
-        self.viewer = ReviewViewer()
+        loop = QHBoxLayout()
+        self.button_unlabelled = QPushButton("Predict unlabelled", objectName="button_predict_unlabelled",
+                                             enabled=False)
+        self.button_unlabelled.setToolTip("Predict the dataset's images that have no mask yet, most uncertain\n"
+                                          "first: correct or accept them to add them to the training set")
+        self.button_unlabelled.clicked.connect(lambda: self.predict_unlabelled())
+        self.button_continue = QPushButton("Continue training", objectName="button_continue_training",
+                                           enabled=False)
+        self.button_continue.setToolTip("Train a new run that starts from this run's best model, on the\n"
+                                        "dataset with your corrections (a few epochs at lower learning rates)")
+        self.button_continue.clicked.connect(self.continue_training)
+        loop.addWidget(self.button_unlabelled)
+        loop.addWidget(self.button_continue)
+        lv.addLayout(loop)
+        self.viewer = ReviewViewer(self.model)
         self.viewer.view_review.installEventFilter(self)
+        self.tools = ReviewTools(self.model)
+        self.tools.install_shortcuts(self)
+        self.tools.save_requested.connect(self.save_corrections)
+        self.tools.editing_changed.connect(self.viewer.set_editing)
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addWidget(self.tools)
+        rv.addWidget(self.viewer, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.group_items)
-        split.addWidget(self.viewer)
+        split.addWidget(right)
         split.setStretchFactor(1, 1)
         split.setSizes([400, 800])
         v = QVBoxLayout(self)
@@ -127,39 +163,51 @@ class ReviewPanel(QWidget):
         self.state.post("review", level, text, action)
 
     # -- items -------------------------------------------------------------------------------
-    def set_items(self, items: list, codes: tuple[str, ...] = ()) -> None:
+    def set_items(self, items: list, codes: tuple[str, ...] = (), by_uncertainty: bool = False) -> None:
         self.items = list(items)
         self.current = -1
         self._generation += 1
         codes = tuple(codes) or (tuple(f"class {i}" for i in range(len(items[0].dice))) if items else ())
         self.viewer.set_codes(codes)
+        self.tools.set_codes(codes)
+        ctx = MaskContext.of(self.dataset, self.run_dir) if self.dataset is not None else None
+        self.model.set_items(self.items, ctx)
         truth = any(it.target is not None for it in self.items)
         fg = list(range(1, len(codes))) if truth or not self.items else []  # no truth: no Dice
         scans = any(it.is_scan for it in self.items)
         ml = [f"{codes[k]} mL" for k in range(1, len(codes))] if scans else []
+        parent = ["Parent Dice"] if any(math.isfinite(it.parent_dice) for it in self.items) else []
+        unsure = ["Uncertainty"] if by_uncertainty else []
         t = self.table_review
         t.setSortingEnabled(False)
         t.clearContents()
         dice = ["Dice"] if truth or not self.items else []
-        t.setColumnCount(1 + len(dice) + len(fg) + len(ml))
-        t.setHorizontalHeaderLabels(["Scan" if scans else "Image"] + dice + [str(codes[k]) for k in fg] + ml)
+        t.setColumnCount(1 + len(dice) + len(parent) + len(unsure) + len(fg) + len(ml))
+        t.setHorizontalHeaderLabels(["Scan" if scans else "Image"] + dice + parent + unsure
+                                    + [str(codes[k]) for k in fg] + ml)
         t.setRowCount(len(self.items))
         for row, item in enumerate(self.items):
             name = QTableWidgetItem(str(item.name))
             name.setData(Qt.ItemDataRole.UserRole, row)
             t.setItem(row, 0, name)
-            if dice:
-                t.setItem(row, 1, NumItem(float(item.dice_mean)))
-            for col, k in enumerate(fg, start=2):
+            values = ([item.dice_mean] if dice else []) + ([item.parent_dice] if parent else [])
+            values += [item.uncertainty] if unsure else []
+            for col, value in enumerate(values, start=1):
+                t.setItem(row, col, NumItem(float(value)))
+            first = 1 + len(values)
+            for col, k in enumerate(fg, start=first):
                 t.setItem(row, col, NumItem(float(item.dice[k]) if k < len(item.dice) else math.nan))
-            for col, (_, predicted, _) in enumerate(item.volume_ml, start=1 + len(dice) + len(fg)):
+            for col, (_, predicted, _) in enumerate(item.volume_ml, start=first + len(fg)):
                 t.setItem(row, col, NumItem(predicted, digits=1))
         t.setSortingEnabled(True)
-        t.sortItems(1 if dice else 0, Qt.SortOrder.AscendingOrder)
+        if unsure:
+            t.sortItems(1, Qt.SortOrder.DescendingOrder)
+        else:
+            t.sortItems(1 if dice else 0, Qt.SortOrder.AscendingOrder)
         if self.items:
             t.setCurrentCell(0, 0)
             self._show_row(0)
-            self.viewer.viewbox.autoRange(padding=0)
+            self.viewer.fit()
         else:
             self.viewer.clear()
 
@@ -175,12 +223,121 @@ class ReviewPanel(QWidget):
         if item is None:
             return
         self.current = index
+        self.model.select(index)
         key = (item.source, item.frame)
         self.viewer.show_item(item, self._frames.get(key))
         if item.source and not item.is_scan and key not in self._frames and self.predictor is not None:
             self._wanted_frame = key
             self._decode_wanted()
+        if self.model.ctx is not None and item.source and item_key(item) not in self.model.masks:
+            self._wanted_mask = item
+            self._load_wanted_mask()
         self._update_info()
+        self.tools.update_state(self.save_runner.busy)
+
+    # -- correcting masks --------------------------------------------------------------------
+    def _load_wanted_mask(self) -> None:
+        """Load the current item's mask at its original size in a worker (the latest wish wins)."""
+        item, self._wanted_mask = self._wanted_mask, None
+        if item is None or item_key(item) in self.model.masks:
+            return
+        if self.mask_runner.busy:
+            self._wanted_mask = item
+            return
+        generation = self._generation
+        self.mask_runner.start(load_mask_task, item, self.model.ctx, self.predictor,
+                               on_done=lambda mask: self._on_mask(mask, generation),
+                               on_error=lambda m, d: self._on_mask_error(item, m, generation))
+
+    def _on_mask(self, mask, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self.model.add_mask(mask)
+        if mask.recovered:
+            self.post("warning", f"{mask.name}: unsaved corrections from an earlier session were restored "
+                                 "(Save keeps them, Reset or Undo drops them).")
+        if self.viewer.item is self.model.item:
+            self.viewer.show_item(self.viewer.item, self.viewer.frame)
+        self.tools.update_state(self.save_runner.busy)
+
+    def _on_mask_error(self, item, message: str, generation: int) -> None:
+        if generation == self._generation and item is self.model.item:
+            self.post("warning", f"{item.name} cannot be corrected here: {message}")
+
+    def _on_model(self, what: str, detail) -> None:
+        if what == "labels":
+            self.viewer.update_labels(detail)
+        elif what == "current":  # an undo/redo went to another item: select its row
+            row = self._row_of(detail)
+            if row >= 0 and row != self.table_review.currentRow():
+                self.table_review.setCurrentCell(row, 0)
+        elif what == "slice" and detail != self.viewer.slice:
+            self.viewer.show_slice(detail)
+        elif what == "warning":
+            self.post("warning", str(detail))
+
+    def _row_of(self, index: int) -> int:
+        for row in range(self.table_review.rowCount()):
+            cell = self.table_review.item(row, 0)
+            if cell is not None and int(cell.data(Qt.ItemDataRole.UserRole)) == index:
+                return row
+        return -1
+
+    def save_corrections(self) -> bool:
+        """Save every corrected mask to the corrections folder (in a worker)."""
+        if not self.model.unsaved() or self.save_runner.busy:
+            return False
+        return self.save_runner.start(save_masks_task, self.model, label="Saving corrections…",
+                                      on_done=self._on_saved)
+
+    def _on_saved(self, result) -> None:
+        written, problems = result
+        for path in written:
+            for row in range(self.table_review.rowCount()):
+                cell = self.table_review.item(row, 0)
+                item = self.items[int(cell.data(Qt.ItemDataRole.UserRole))]
+                if Path(path).stem.startswith(Path(item.source).stem) and not cell.text().endswith(" ✎"):
+                    cell.setText(cell.text() + " ✎")
+                    cell.setToolTip(f"corrected: {path}")
+        if written:
+            self.state.dataset_key = None  # the next training reads the data again, corrections included
+            folder = Path(written[0]).parent
+            self.post("warning" if problems else "info",
+                      f"Saved {len(written)} corrected mask(s) to {folder} (your masks are unchanged); "
+                      "training uses them from now on." + "".join(f"\n{p}" for p in problems),
+                      ("Continue training", self.continue_training) if self.run_dir else None)
+        elif problems:
+            self.post("error", "Nothing was saved:\n" + "\n".join(problems))
+        self.tools.update_state()
+
+    def continue_training(self) -> bool:
+        """Start a run from this run's best model on the corrected data (in the Train area)."""
+        if not self.run_dir or self.continue_requested is None:
+            return False
+        if self.model.unsaved():
+            self.post("warning", "Save your corrections first (Ctrl+S): training reads them from disk.")
+            return False
+        return bool(self.continue_requested(self.run_dir))
+
+    def predict_unlabelled(self) -> bool:
+        """Predict the dataset's images without a mask, most uncertain first."""
+        if self.predictor is None or self.dataset is None or not self.dataset.unlabelled or self.runner.busy:
+            return False
+        return self.runner.start(unlabelled_task, self.predictor, self.dataset,
+                                 label="Predicting unlabelled images…", on_done=self._on_unlabelled)
+
+    def _on_unlabelled(self, result) -> None:
+        items, problems = result
+        n = len(self.dataset.unlabelled)
+        self.group_items.setTitle("Unlabelled images, most uncertain first")
+        self.set_items(items, tuple(self.predictor.codes), by_uncertainty=True)
+        self.button_show_validation.setVisible(bool(self.validation_items))
+        shown = f" (the {len(items)} most uncertain shown)" if len(items) < n else ""
+        lines = [f"Predicted {n} unlabelled image(s){shown}. Correct the masks (✎ Correct) or accept "
+                 "the prediction (A), then Save: each saved mask joins the training set."]
+        lines += [f"{Path(f).name}: {why}" for f, why in problems]
+        self.post("warning" if problems else "info", "\n".join(lines))
+        show_state(self.progress_review, f"{len(items)} unlabelled image(s), most uncertain first", full=True)
 
     def _decode_wanted(self) -> None:
         """Decode the current item's DICOM frame in a worker (the latest wish wins)."""
@@ -306,6 +463,7 @@ class ReviewPanel(QWidget):
         self.validation_items = list(items)
         self.button_show_validation.setVisible(False)
         self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
+        self._update_loop_buttons()
         if note:
             show_state(self.progress_review, "Model loaded; data not found")
             self.post("warning", f"The run's model is loaded, but its validation images could not be "
@@ -369,10 +527,19 @@ class ReviewPanel(QWidget):
 
     def wait(self, ms: int = 60000) -> bool:
         self._pending_run = None
-        stopped = [self.runner.wait(ms), self.frame_runner.wait(ms)]
+        stopped = [self.runner.wait(ms), self.frame_runner.wait(ms), self.mask_runner.wait(ms),
+                   self.save_runner.wait(ms)]
         return all(stopped)
 
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:
         self.button_open_run.setEnabled(not busy)
         self.button_predict.setEnabled(not busy and bool(self.run_dir))
+        self._update_loop_buttons()
+
+    def _update_loop_buttons(self) -> None:
+        busy = self.runner.busy
+        n = len(self.dataset.unlabelled) if self.dataset is not None else 0
+        self.button_unlabelled.setText(f"Predict unlabelled ({n})" if n else "Predict unlabelled")
+        self.button_unlabelled.setEnabled(not busy and bool(n) and self.predictor is not None)
+        self.button_continue.setEnabled(not busy and bool(self.run_dir))

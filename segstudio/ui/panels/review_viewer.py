@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, Qt, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QPen
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsEllipseItem, QHBoxLayout, QLabel, QPushButton,
+                               QSizePolicy, QSlider, QVBoxLayout, QWidget)
 from superqt import QLabeledSlider, QRangeSlider
 from superqt.utils import signals_blocked
 
 from segstudio.data.windowing import WINDOW_PRESETS
+from segstudio.editing.review_model import ReviewModel
 from segstudio.ui import overlay
 from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
 
@@ -43,14 +45,30 @@ def compose(pred: np.ndarray, target: np.ndarray | None, show_pred: bool, show_t
     return rgba
 
 
+def compose_edit(labels: np.ndarray, pred: np.ndarray | None, show_pred: bool, outline: bool) -> np.ndarray:
+    """The overlay while correcting: the labels being edited, and the prediction's outline."""
+    rgba = overlay.colorize(labels, outline=outline)
+    if show_pred and pred is not None:
+        edge = overlay.contour(pred)
+        rgba[edge, :3] = GT_OUTLINE
+        rgba[edge, 3] = 255
+    return rgba
+
+
 class ReviewViewer(QWidget):
     """Shows one ReviewItem (a 3-D scan one slice at a time: slider, wheel, arrow keys, a jump to
     the slices with the largest errors); `set_frame` swaps in an image in modality units once
-    decoded."""
+    decoded. Once the model holds the item's mask at its original size, that is shown, and in
+    editing mode the left button paints into it through the model."""
 
-    def __init__(self, parent=None):
+    def __init__(self, model: ReviewModel | None = None, parent=None):
         super().__init__(parent)
+        self.model = model or ReviewModel()
+        self.editing = False
+        self._painting = False
+        self._rgba = None  # the overlay on screen (updated in place while painting)
         self.item = None
+        self._item_shown = None
         self.slice = 0  # the scan's slice on screen
         self._worst = []  # the scan's slices by error, largest first, and where the jump is
         self.frame = None  # the item's ModalityFrame, when it has one
@@ -67,6 +85,16 @@ class ReviewViewer(QWidget):
         self.mask_item.setZValue(1)
         self.viewbox.addItem(self.image_item)
         self.viewbox.addItem(self.mask_item)
+        self.brush_cursor = QGraphicsEllipseItem()
+        pen = QPen(Qt.GlobalColor.white)
+        pen.setCosmetic(True)
+        self.brush_cursor.setPen(pen)
+        self.brush_cursor.setZValue(3)
+        self.brush_cursor.setVisible(False)
+        self.viewbox.addItem(self.brush_cursor, ignoreBounds=True)
+        self.lasso = pg.PlotCurveItem(pen=pg.mkPen("w", width=1))
+        self.lasso.setZValue(3)
+        self.viewbox.addItem(self.lasso, ignoreBounds=True)
         self.placeholder = pg.TextItem("Predictions appear here after a run finishes\n"
                                        "(or File ▸ Open run…)", color="#a0aec0", anchor=(0.5, 0.5))
         self.viewbox.addItem(self.placeholder)
@@ -94,6 +122,9 @@ class ReviewViewer(QWidget):
         self.bool_show_truth = QCheckBox("Ground truth", objectName="bool_show_truth")
         self.bool_compare = QCheckBox("Compare (TP/FP/FN)", objectName="bool_compare")
         self.bool_compare.setToolTip("Green: correct, red: false positive, blue: missed")
+        self.bool_uncertainty = QCheckBox("Uncertainty", objectName="bool_uncertainty")
+        self.bool_uncertainty.setToolTip("Where the model is unsure: the entropy of its class probabilities\n"
+                                         "(dark: certain, bright yellow: all classes equally likely)")
         self.combo_style = QComboBox(objectName="combo_overlay_style")
         self.combo_style.addItems(["Filled", "Contour"])
         self.slider_opacity = QLabeledSlider(Qt.Orientation.Horizontal)
@@ -111,12 +142,13 @@ class ReviewViewer(QWidget):
         self.label_levels = QLabel("0–255", objectName="label_levels")
         self.label_levels.setMinimumWidth(120)
         self.slider_levels.valueChanged.connect(self._show_levels)
-        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare):
-            w.toggled.connect(self.redraw)
-        self.combo_style.currentIndexChanged.connect(self.redraw)
-        self.slider_opacity.valueChanged.connect(lambda v: self.mask_item.setOpacity(v / 100.0))
+        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.bool_uncertainty):
+            w.toggled.connect(self._options_changed)
+        self.combo_style.currentIndexChanged.connect(self._options_changed)
+        self.slider_opacity.valueChanged.connect(self._options_changed)
         top = QHBoxLayout()
-        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.combo_style):
+        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.bool_uncertainty,
+                  self.combo_style):
             top.addWidget(w)
         self.label_legend = QLabel("", objectName="label_legend")
         self.label_legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -171,6 +203,7 @@ class ReviewViewer(QWidget):
         """Show `item`, in modality units when its decoded `frame` is already known; a scan
         opens at the slice with the most foreground."""
         first = self.item is None
+        self._item_shown = self.item
         self.item, self.frame = item, frame
         self.placeholder.setVisible(False)
         for w in (self.bool_show_truth, self.bool_compare):
@@ -182,14 +215,16 @@ class ReviewViewer(QWidget):
                 fg = fg + (item.target > 0).reshape(len(item.target), -1).sum(axis=1)
             errors = item.slice_errors if item.slice_errors is not None else np.zeros(len(item.pred))
             self._worst = [int(k) for k in np.argsort(-np.asarray(errors), kind="stable") if errors[k] > 0]
-            self.slice = int(np.argmax(fg))
+            if item is not self._item_shown:  # a new scan opens at its most foreground (a reload keeps the slice)
+                self.slice = int(np.argmax(fg))
+            self.model.slice = self.slice
             with signals_blocked(self.slider_slice):
                 self.slider_slice.setRange(0, len(item.pred) - 1)
                 self.slider_slice.setValue(self.slice)
             self.button_worst_slice.setEnabled(bool(self._worst))
         self._show_image()
         if first:
-            self.viewbox.autoRange(padding=0)
+            self.fit()
 
     @Slot(int)
     def show_slice(self, k: int) -> None:
@@ -197,6 +232,7 @@ class ReviewViewer(QWidget):
         if self.item is None or not self.item.is_scan:
             return
         self.slice = int(min(max(k, 0), len(self.item.pred) - 1))
+        self.model.slice = self.slice  # strokes go to the slice on screen
         if self.slider_slice.value() != self.slice:
             self.slider_slice.setValue(self.slice)  # comes back here once
             return
@@ -213,20 +249,109 @@ class ReviewViewer(QWidget):
         after = self._worst.index(self.slice) + 1 if self.slice in self._worst else 0
         self.show_slice(self._worst[after % len(self._worst)])
 
+    @property
+    def mask(self):
+        """The item's mask at its original size, once loaded (editing.labels.EditableMask)."""
+        mask = self.model.mask
+        return mask if mask is not None and self.item is self.model.item else None
+
     def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(image, prediction, truth) on screen: the item's, or its current slice's."""
-        it = self.item
+        """(image, prediction, truth) on screen: the item's, or its current slice's; at the
+        original size (the truth being the labels as corrected) once the mask is loaded."""
+        it, k, mask = self.item, self.slice, self.mask
+        if mask is not None:
+            k = min(k, len(mask.labels) - 1)
+            pred = mask.pred[k] if mask.pred is not None else np.zeros_like(mask.labels[k])
+            return mask.image[k], pred, mask.labels[k]
         if not it.is_scan:
             return it.image, it.pred, it.target
-        k = self.slice
         return it.image[k], it.pred[k], None if it.target is None else it.target[k]
 
-    def eventFilter(self, obj, event) -> bool:  # the wheel steps through a scan's slices
+    def uncertainty_plane(self) -> np.ndarray | None:
+        mask, it = self.mask, self.item
+        if mask is not None and mask.uncertainty is not None:
+            return mask.uncertainty[min(self.slice, len(mask.uncertainty) - 1)]
+        if it is not None and it.uncertainty_map is not None:
+            return it.uncertainty_map if not it.is_scan else it.uncertainty_map[self.slice]
+        return None
+
+    def _options_changed(self, *_args) -> None:
+        o = self.model.options
+        o.show_pred, o.show_truth = self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked()
+        o.compare, o.uncertainty = self.bool_compare.isChecked(), self.bool_uncertainty.isChecked()
+        o.outline, o.opacity = self.combo_style.currentIndex() == 1, self.slider_opacity.value() / 100.0
+        self.mask_item.setOpacity(o.opacity)
+        self.redraw()
+
+    def set_editing(self, on: bool) -> None:
+        self.editing = bool(on)
+        self.brush_cursor.setVisible(False)
+        self.redraw()
+
+    def eventFilter(self, obj, event) -> bool:  # painting; the wheel steps through a scan's slices
+        kind = event.type()
+        if kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease):
+            return self._paint_event(kind, event)
         if (event.type() == QEvent.Type.Wheel and self.item is not None and self.item.is_scan
                 and not event.modifiers() & Qt.KeyboardModifier.ControlModifier):
             self.step_slice(1 if event.angleDelta().y() < 0 else -1)
             return True  # Ctrl+wheel zooms, as pyqtgraph does with the plain wheel
         return super().eventFilter(obj, event)
+
+    def _paint_event(self, kind, event) -> bool:
+        """Left-button strokes go to the model while editing (the view pans with the middle
+        button and zooms with Ctrl+wheel or the right button)."""
+        if not self.editing or self.mask is None:
+            return False
+        p = self.viewbox.mapSceneToView(self.view_review.mapToScene(event.position().toPoint()))
+        y, x = p.y() - 0.5, p.x() - 0.5  # pixel k spans [k, k + 1): its centre rounds to k
+        self._show_cursor(p.x(), p.y())
+        left = Qt.MouseButton.LeftButton
+        if kind == QEvent.Type.MouseButtonPress and event.button() == left:
+            self._painting = True
+            self.model.press(y, x)
+        elif kind == QEvent.Type.MouseMove and self._painting:
+            self.model.drag(y, x)
+        elif kind == QEvent.Type.MouseButtonRelease and self._painting and event.button() == left:
+            self._painting = False
+            self.model.release()
+        else:
+            return False
+        self.lasso.setData(*self._lasso_points())
+        return True
+
+    def _lasso_points(self) -> tuple[list, list]:
+        pts = self.model.polygon_points
+        pts = pts + pts[:1] if pts else pts
+        return [px + 0.5 for _, px in pts], [py + 0.5 for py, _ in pts]
+
+    def _show_cursor(self, x: float, y: float) -> None:
+        tool = self.model.tool
+        if tool.tool in ("brush", "eraser"):
+            r = tool.radius + 0.5
+            self.brush_cursor.setRect(QRectF(x - r, y - r, 2 * r, 2 * r))
+        self.brush_cursor.setVisible(tool.tool in ("brush", "eraser"))
+
+    def update_labels(self, box) -> None:
+        """Redraw after an edit: only the changed box of the overlay while painting."""
+        if self.item is None:
+            return
+        mask = self.mask
+        if box is None or mask is None or self._rgba is None or not self.editing or self.bool_uncertainty.isChecked():
+            self.redraw()
+            return
+        _, pred, labels = self.planes()
+        h, w = labels.shape
+        y0, y1, x0, x1 = max(box[0] - 1, 0), min(box[1] + 1, h), max(box[2] - 1, 0), min(box[3] + 1, w)
+        self._rgba[y0:y1, x0:x1] = compose_edit(labels[y0:y1, x0:x1], pred[y0:y1, x0:x1],
+                                                self.bool_show_pred.isChecked(), self.combo_style.currentIndex() == 1)
+        self.mask_item.updateImage(self._rgba)
+
+    def fit(self) -> None:
+        """Show the whole image."""
+        if self._shown_shape is not None:
+            h, w = self._shown_shape
+            self.viewbox.setRange(QRectF(0, 0, w, h), padding=0)
 
     def forget_levels(self) -> None:
         """A new run: start again from its training window."""
@@ -255,7 +380,7 @@ class ReviewViewer(QWidget):
         self.mask_item.setRect(rect)
         if image.shape[:2] != self._shown_shape:  # e.g. a slice decoded at its own size: refit
             self._shown_shape = image.shape[:2]
-            self.viewbox.autoRange(padding=0)
+            self.fit()
         if self.item.is_scan:
             self.label_slice.setText(f"{self.slice + 1}/{len(self.item.pred)}")
         self.redraw()
@@ -319,8 +444,16 @@ class ReviewViewer(QWidget):
         if self.item is None:
             return
         _, pred, target = self.planes()
-        rgba = compose(pred, target, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
-                       self.combo_style.currentIndex() == 1, self.bool_compare.isChecked())
+        outline = self.combo_style.currentIndex() == 1
+        uncertainty = self.uncertainty_plane() if self.bool_uncertainty.isChecked() else None
+        if uncertainty is not None:
+            rgba = overlay.heat(uncertainty)
+        elif self.editing and self.mask is not None:
+            rgba = compose_edit(target, pred, self.bool_show_pred.isChecked(), outline)
+        else:
+            rgba = compose(pred, target, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
+                           outline, self.bool_compare.isChecked())
+        self._rgba = rgba
         self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         self._update_legend()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
@@ -116,10 +117,27 @@ class TrainPanel(QWidget):
     def running(self) -> bool:
         return self.runner.busy
 
-    def start(self, mode: str = "train") -> bool:
+    def continue_from(self, run_dir: str) -> bool:
+        """Train a new run from `run_dir`'s best model on the current data: the settings show
+        its architecture and size, a few epochs and fine-tuning learning rates."""
+        from segstudio.errors import SegstudioError
+        from segstudio.training.parent import continue_config
+
+        if self.runner.busy:
+            self.state.post("train", "warning", "A run is in progress: continue when it has finished.")
+            return False
+        try:
+            config = continue_config(run_dir, replace(self.settings.config(), data=self.state.data_config))
+        except SegstudioError as exc:
+            self.state.post("train", "error", str(exc))
+            return False
+        self.settings.set_config(config)
+        return self.start(init_from=config.init_from)
+
+    def start(self, mode: str = "train", init_from: str = "") -> bool:
         if self.runner.busy:
             return False
-        config = replace(self.settings.config(), data=self.state.data_config)
+        config = replace(self.settings.config(), data=self.state.data_config, init_from=init_from)
         if not config.data.images:
             self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
             return False
@@ -138,7 +156,8 @@ class TrainPanel(QWidget):
             self.plots.reset()
             self.preview.clear()
         self.log("info", f"{'Training' if mode == 'train' else 'LR finder'} started "
-                         f"({config.arch.value}, {config.size}px, batch {config.bs}).")
+                         f"({config.arch.value}, {config.size}px, batch {config.bs})"
+                         + (f", continuing from {Path(init_from).name}." if init_from else "."))
         self.runner.start_worker(worker, self._on_ended, "Preparing…")
         return True
 
