@@ -331,7 +331,8 @@ class EventPrinter:
         elif isinstance(e, ev.WarningEvent):
             print(f"warning: {e.message}", file=sys.stderr)
         elif isinstance(e, ev.Finished):
-            print(f"finished: best dice {e.best_dice:.3f} at epoch {e.best_epoch + 1}; model in {e.run_dir}")
+            at = f"epoch {e.best_epoch + 1}" if e.best_epoch >= 0 else "the starting model (no epoch did better)"
+            print(f"finished: best dice {e.best_dice:.3f} at {at}; model in {e.run_dir}")
         elif isinstance(e, ev.Cancelled):
             print(f"stopped after {e.epochs_done} epoch(s); best dice {e.best_dice:.3f}; run folder {e.run_dir}")
         elif isinstance(e, ev.Failed):

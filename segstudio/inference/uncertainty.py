@@ -23,7 +23,10 @@ def entropy_map(probs: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def score(entropy: np.ndarray) -> float:
-    """One number per image: the mean entropy of its pixels."""
+    """One image's (H, W) entropy map -> the mean entropy of its pixels (a batch: score each)."""
+    entropy = np.asarray(entropy)
+    if entropy.ndim != 2:
+        raise ValueError(f"score takes one (H, W) entropy map, not {entropy.shape}")
     return float(np.mean(entropy)) if entropy.size else float("nan")
 
 

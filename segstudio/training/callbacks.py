@@ -61,6 +61,7 @@ class EventReporter(Callback):
         self.epoch_base = 0  # epochs done in earlier fits (fine_tune's frozen phase)
         self.iteration = 0
         self.best_dice, self.best_epoch, self.epochs_done = -math.inf, -1, 0
+        self.start_saved = False  # a continued run saved its starting model (best_epoch -1)
         self.first_valid_loss, self.warned_divergence = math.nan, False
 
     @property

@@ -75,9 +75,9 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
                          path=path or tempfile.mkdtemp(prefix="segstudio-"))
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
-    if parent is not None:
+    if parent is not None:  # recorded as the first run of the chain started (ImageNet or random)
         learn.model.load_state_dict(parent.state)
-        pretrained = True  # the encoder starts trained
+        pretrained = bool(parent.meta.get("pretrained", False))
     learn.model.to(device)
     mixed = config.precision.value == "on" or (config.precision.value == "auto" and device.type == "cuda")
     if mixed and device.type != "cuda":

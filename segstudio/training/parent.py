@@ -25,6 +25,7 @@ class Parent:
     meta: dict
     state: dict            # the best model's weights
     lrs: tuple[float, float]  # the parent's (lo, hi)
+    continued: bool = False   # the parent was itself continued from a run
 
     @property
     def stats(self) -> tuple[list[float], list[float]]:
@@ -54,16 +55,16 @@ def load_parent(run_dir: str, config: TrainConfig, data: SegDataset) -> tuple[Pa
     state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
     try:
         parent_cfg = TrainConfig.load(folder / "config.json")
-        lrs = parent_cfg.lrs()
+        lrs, continued = parent_cfg.lrs(), bool(parent_cfg.init_from)
     except (OSError, ValueError, KeyError):
-        lrs = (1e-5, 1e-3)
-    return Parent(str(folder.absolute()), meta, state, lrs), warnings
+        lrs, continued = (1e-5, 1e-3), False
+    return Parent(str(folder.absolute()), meta, state, lrs, continued), warnings
 
 
 def fine_tune_config(config: TrainConfig, parent: Parent) -> TrainConfig:
     """The config with fine-tuning learning rates where the user set none: the parent's top
     rate divided by FINE_TUNE_DIVISOR, the encoder's ten times lower."""
-    hi = config.lr_hi if config.lr_hi is not None else parent.lrs[1] / FINE_TUNE_DIVISOR
+    hi = config.lr_hi if config.lr_hi is not None else parent.lrs[1] / (1 if parent.continued else FINE_TUNE_DIVISOR)
     lo = config.lr_lo if config.lr_lo is not None else hi / 10
     return replace(config, lr_lo=lo, lr_hi=hi, init_from=parent.run_dir)
 
@@ -71,12 +72,13 @@ def fine_tune_config(config: TrainConfig, parent: Parent) -> TrainConfig:
 def continue_config(run_dir: str, base: TrainConfig | None = None) -> TrainConfig:
     """A config that continues from the run: its settings (or `base`'s, with the run's
     architecture and size), FINE_TUNE_EPOCHS, and fine-tuning learning rates stated explicitly:
-    the run's top rate divided by FINE_TUNE_DIVISOR, the encoder's ten times lower."""
+    the run's top rate divided by FINE_TUNE_DIVISOR (a run that was itself continued keeps its
+    rate, so a correct-and-continue loop does not keep lowering it), the encoder's ten times lower."""
     folder = Path(run_dir).expanduser().absolute()
     try:
         parent = TrainConfig.load(folder / "config.json")
     except (OSError, ValueError) as e:
         raise SegstudioError(f"Cannot continue from {folder}: it is not a run folder (no readable config.json).") from e
-    hi = parent.lrs()[1] / FINE_TUNE_DIVISOR
+    hi = parent.lrs()[1] / (1 if parent.init_from else FINE_TUNE_DIVISOR)  # rounds of a loop keep one rate
     return replace(base or parent, arch=parent.arch, size=parent.size, init_from=str(folder), lr_lo=hi / 10,
                    lr_hi=hi, epochs=FINE_TUNE_EPOCHS, run_name="")

@@ -80,9 +80,10 @@ class TrainingSession:
                 return self._emit(on_event, ev.Failed(guard.failure, advice=(
                     "Lower the learning rate (the upper end of the range), or turn mixed precision off."),
                     run_dir=str(run_dir)))
-            best = reporter.best_dice if reporter.best_epoch >= 0 else math.nan
+            saved = reporter.best_epoch >= 0 or reporter.start_saved
+            best = reporter.best_dice if saved else math.nan
             if self._stop.is_set():
-                if reporter.best_epoch < 0:  # stopped before a model was saved: leave no husk
+                if not saved:  # stopped before a model was saved: leave no husk
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir = None
                 return self._emit(on_event, ev.Cancelled(str(run_dir or ""), reporter.epochs_done, best))
@@ -142,6 +143,14 @@ class TrainingSession:
 
         reporter = EventReporter(on_event, built.dice, frozen_epochs + config.epochs,
                                  preview_items(data, config.preview_count), on_best, on_epoch)
+        if config.init_from:  # the starting model is the one to beat: a continued run never ends worse
+            learn.validate()
+            reporter.best_dice = float(built.dice.value)
+            reporter.start_saved = True
+            save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": 0, "dice_mean": reporter.best_dice})
+            on_event(ev.WarningEvent(f"Continuing from {Path(config.init_from).name}: its model scores Dice "
+                                     f"{reporter.best_dice:.3f} on this validation set; an epoch is kept only "
+                                     "when it does better."))
         learn.add_cbs([StopGuard(self._stop), reporter])
         plan = lr_plan(lo, hi)
         if not frozen_epochs:

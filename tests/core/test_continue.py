@@ -15,7 +15,7 @@ from segstudio.config import Arch
 from segstudio.inference import Predictor
 from segstudio.inference.review import unlabelled_items
 from segstudio.training import events as ev
-from segstudio.training.parent import FINE_TUNE_DIVISOR
+from segstudio.training.parent import FINE_TUNE_DIVISOR, continue_config
 from segstudio.training.session import TrainingSession
 from tests.conftest import tiny_config
 
@@ -37,6 +37,14 @@ def test_a_continued_run_starts_where_its_parent_was(trained_run, sample_data, t
     config = json.loads((Path(final.run_dir) / "config.json").read_text())
     meta = json.loads((Path(final.run_dir) / "model.json").read_text())
     assert config["init_from"] == meta["parent"] == str(Path(parent_final.run_dir).absolute())
+    assert config["pretrained"] is False  # what the chain's first encoder was, not "trained"
+    start = next(e for e in events if isinstance(e, ev.WarningEvent) and "its model scores Dice" in e.message)
+    start_dice = float(start.message.split("Dice ")[1].split(" ")[0])
+    assert abs(start_dice - parent_final.best_dice) < 0.02  # the same model on the same validation set
+    assert final.best_dice >= start_dice - 1e-3  # never ends worse than where it started
+    # a further round of the loop keeps this run's rate instead of lowering it again
+    again = continue_config(final.run_dir)
+    assert math.isclose(again.lr_hi, started.lr_hi) and again.init_from == str(Path(final.run_dir).absolute())
 
 
 def test_continuing_from_another_architecture_is_refused_clearly(trained_run, sample_data, tmp_path):

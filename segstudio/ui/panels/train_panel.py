@@ -265,7 +265,7 @@ class TrainPanel(QWidget):
         elif isinstance(final, ev.Finished):
             show_state(self.progress_train, f"Finished — best Dice {final.best_dice:.3f}", full=True)
             epochs = f"{final.epochs_done} epoch{'s' if final.epochs_done != 1 else ''}"
-            text = (f"Finished {epochs}; best Dice {final.best_dice:.3f} (epoch {final.best_epoch + 1}). "
+            text = (f"Finished {epochs}; best Dice {final.best_dice:.3f} ({f"epoch {final.best_epoch + 1}" if final.best_epoch >= 0 else "the starting model"}). "
                     f"Model in {final.run_dir}")
             if self._warnings:  # the run's last warning stays in view with its outcome
                 text = f"{text} ⚠ {self._warnings[-1]}"
