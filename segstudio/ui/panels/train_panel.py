@@ -265,8 +265,8 @@ class TrainPanel(QWidget):
         elif isinstance(final, ev.Finished):
             show_state(self.progress_train, f"Finished — best Dice {final.best_dice:.3f}", full=True)
             epochs = f"{final.epochs_done} epoch{'s' if final.epochs_done != 1 else ''}"
-            text = (f"Finished {epochs}; best Dice {final.best_dice:.3f} ({f"epoch {final.best_epoch + 1}" if final.best_epoch >= 0 else "the starting model"}). "
-                    f"Model in {final.run_dir}")
+            at = f"epoch {final.best_epoch + 1}" if final.best_epoch >= 0 else "the starting model"
+            text = f"Finished {epochs}; best Dice {final.best_dice:.3f} ({at}). Model in {final.run_dir}"
             if self._warnings:  # the run's last warning stays in view with its outcome
                 text = f"{text} ⚠ {self._warnings[-1]}"
             self.state.post("train", "warning" if self._warnings else "info", text)
