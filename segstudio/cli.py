@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", help="run name")
 
     pr = sub.add_parser("predict", help="write one mask PNG per image")
-    pr.add_argument("--model", required=True, help="a run folder holding model.pth + model.json")
+    pr.add_argument("--model", required=True,
+                    help="a run folder holding model.pth + model.json, or a model.onnx `segstudio export` wrote")
     pr.add_argument("--images", required=True)
     pr.add_argument("--out", required=True)
     pr.add_argument("--device", default="auto", choices=[d.value for d in Device])
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--uncertainty", action="store_true",
                     help="average each prediction with its mirror image's, write an entropy map per image "
                          "(*_uncertainty.png) and uncertainty.csv ranking the images most uncertain first")
+    ex = sub.add_parser("export", help="write a run's model as ONNX or TorchScript, checked against PyTorch")
+    ex.add_argument("--model", required=True, help="a run folder holding model.pth + model.json")
+    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--out", help="the file to write (default: model.onnx / model.pt in the run folder)")
     return p
 
 
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         from .ui.app import run_app
 
         return run_app(demo=args.demo, demo_volumes=args.demo_volumes, images=args.images, masks=args.masks)
-    return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict}[args.command](args)
+    return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict,
+            "export": cmd_export}[args.command](args)
 
 
 def prepare_process() -> None:
@@ -368,3 +374,21 @@ def cmd_predict(args) -> int:
         print(f"{len(report.left_alone)} existing file(s) left alone (segstudio replaces only its own "
               "earlier predictions); choose an empty folder to write them all")
     return 0 if report.written or report.dicom_segs else 1
+
+
+def cmd_export(args) -> int:
+    from .errors import SegstudioError
+    from .inference.export import export_model
+
+    try:
+        report = export_model(args.model, args.format, args.out)
+    except SegstudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if "differs from PyTorch" in str(exc) else 2
+    meta = report.meta
+    print(f"wrote {report.path} ({report.format}, {Path(report.path).stat().st_size / 1e6:.1f} MB)")
+    print(f"  {meta['arch']} U-Net, classes {', '.join(meta['codes'])}, {meta['size']} px, window {meta['window']}")
+    print(f"  input:  {meta['exported']['input']}")
+    print(f"  output: {meta['exported']['output']}")
+    print(f"checked against PyTorch: max abs difference {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})")
+    return 0

@@ -291,6 +291,14 @@ def predict_folder_task(run_dir: str, images_dir: str, out_dir: str, predictor, 
     return report, predicted_items(report, p.window, p.codes, should_stop)
 
 
+def export_task(run_dir: str, fmt: str, out: str, *, progress: ProgressFn, should_stop: StopFn):
+    """Export the run's model (inference.export): the ExportReport."""
+    from segstudio.inference.export import export_model
+
+    progress(0, 0, f"Exporting and checking the {fmt} model")
+    return export_model(run_dir, fmt, out)
+
+
 def sample_dataset_task(*, progress: ProgressFn, should_stop: StopFn):
     """(images_dir, masks_dir) of the built-in sample dataset (written on first use)."""
     from segstudio.data import sample_dataset

@@ -44,19 +44,26 @@ class PredictReport:
 class Predictor:
     """A trained model plus the preprocessing it was trained with."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict, device: torch.device,
-                 training_folders: tuple[str, str] = ("", "")):
-        self.model, self.meta, self.device = model.eval().to(device), meta, device
+    def __init__(self, model: torch.nn.Module | None, meta: dict, device: torch.device,
+                 training_folders: tuple[str, str] = ("", ""), session=None):
+        self.model = model.eval().to(device) if model is not None else None
+        self.meta, self.device = meta, device
+        self.session = session  # an onnxruntime session running an exported model (export.py)
         self.training_folders = training_folders  # (images, masks) the run was trained on
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> "Predictor":
-        """Load the model exported in `run_dir`; SegstudioError if it has none."""
+        """Load the model of the run in `run_dir` (or an ONNX file `segstudio export` wrote, run
+        with onnxruntime, without fastai); SegstudioError if it has none."""
+        run_dir = Path(run_dir)
+        if run_dir.suffix.lower() == ".onnx" and run_dir.is_file():
+            from .export import onnx_session, read_onnx_meta
+
+            return cls(None, read_onnx_meta(run_dir), torch.device("cpu"), session=onnx_session(run_dir))
         from fastai.vision.learner import create_unet_model
 
-        run_dir = Path(run_dir)
         if not (run_dir / MODEL_FILE).is_file() or not (run_dir / MODEL_META).is_file():
             raise SegstudioError(f"{run_dir} holds no trained model ({MODEL_FILE} + {MODEL_META}); "
                                  "a run saves one after its first finished epoch.")
@@ -65,6 +72,10 @@ class Predictor:
                                   pretrained=False, n_in=meta["n_in"])
         model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
         return cls(model, meta, resolve_device(device)[0], training_folders(run_dir))
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.session is None else "onnx"
 
     @property
     def codes(self) -> list[str]:
@@ -85,11 +96,16 @@ class Predictor:
         x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
         if x.shape[1] == 1 and self.meta.get("n_in", 3) == 3:  # grey, repeated as in training
             x = x.repeat(1, 3, 1, 1)
-        x = (x - self._mean) / self._std
+        return with_flip(self._probabilities, x) if flip else self._probabilities(x)
 
-        def probabilities(t: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(torch.as_tensor(self.model(t)).float(), dim=1)
-        return with_flip(probabilities, x) if flip else probabilities(x)
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs in 0..1 -> class probabilities (the exported graph normalises itself)."""
+        if self.session is not None:
+            from .export import run_onnx
+
+            return torch.from_numpy(run_onnx(self.session, x.cpu().numpy()))
+        logits = self.model((x - self._mean) / self._std)
+        return torch.softmax(torch.as_tensor(logits).float(), dim=1)
 
     def model_input(self, image: np.ndarray) -> np.ndarray:
         """(1, C, S, S) uint8 for an (H, W) or (H, W, 3) uint8 image, or an int16 CT frame in HU

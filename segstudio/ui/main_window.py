@@ -101,6 +101,8 @@ class MainWindow(QMainWindow):
                                             self.review_panel.choose_run, "Ctrl+R", "run")
         self.action_export = self._action("action_export_masks", "Predict folder…",
                                           lambda: self.review_panel.export_masks(), "Ctrl+E", "export")
+        self.action_export_model = self._action("action_export_model", "Export model (ONNX/TorchScript)…",
+                                                lambda: self.review_panel.export_model(), icon="export")
         self.action_quit = self._action("action_quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
         for a in (self.action_open_images, self.action_open_masks, self.action_open_sample,
                   self.action_open_volume_sample):
@@ -108,6 +110,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.action_open_run)
         file_menu.addAction(self.action_export)
+        file_menu.addAction(self.action_export_model)
         file_menu.addSeparator()
         file_menu.addAction(self.action_quit)
         help_menu = self.menuBar().addMenu("&Help")

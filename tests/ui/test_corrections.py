@@ -122,7 +122,7 @@ def test_unlabelled_images_ranked_accepted_and_saved(corrected_review, qtbot):
     assert report.n_unlabelled == 0 and report.n_corrected == 1
 
 
-def test_closing_with_unsaved_corrections_asks(corrected_review, qtbot, window, monkeypatch):
+def test_closing_with_unsaved_corrections_asks_and_the_model_exports(corrected_review, qtbot, window, monkeypatch):
     panel, masks = corrected_review
     mask = _loaded(panel, qtbot)
     panel.tools.button_edit.setChecked(True)
@@ -134,3 +134,7 @@ def test_closing_with_unsaved_corrections_asks(corrected_review, qtbot, window, 
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Save)
     assert window.confirm_unsaved_corrections() and not panel.model.unsaved()
     assert len(list(corrections_dir(masks).glob("*.png"))) == 1
+    out = masks.parent / "exported.onnx"  # and the model exported from the review
+    assert panel.export_model(str(out))
+    qtbot.waitUntil(lambda: not panel.busy, timeout=120000)
+    assert out.is_file() and "match PyTorch" in window.state.message.text

@@ -23,8 +23,8 @@ from segstudio.ui.panels.review_tools import ReviewTools
 from segstudio.ui.panels.review_viewer import ReviewViewer
 from segstudio.ui.state import AppState, RunRef
 from segstudio.ui.tasks import TaskRunner, show_state
-from segstudio.workers import (display_frame_task, load_mask_task, predict_folder_task, review_task, save_masks_task,
-                               unlabelled_task)
+from segstudio.workers import (display_frame_task, export_task, load_mask_task, predict_folder_task, review_task,
+                               save_masks_task, unlabelled_task)
 
 FRAME_CACHE = 64  # decoded DICOM frames kept while stepping through the list
 
@@ -517,6 +517,30 @@ class ReviewPanel(QWidget):
             self.button_show_validation.setVisible(bool(self.validation_items))
         shown = f"; showing {len(items)}" if len(items) < len(report.written) else ""
         show_state(self.progress_review, f"Wrote {len(report.written)} masks{segs}{shown}", full=True)
+
+    def export_model(self, out: str | None = None) -> bool:
+        """Write the run's model as ONNX or TorchScript (chosen by the file's ending), checked
+        against PyTorch, in a worker."""
+        if not self.run_dir:
+            self.post("warning", "Open or train a run first.")
+            return False
+        if self.runner.busy:
+            self.post("warning", "The review is busy; export the model when it is done.")
+            return False
+        if out is None:
+            out, _ = QFileDialog.getSaveFileName(self, "Export the model", str(Path(self.run_dir) / "model.onnx"),
+                                                 "ONNX (*.onnx);;TorchScript (*.pt)")
+        if not out:
+            return False
+        fmt = "torchscript" if Path(out).suffix.lower() in (".pt", ".pth", ".ts") else "onnx"
+        return self.runner.start(export_task, self.run_dir, fmt, out, label="Exporting the model…",
+                                 on_done=self._on_exported)
+
+    def _on_exported(self, report) -> None:
+        show_state(self.progress_review, f"Exported {Path(report.path).name}", full=True)
+        self.post("info", f"Wrote {report.path} ({report.format}); its outputs match PyTorch within "
+                          f"{report.max_abs_diff:.1e}. Classes, size, window and normalisation are in its "
+                          "metadata (\"segstudio\").", ("Open folder", lambda: self.open_folder(str(Path(report.path).parent))))
 
     @staticmethod
     def open_folder(path: str) -> None:

@@ -1,0 +1,153 @@
+"""Exporting a run's model to ONNX or TorchScript, self-describing and checked against PyTorch.
+
+The exported graph takes what the predictor feeds the model before normalising: float32 images
+(N, C, S, S) scaled to 0..1 (CT windowed first, a grey image repeated to C channels), and returns
+class probabilities (N, K, S, S); normalisation and softmax are inside. Everything else a user
+needs (classes, size, window, normalisation statistics, how scans were sliced) is in the file's
+metadata as segstudio's model.json, under the key "segstudio". The file is written only after
+its outputs matched PyTorch's on sample inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SegstudioError
+from .predictor import Predictor
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-4       # max abs difference of probabilities accepted against PyTorch
+METADATA_KEY = "segstudio"
+TORCHSCRIPT_META = "segstudio.json"
+OPSET = 18
+
+
+class Probabilities(torch.nn.Module):
+    """The model with the predictor's normalisation before it and softmax after it."""
+
+    def __init__(self, model: torch.nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model((image - self.mean) / self.std), dim=1)
+
+
+@dataclass
+class ExportReport:
+    path: str
+    format: str
+    max_abs_diff: float
+    tolerance: float
+    meta: dict
+
+
+def exported_meta(meta: dict) -> dict:
+    """model.json plus what the exported graph expects and returns."""
+    n_in, size = int(meta["n_in"]), int(meta["size"])
+    return {**meta, "exported": {
+        "input": f"image: float32 (N, {n_in}, {size}, {size}), pixel values / 255 after the window "
+                 "(grey images repeated to every channel); normalisation is inside the graph",
+        "output": f"probabilities: float32 (N, {len(meta['codes'])}, {size}, {size}), softmax over classes",
+        "resize": f"images are resized to {size} x {size} (bilinear) and masks back to the image size"}}
+
+
+def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,
+                 tolerance: float = TOLERANCE, samples: np.ndarray | None = None) -> ExportReport:
+    """Write the run's model as ONNX or TorchScript (default: model.onnx / model.pt in the run
+    folder) after checking it against PyTorch on `samples` ((N, C, S, S) in 0..1; default: a
+    few random and flat images). SegstudioError when the check fails; nothing is written then."""
+    if fmt not in FORMATS:
+        raise SegstudioError(f"Unknown export format {fmt!r}: use {' or '.join(FORMATS)}")
+    predictor = Predictor.load(run_dir, device="cpu")
+    if predictor.backend != "torch":
+        raise SegstudioError(f"{run_dir} is an exported model already; export from its run folder")
+    meta = exported_meta(predictor.meta)
+    wrapper = Probabilities(predictor.model.float(), meta["mean"], meta["std"]).eval()
+    n_in, size = int(meta["n_in"]), int(meta["size"])
+    x = sample_inputs(n_in, size) if samples is None else torch.as_tensor(samples, dtype=torch.float32)
+    out = Path(out) if out else Path(run_dir) / f"model{FORMATS[fmt]}"
+    with torch.no_grad():
+        expected = wrapper(x).numpy()
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=FORMATS[fmt])
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "onnx":
+            _write_onnx(wrapper, x, tmp, meta)
+            got = run_onnx(tmp, x.numpy())
+        else:
+            _write_torchscript(wrapper, x, tmp, meta)
+            with torch.no_grad():
+                got = torch.jit.load(str(tmp), map_location="cpu")(x).numpy()
+        diff = float(np.abs(got - expected).max())
+        if not diff <= tolerance:
+            raise SegstudioError(f"The exported {fmt} model differs from PyTorch by up to {diff:.2e} "
+                                 f"(tolerance {tolerance:.0e}); nothing was written")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(str(out), fmt, diff, tolerance, meta)
+
+
+def sample_inputs(n_in: int, size: int) -> torch.Tensor:
+    """Four checks: uniform noise, smooth noise, and two flat images (0 and 1)."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, n_in, size, size, generator=g)
+    smooth = torch.nn.functional.interpolate(torch.rand(1, n_in, 8, 8, generator=g), size=(size, size),
+                                             mode="bilinear", align_corners=False)
+    return torch.cat([noise, smooth, torch.zeros(1, n_in, size, size), torch.ones(1, n_in, size, size)])
+
+
+def _write_onnx(wrapper: torch.nn.Module, x: torch.Tensor, path: Path, meta: dict) -> None:
+    import onnx
+
+    with warnings.catch_warnings():  # the TorchScript-based exporter: torch.export cannot trace
+        warnings.simplefilter("ignore")  # DynamicUnet's hooks (measured with torch 2.14)
+        torch.onnx.export(wrapper, (x,), str(path), input_names=["image"], output_names=["probabilities"],
+                          dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.save(model, str(path))
+
+
+def _write_torchscript(wrapper: torch.nn.Module, x: torch.Tensor, path: Path, meta: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(wrapper, x)
+    torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
+
+
+def onnx_session(path: str | Path):
+    """An onnxruntime session on the CPU (CUDA first when onnxruntime has it)."""
+    import onnxruntime as ort
+
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), providers=providers)
+
+
+def run_onnx(path_or_session, x: np.ndarray) -> np.ndarray:
+    session = onnx_session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def read_onnx_meta(path: str | Path) -> dict:
+    """The segstudio metadata of an exported ONNX model; SegstudioError when it has none."""
+    session = onnx_session(path)
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if not text:
+        raise SegstudioError(f"{Path(path).name} is an ONNX model without segstudio's metadata: export it "
+                             "with `segstudio export` to predict with it here")
+    return json.loads(text)

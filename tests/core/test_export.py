@@ -1,0 +1,75 @@
+"""Exported models: ONNX and TorchScript files that describe themselves and match PyTorch, a check
+that refuses a mismatch, and `predict` with an ONNX model without fastai."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from segstudio.cli import main
+from segstudio.errors import SegstudioError
+from segstudio.inference import Predictor
+from segstudio.inference.export import TORCHSCRIPT_META, export_model, read_onnx_meta
+
+
+@pytest.fixture(scope="module")
+def onnx_file(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    report = export_model(trained_run[0].run_dir, "onnx", out)
+    return out, report
+
+
+def test_onnx_export_describes_itself_and_matches_pytorch(onnx_file, trained_run, capsys):
+    out, report = onnx_file
+    assert report.max_abs_diff <= 1e-4 and out.is_file()
+    meta = read_onnx_meta(out)
+    run_meta = json.loads((Path(trained_run[0].run_dir) / "model.json").read_text())
+    assert meta["codes"] == run_meta["codes"] and meta["size"] == run_meta["size"] and meta["mean"] == run_meta["mean"]
+    assert "softmax" in meta["exported"]["output"]
+    assert main(["export", "--model", trained_run[0].run_dir, "--format", "onnx", "--out", str(out.with_name("cli.onnx"))]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs difference" in printed and "classes background" in printed
+
+
+def test_torchscript_export_carries_the_metadata(trained_run, tmp_path):
+    report = export_model(trained_run[0].run_dir, "torchscript", tmp_path / "m.pt")
+    files = {TORCHSCRIPT_META: ""}
+    model = torch.jit.load(report.path, _extra_files=files)
+    assert json.loads(files[TORCHSCRIPT_META])["codes"] == report.meta["codes"]
+    x = torch.rand(3, report.meta["n_in"], report.meta["size"], report.meta["size"])
+    probs = model(x)
+    assert probs.shape[:2] == (3, len(report.meta["codes"])) and torch.allclose(probs.sum(1), torch.ones(1), atol=1e-5)
+
+
+def test_a_mismatch_fails_and_writes_nothing(trained_run, tmp_path):
+    with pytest.raises(SegstudioError, match="differs from PyTorch"):
+        export_model(trained_run[0].run_dir, "onnx", tmp_path / "m.onnx", tolerance=-1.0)
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary left behind
+
+
+def test_predict_with_onnx_gives_the_run_s_masks_without_fastai(onnx_file, trained_run, sample_dirs, tmp_path):
+    out, _ = onnx_file
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted(sample_dirs[0].iterdir())[:6]:
+        (images / p.name).write_bytes(p.read_bytes())
+    run = trained_run[0].run_dir
+    assert main(["predict", "--model", run, "--images", str(images), "--out", str(tmp_path / "torch"),
+                 "--device", "cpu"]) == 0
+    code = ("import sys; sys.modules['fastai'] = None\n"  # any fastai import fails
+            "from segstudio.cli import main\n"
+            f"sys.exit(main(['predict', '--model', {str(out)!r}, '--images', {str(images)!r}, "
+            f"'--out', {str(tmp_path / 'onnx')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    torch_masks = sorted((tmp_path / "torch").glob("*[0-9].png"))
+    assert torch_masks and len(torch_masks) == len(list((tmp_path / "onnx").glob("*[0-9].png")))
+    agree = [np.mean(np.asarray(Image.open(p)) == np.asarray(Image.open(tmp_path / "onnx" / p.name)))
+             for p in torch_masks]
+    assert min(agree) > 0.999, min(agree)
+    assert Predictor.load(out).backend == "onnx"
