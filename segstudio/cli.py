@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of the slices without foreground used each epoch (a fraction or a percentage)")
     tr.add_argument("--out", help="runs folder (default: the user data folder)")
     tr.add_argument("--name", help="run name")
+    tr.add_argument("--events", choices=["text", "jsonl"], default="text",
+                    help="jsonl: print every event (batches, epochs, previews, the end) as one JSON object "
+                         "a line on stdout, for another program to follow the run")
 
     pr = sub.add_parser("predict", help="write one mask PNG per image")
     pr.add_argument("--model", required=True,
@@ -293,7 +296,7 @@ def cmd_train(args) -> int:
         print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2
     session, result = TrainingSession(), {}
-    printer = EventPrinter(ev)
+    printer = EventPrinter(ev) if args.events == "text" else json_lines
 
     def stop(signum, frame):
         print("\nStopping after the current batch (the best checkpoint is kept)...", file=sys.stderr)
@@ -311,6 +314,12 @@ def cmd_train(args) -> int:
     if isinstance(final, ev.Cancelled):
         return 130  # the shell's convention for a run stopped by Ctrl-C
     return 0 if isinstance(final, ev.Finished) else 1
+
+
+def json_lines(event) -> None:
+    from .training.event_json import to_json
+
+    print(to_json(event), flush=True)
 
 
 class EventPrinter:
