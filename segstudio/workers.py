@@ -257,9 +257,11 @@ def load_mask_task(item, ctx, predictor, *, progress: ProgressFn, should_stop: S
     return load_mask(item, ctx, predictor)
 
 
-def save_masks_task(model, *, progress: ProgressFn, should_stop: StopFn):
-    """Save every corrected mask of a ReviewModel: (files written, problems)."""
-    return model.save()
+def save_masks_task(jobs, *, progress: ProgressFn, should_stop: StopFn):
+    """Write snapshots of corrected masks (ReviewModel.prepare_save); the GUI thread finishes."""
+    from segstudio.editing.review_model import ReviewModel
+
+    return ReviewModel.write(jobs)
 
 
 def unlabelled_task(predictor, dataset, *, progress: ProgressFn, should_stop: StopFn):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -19,9 +20,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..errors import DataError
 from ..runs import write_atomic, write_json
 from .discovery import IMAGE_EXTS
-from .pairing import pair_key
+from .pairing import MASK_SUFFIX, pair_key
 from .volume import Volume, is_volume_file, volume_stem, write_label_like
 
 SUFFIX = "-corrections"
@@ -34,14 +36,6 @@ def corrections_dir(masks_dir: str | Path) -> Path:
     """Where the corrections of the masks in `masks_dir` go: a sibling folder."""
     masks = Path(masks_dir).expanduser().absolute()
     return masks.parent / f"{masks.name}{SUFFIX}"
-
-
-def masks_folder(mask_file: str | Path) -> Path:
-    """The user's masks folder a mask file belongs to (for a correction: the one it corrects)."""
-    parent = Path(mask_file).expanduser().absolute().parent
-    if parent.name.endswith(SUFFIX) and len(parent.name) > len(SUFFIX):
-        return parent.with_name(parent.name[:-len(SUFFIX)])
-    return parent
 
 
 def corrected_masks(masks_dir: str | Path) -> dict[str, Path]:
@@ -61,18 +55,24 @@ def corrected_masks(masks_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def correction_name(mask_file: str, image_file: str, like_suffix: str = ".png") -> str:
-    """The corrected mask's file name: the original mask's name, or for an image without one,
-    the image's stem with the dataset's mask format (lossless: a JPEG mask is saved as PNG)."""
-    if mask_file and Path(mask_file).is_file() and not Path(mask_file).is_dir():
+def correction_name(mask_file: str, image_file: str, like_suffix: str = ".png", case: str = "") -> str:
+    """The corrected mask's file name. A scan's: its case name (cases of one dataset may share
+    a label file name, e.g. KiTS's segmentation.nii.gz). A 2-D image's: the original mask's name,
+    or for an image without one the image's stem (with "_mask" when the stem already ends like a
+    mask's, so that it pairs with this image only), in the dataset's mask format (lossless: a
+    JPEG mask is saved as PNG)."""
+    if case:
+        return f"{case}{like_suffix}"
+    if mask_file and not is_volume_file(mask_file):
         p = Path(mask_file)
-        if is_volume_file(p):
-            return p.name
         return p.name if p.suffix.lower() in LOSSLESS else p.stem + ".png"
-    if is_volume_file(image_file) or Path(image_file).is_dir():
-        return f"{volume_stem(image_file) if is_volume_file(image_file) else Path(image_file).name}{like_suffix}"
+    stem = Path(image_file).stem
     suffix = like_suffix if like_suffix.lower() in LOSSLESS else ".png"
-    return Path(image_file).stem + suffix
+    return f"{stem}_mask{suffix}" if MASK_SUFFIX.search(stem) else stem + suffix
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def encode(classes: np.ndarray, keys: list, instances: bool = False) -> np.ndarray:
@@ -116,18 +116,27 @@ class CorrectionsFolder:
         except (OSError, ValueError, KeyError):
             return {}
 
-    def save_mask(self, name: str, values: np.ndarray, provenance: dict, like: str | Path | None = None) -> Path:
-        """Write a 2-D mask (already encoded) atomically, and its provenance."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def _target(self, name: str, protected: tuple) -> Path:
+        """Where `name` goes; never onto a file of the user's (`protected`: their mask and masks folder)."""
         out = self.path / name
+        for p in protected:
+            if p and (_same(out, Path(p)) or _same(out.parent, Path(p))):
+                raise DataError(f"refusing to write {out}: it is the user's own mask or masks folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def save_mask(self, name: str, values: np.ndarray, provenance: dict, like: str | Path | None = None,
+                  protected: tuple = ()) -> Path:
+        """Write a 2-D mask (already encoded) atomically, and its provenance."""
+        out = self._target(name, protected)
         write_atomic(out, mask_bytes(values, out.suffix, like))
         self._record(name, provenance)
         return out
 
-    def save_volume(self, name: str, labels: np.ndarray, like: Volume, provenance: dict) -> Path:
+    def save_volume(self, name: str, labels: np.ndarray, like: Volume, provenance: dict,
+                    protected: tuple = ()) -> Path:
         """Write a canonical (Z, Y, X) label volume (encoded) in `like`'s geometry and format."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        out = write_label_like(labels, like, self.path / name)
+        out = write_label_like(labels, like, self._target(name, protected))
         self._record(name, provenance)
         return out
 

@@ -44,6 +44,7 @@ class Layout:
     modalities: list[str] = field(default_factory=list)  # per channel, from dataset.json ("CT", "T2"...)
     notes: list[str] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)  # (file or folder, reason)
+    labels_dir: str = ""            # the labels' folder (corrections go beside it); see volume_layout
 
 
 def detect_layout(root_or_images: str | Path, masks: str | Path | None = None) -> Layout:

@@ -13,6 +13,7 @@ foreground (as for DICOM CT), a fixed W/L applies to CT only, and other modaliti
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from PIL import Image
 
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
-from .corrections import SUFFIX, corrected_masks, masks_folder
+from .corrections import corrected_masks, corrections_dir
 from .items import AXES, SegDataset, VolumeRef, take_slice
 from .layouts import Case, Layout, detect_layout
 from .masks import MaskFrame, analyse_mask, build_classes, decide_instances, read_class_names, too_many_for_classes
@@ -53,33 +54,35 @@ def volume_layout(cfg: DataConfig) -> Layout | None:
         return None
     if not layout.cases:
         return None
-    with_corrections(layout, masks)
+    with_corrections(layout, labels_folder(layout, masks))
     return layout
 
 
-def with_corrections(layout: Layout, masks: Path | None) -> None:
-    """Point each case at its corrected label volume when the corrections folder beside its
-    labels folder has one (see corrections.py); a correction labels a case that had none."""
-    folders = {Path(c.label).parent for c in layout.cases if c.label is not None}
+def labels_folder(layout: Layout, masks: Path | None) -> Path | None:
+    """The folder the dataset's labels are in (their common folder: KiTS keeps one per case);
+    its corrections go beside it (see corrections.py). None when no case has a label."""
     if masks is not None:
-        folders.add(masks)
-    corrected = {}
-    for folder in sorted(folders):
-        corrected.update({k: p for k, p in corrected_masks(folder).items() if is_volume_file(p)})
-    if not corrected:
-        return
-    n_new = 0
+        return masks.expanduser().absolute()
+    parents = [str(Path(c.label).expanduser().absolute().parent) for c in layout.cases if c.label is not None]
+    return Path(os.path.commonpath(parents)) if parents else None
+
+
+def with_corrections(layout: Layout, folder: Path | None) -> None:
+    """Point each case at its corrected label volume (named after the case) when the corrections
+    folder beside the labels folder has one; a correction labels a case that had none."""
+    corrected = ({k: p for k, p in corrected_masks(folder).items() if is_volume_file(p)}
+                 if folder is not None else {})
+    n = n_new = 0
     for case in layout.cases:
-        stem = volume_stem(case.label) if case.label is not None and is_volume_file(case.label) else case.name
-        hit = corrected.get(stem) or corrected.get(case.name)
+        hit = corrected.get(case.name)
         if hit is not None:
-            n_new += case.label is None
+            n, n_new = n + 1, n_new + (case.label is None)
             case.label = hit
-    n = sum(1 for c in layout.cases if c.label is not None and Path(c.label).parent.name.endswith(SUFFIX))
     if n:
-        layout.notes.append(f"{n} corrected label volume(s) from the corrections folder used ({n - n_new} "
-                            f"in place of the original, {n_new} for scans that had none); the labels "
-                            "folder is unchanged")
+        layout.notes.append(f"{n} corrected label volume(s) from {corrections_dir(folder).name}/ used ({n - n_new} "
+                            f"in place of the original, {n_new} for scans that had none); the labels folder "
+                            "is unchanged")
+    layout.labels_dir = str(folder or "")
 
 
 @dataclass
@@ -155,7 +158,7 @@ def load_volumes(cfg: DataConfig, size: int, layout: Layout, progress: ProgressF
     record = {"volumes": [asdict(v) for v in volumes], "codes": codes, "report": report.to_dict(),
               "window": ct_window or cfg.window, "axis": axis, "foreground": foreground,
               "labels": "instances" if classes.instances else "classes", "class_keys": classes.class_keys(),
-              "unlabelled": unlabelled, "masks_dir": str(masks_folder(found[0].case.label))}
+              "unlabelled": unlabelled, "masks_dir": layout.labels_dir}
     cache = cache.commit(key, record)
     return _from_record(cache, cfg)
 

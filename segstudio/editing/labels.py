@@ -26,8 +26,11 @@ class EditableMask:
     axis: int = 0                     # a scan: the canonical axis its planes are taken across
     started_from: str = "ground truth"  # or "prediction" (an unlabelled image), "empty"
     recovered: bool = False           # unsaved edits from an earlier session were restored
+    frames: int = 1                   # frames of the image file (2-D)
+    ctx: object = None                # the MaskContext it was loaded with (saved with it too)
     dirty: set[int] = field(default_factory=set)  # planes changed since the last save
     strokes: int = 0
+    version: int = 0                  # bumped by every change (a save in progress checks it)
     _before: np.ndarray | None = None  # the plane as it was when the current stroke began
     _box: tuple | None = None
     _last: tuple[float, float] | None = None
@@ -72,6 +75,7 @@ class EditableMask:
             return None
         self.dirty.add(plane)
         self.strokes += 1
+        self.version += 1
         return Edit(self.key, plane, box, old.copy(), new.copy(), what)
 
     def replace(self, plane: int, labels: np.ndarray, what: str) -> Edit | None:
@@ -86,6 +90,7 @@ class EditableMask:
         y0, y1, x0, x1 = edit.box
         self.labels[edit.plane, y0:y1, x0:x1] = edit.after if after else edit.before
         self.dirty.add(edit.plane)
+        self.version += 1
 
     def saved(self) -> None:
         self.dirty.clear()

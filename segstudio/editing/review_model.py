@@ -15,7 +15,7 @@ from ..errors import SegstudioError
 from ..inference.review import ReviewItem
 from .history import Edit, History
 from .labels import EditableMask
-from .store import MaskContext, autosave, item_key, save_mask
+from .store import MaskContext, SaveJob, autosave, corrections_folder, finish_job, item_key, snapshot, write_job
 
 TOOLS = ("brush", "eraser", "fill", "polygon")
 MAX_RADIUS = 100
@@ -91,11 +91,15 @@ class ReviewModel:
         """A mask loaded (in a worker) for an item; kept when one with edits is already here."""
         if mask.key in self.masks and self.masks[mask.key].unsaved:
             return
+        if mask.ctx is None:
+            mask.ctx = self.ctx
         self.masks[mask.key] = mask
         self._emit("labels", None)
 
     def set_slice(self, k: int) -> None:
-        self.slice = int(k)
+        mask, item = self.mask, self.item
+        n = len(mask.labels) if mask is not None else (len(item.pred) if item is not None and item.is_scan else 1)
+        self.slice = int(min(max(k, 0), n - 1))
         self._emit("slice", self.slice)
 
     # -- tools -------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ class ReviewModel:
 
     def _autosave(self, mask: EditableMask, plane: int) -> None:
         try:
-            autosave(mask, self.ctx, plane)
+            autosave(mask, plane)
         except OSError as e:  # the edit stays in memory; saving will say more
             self._emit("warning", f"Could not keep unsaved edits on disk: {e.strerror or e}")
 
@@ -209,11 +213,13 @@ class ReviewModel:
         if edit is None:
             return None
         mask = self.masks.get(edit.key)
-        if mask is None:  # its item's mask was dropped: nothing to change
+        index = next((i for i, it in enumerate(self.items) if item_key(it) == edit.key), -1)
+        if mask is None or index < 0:  # its image is no longer listed: not changed out of sight
+            self._emit("warning", f"{'Undo' if not after else 'Redo'} skipped an edit of an image that is "
+                                  "no longer in the list (show those images again to undo it).")
             return None
         mask.put(edit, after)
-        index = next((i for i, it in enumerate(self.items) if item_key(it) == edit.key), -1)
-        if index >= 0 and index != self.current:
+        if index != self.current:
             self.select(index)
         if edit.plane != self.slice:
             self.set_slice(edit.plane)
@@ -226,24 +232,40 @@ class ReviewModel:
     def unsaved(self) -> list[EditableMask]:
         return [m for m in self.masks.values() if m.unsaved]
 
-    def save(self) -> tuple[list[Path], list[str]]:
-        """Save every mask with edits: (files written, problems as "name: reason")."""
-        written, problems = [], []
-        for mask in self.unsaved():
+    def prepare_save(self) -> list[SaveJob]:
+        """Snapshots of every mask with edits (on the GUI thread; painting may go on after)."""
+        return [snapshot(m) for m in self.unsaved()]
+
+    @staticmethod
+    def write(jobs: list[SaveJob]) -> list[tuple[SaveJob, Path | None, str]]:
+        """Write snapshots (in a worker: touches no state): (job, file or None, problem)."""
+        results = []
+        for job in jobs:
             try:
-                written.append(save_mask(mask, self.ctx))
+                results.append((job, write_job(job), ""))
             except (SegstudioError, OSError, ValueError) as e:
-                problems.append(f"{mask.name}: {getattr(e, 'strerror', None) or e}")
-        if written:
-            self._emit("saved", written)
+                results.append((job, None, f"{job.mask.name}: {getattr(e, 'strerror', None) or e}"))
+        return results
+
+    def finish_save(self, results) -> tuple[list[Path], list[str]]:
+        """Mark what was written as saved (on the GUI thread): (files, problems)."""
+        written = []
+        for job, path, _ in results:
+            if path is not None:
+                finish_job(job)
+                written.append(path)
+        problems = [p for _, path, p in results if path is None]
+        self._emit("saved", [job.mask.key for job, path, _ in results if path is not None])
         return written, problems
+
+    def save(self) -> tuple[list[Path], list[str]]:
+        """Save every mask with edits now: (files written, problems as "name: reason")."""
+        return self.finish_save(self.write(self.prepare_save()))
 
     def discard(self) -> None:
         """Forget unsaved edits (and their autosaves)."""
-        from .store import corrections_folder
-
         for mask in self.unsaved():
-            corrections_folder(mask, self.ctx).discard_autosave(mask.key)
+            corrections_folder(mask).discard_autosave(mask.key)
         self.masks = {k: m for k, m in self.masks.items() if not m.unsaved}
         self.history = History()
         self._emit("history")

@@ -3,6 +3,7 @@ corrections folder in the user's own convention (data/corrections.py), with its 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .. import __version__
-from ..data.corrections import CorrectionsFolder, correction_name, encode, masks_folder
+from ..data.corrections import CorrectionsFolder, correction_name, encode
 from ..data.items import SegDataset, put_slice, take_slice
 from ..data.masks import analyse_mask
 from ..data.reader import read_file
@@ -68,23 +69,36 @@ def item_key(item: ReviewItem) -> str:
     return item.source if item.is_scan else f"{item.source}#{item.frame}"
 
 
+def _folder(ctx: MaskContext) -> CorrectionsFolder:
+    if not ctx.masks_dir:
+        raise DataError("no masks folder is known for this dataset: corrections have nowhere to go")
+    return CorrectionsFolder(ctx.masks_dir)
+
+
+def _name(item_or_mask, ctx: MaskContext, case: str = "") -> str:
+    return correction_name(item_or_mask.mask_file, item_or_mask.source, ctx.mask_suffix, case)
+
+
 def load_mask(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
               data: SegDataset | None = None) -> EditableMask:
-    """The item's labels at the original size, ready to edit: its mask (or correction), or for
-    an image without one the prediction; unsaved edits left by a crash are restored."""
-    mask = _load_scan(item, ctx, predictor, data) if item.is_scan else _load_image(item, ctx, predictor)
-    folder = CorrectionsFolder(_masks_dir(mask, ctx))
-    planes = folder.recover(mask.key)
-    if planes:
-        for k, plane in planes.items():
-            if k < len(mask.labels) and plane.shape == mask.labels.shape[1:]:
-                mask.labels[k] = plane
-                mask.dirty.add(k)
-        mask.recovered = bool(mask.dirty)
+    """The item's labels at the original size, ready to edit: its correction when one was saved
+    (also one saved since the dataset was loaded), else its mask, else (an image without one) the
+    prediction; unsaved edits left by a crash are restored."""
+    folder = _folder(ctx)
+    saved = folder.path / _name(item, ctx, item.name if item.is_scan else "")
+    truth_file = str(saved) if saved.is_file() else item.mask_file
+    mask = (_load_scan(item, ctx, predictor, truth_file) if item.is_scan
+            else _load_image(item, ctx, predictor, truth_file))
+    mask.ctx = ctx
+    for k, plane in folder.recover(mask.key).items():
+        if k < len(mask.labels) and plane.shape == mask.labels.shape[1:]:
+            mask.labels[k] = plane
+            mask.dirty.add(k)
+    mask.recovered = bool(mask.dirty)
     return mask
 
 
-def _load_image(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None) -> EditableMask:
+def _load_image(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None, truth_file: str) -> EditableMask:
     window = parse_window(predictor.window) if predictor is not None else "auto"
     frames = read_file(Path(item.source), window, defer_ct=isinstance(window, tuple)).frames
     if item.frame >= len(frames):
@@ -98,19 +112,18 @@ def _load_image(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None)
         pred = probs.argmax(axis=0).astype(np.uint8)[None]
         uncertainty = to_uint8(entropy_map(probs))[None]
     truth = None
-    if item.mask_file:
-        raw = read_file(Path(item.mask_file), mask=True).frames
+    if truth_file:
+        raw = read_file(Path(truth_file), mask=True).frames
         if len(raw) != len(frames) or raw[item.frame].shape[:2] != (h, w):
-            raise DataError(f"the mask {Path(item.mask_file).name} does not match the image's size")
+            raise DataError(f"the mask {Path(truth_file).name} does not match the image's size")
         truth = ctx.decode(raw[item.frame])[None]
     labels = truth.copy() if truth is not None else (pred.copy() if pred is not None else np.zeros((1, h, w), np.uint8))
     return EditableMask(item_key(item), item.name, shown[None], labels, truth, pred, uncertainty, item.mask_file,
                         item.source, item.frame, started_from="ground truth" if truth is not None else
-                        "prediction" if pred is not None else "empty")
+                        "prediction" if pred is not None else "empty", frames=len(frames))
 
 
-def _load_scan(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
-               data: SegDataset | None) -> EditableMask:
+def _load_scan(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None, truth_file: str) -> EditableMask:
     if not is_volume_file(item.source):
         raise DataError("correcting DICOM series is not supported yet: correct the NIfTI the "
                         "prediction wrote, or use a NIfTI/NRRD dataset")
@@ -123,10 +136,10 @@ def _load_scan(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
     n = values.shape[axis]
     image = np.stack([take_slice(shown_vol, axis, k) for k in range(n)])
     truth = None
-    if item.mask_file:
-        label = read_volume(item.mask_file, mask=True).array
+    if truth_file:
+        label = read_volume(truth_file, mask=True).array
         if label.shape != values.shape:
-            raise DataError(f"the label {Path(item.mask_file).name} does not match the scan's size")
+            raise DataError(f"the label {Path(truth_file).name} does not match the scan's size")
         classes = ctx.decode(label, volume=True)
         truth = np.stack([take_slice(classes, axis, k) for k in range(n)])
     h, w = image.shape[1:3]
@@ -138,41 +151,67 @@ def _load_scan(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
                         0, axis, "ground truth" if truth is not None else "prediction" if pred is not None else "empty")
 
 
-def _masks_dir(mask: EditableMask, ctx: MaskContext) -> Path:
-    return masks_folder(mask.mask_file) if mask.mask_file else Path(ctx.masks_dir)
+def corrections_folder(mask: EditableMask) -> CorrectionsFolder:
+    return _folder(mask.ctx)
 
 
-def corrections_folder(mask: EditableMask, ctx: MaskContext) -> CorrectionsFolder:
-    return CorrectionsFolder(_masks_dir(mask, ctx))
-
-
-def autosave(mask: EditableMask, ctx: MaskContext, plane: int) -> None:
+def autosave(mask: EditableMask, plane: int) -> None:
     """Keep an edited plane in the corrections folder's .autosave/ until the mask is saved."""
-    corrections_folder(mask, ctx).autosave(mask.key, plane, mask.labels[plane])
+    corrections_folder(mask).autosave(mask.key, plane, mask.labels[plane])
 
 
-def save_mask(mask: EditableMask, ctx: MaskContext) -> Path:
-    """Write the mask to the corrections folder (atomically), record where it came from, and
-    drop its autosave. The user's own mask file is never written."""
-    if not ctx.masks_dir and not mask.mask_file:
-        raise DataError("no masks folder is known for this dataset: the correction has nowhere to go")
-    folder = corrections_folder(mask, ctx)
-    name = correction_name(mask.mask_file, mask.source, ctx.mask_suffix)
+@dataclass
+class SaveJob:
+    """A mask to save, as it was when Save was pressed (painting may go on while it is written)."""
+
+    mask: EditableMask
+    labels: np.ndarray
+    version: int
+
+
+def snapshot(mask: EditableMask) -> SaveJob:
+    return SaveJob(mask, mask.labels.copy(), mask.version)
+
+
+def write_job(job: SaveJob) -> Path:
+    """Write a snapshot to the corrections folder (atomically) with its provenance; no state of
+    the mask changes (see finish_job). The user's own mask file is never written."""
+    mask, ctx = job.mask, job.mask.ctx
+    folder = _folder(ctx)
+    own = mask.mask_file and os.path.realpath(Path(mask.mask_file).parent) != os.path.realpath(folder.path)
+    protected = (mask.mask_file if own else "", ctx.masks_dir)  # an earlier correction may be replaced
     provenance = {"image": mask.source, "frame": mask.frame, "corrects": mask.mask_file,
                   "started_from": mask.started_from, "run": ctx.run_dir, "strokes": mask.strokes,
                   "classes": list(ctx.codes), "segstudio": __version__}
     if mask.is_scan or is_volume_file(mask.source):
         like = read_volume(mask.mask_file, mask=True) if mask.mask_file else read_volume(mask.source)
         canonical = np.zeros(like.shape, np.uint8)
-        for k in range(len(mask.labels)):
-            put_slice(canonical, mask.axis, k, mask.labels[k])
-        out = folder.save_volume(name, encode(canonical, ctx.class_keys, ctx.instances), like, provenance)
-    else:
-        like = mask.mask_file if mask.mask_file and Path(mask.mask_file).is_file() else None
-        if like is not None and len(read_file(Path(like), mask=True).frames) > 1:
-            raise DataError(f"{Path(like).name} holds several frames; correcting one frame of a "
-                            "multi-frame mask is not supported yet")
-        out = folder.save_mask(name, encode(mask.labels[0], ctx.class_keys, ctx.instances), provenance, like)
-    folder.discard_autosave(mask.key)
-    mask.saved()
+        for k in range(len(job.labels)):
+            put_slice(canonical, mask.axis, k, job.labels[k])
+        return folder.save_volume(_name(mask, ctx, mask.name), encode(canonical, ctx.class_keys, ctx.instances),
+                                  like, provenance, protected)
+    like = mask.mask_file if mask.mask_file and Path(mask.mask_file).is_file() else None
+    frames = len(read_file(Path(like), mask=True).frames) if like is not None else mask.frames
+    if frames > 1:
+        raise DataError(f"{Path(like or mask.source).name} holds {frames} frames; correcting one frame of a "
+                        "multi-frame image is not supported yet")
+    return folder.save_mask(_name(mask, ctx), encode(job.labels[0], ctx.class_keys, ctx.instances), provenance,
+                            like, protected)
+
+
+def finish_job(job: SaveJob) -> None:
+    """After a snapshot was written: the mask is clean unless it was edited meanwhile (then it
+    stays unsaved, with its autosave)."""
+    if job.mask.version == job.version:
+        corrections_folder(job.mask).discard_autosave(job.mask.key)
+        job.mask.saved()
+
+
+def save_mask(mask: EditableMask, ctx: MaskContext | None = None) -> Path:
+    """Save now (snapshot, write, finish)."""
+    if ctx is not None:
+        mask.ctx = ctx
+    job = snapshot(mask)
+    out = write_job(job)
+    finish_job(job)
     return out

@@ -4,6 +4,7 @@ corrections in."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,96 @@ def test_a_scan_correction_keeps_the_label_files_geometry(tmp_path):
     assert data2.volumes[[w.name for w in data2.volumes].index(v.name)].label == str(written[0])
     assert "1 corrected label volume(s)" in report2.format()
     shutil.rmtree(root)
+
+
+def _edit(model, item, ctx, y=2, x=2, label=1):
+    model.set_items([item], ctx)
+    model.select(0)
+    model.add_mask(load_mask(item, ctx, None))
+    model.set_tool("brush", radius=1, label=label)
+    model.press(y, x)
+    model.release()
+    return model.mask
+
+
+def test_a_masks_folder_named_like_a_corrections_folder_is_never_written(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "expert-corrections"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20), 50 * i, np.uint8)).save(images / f"a{i}.png")
+        m = np.zeros((20, 20), np.uint8)
+        m[5:15, 5:15] = 255
+        Image.fromarray(m).save(masks / f"a{i}.png")
+    original = (masks / "a0.png").read_bytes()
+    data, _ = load_dataset(DataConfig(str(images), str(masks)), 16)
+    model = ReviewModel()
+    _edit(model, _item(data, "a0"), MaskContext.of(data))
+    written, problems = model.save()
+    assert not problems and written[0].parent.name == "expert-corrections-corrections"
+    assert (masks / "a0.png").read_bytes() == original
+
+
+def test_an_edit_made_while_saving_stays_unsaved_and_a_saved_correction_reopens(dataset):
+    images, masks = dataset
+    data, _ = load_dataset(DataConfig(str(images), str(masks)), 32)
+    model, item = ReviewModel(), _item(data, "c1")
+    mask = _edit(model, item, MaskContext.of(data))
+    jobs = model.prepare_save()  # Save pressed ...
+    model.press(30, 30)  # ... and a stroke lands while the worker writes
+    model.release()
+    written, _ = model.finish_save(model.write(jobs))
+    assert written and mask.unsaved  # the second stroke is neither lost nor marked saved
+    model.save()
+    reopened = ReviewModel()  # the item's original mask_file still names the user's mask
+    reopened.set_items([item], MaskContext.of(data))
+    reopened.select(0)
+    again = load_mask(item, reopened.ctx, None)
+    assert np.array_equal(again.labels, mask.labels)  # the correction, not the original
+
+
+def test_an_unlabelled_image_named_like_a_mask_pairs_only_with_itself(dataset):
+    from segstudio.data.corrections import correction_name
+
+    assert correction_name("", "/x/liver_gt.png") == "liver_gt_mask.png"
+    assert correction_name("", "/x/liver.png") == "liver.png"
+
+
+def test_undo_of_an_image_no_longer_listed_is_skipped(dataset):
+    images, masks = dataset
+    data, _ = load_dataset(DataConfig(str(images), str(masks)), 32)
+    model, messages = ReviewModel(), []
+    model.listen(lambda what, detail: messages.append(detail) if what == "warning" else None)
+    mask = _edit(model, _item(data, "c2"), MaskContext.of(data))
+    edited = mask.labels.copy()
+    model.set_items([_item(data, "c3")], MaskContext.of(data))  # another list; c2 keeps its edit
+    model.select(0)
+    assert model.undo() is None and np.array_equal(mask.labels, edited) and messages
+
+
+def test_kits_cases_sharing_a_label_name_get_their_own_correction(tmp_path):
+    import nibabel as nib
+
+    root = tmp_path / "kits"
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        case = root / f"case_0000{k}"
+        case.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(rng.normal(0, 1, (16, 16, 6)).astype(np.float32), np.eye(4)), case / "imaging.nii.gz")
+        label = np.zeros((16, 16, 6), np.uint8)
+        label[4:10, 4:10, 1:5] = 1
+        nib.save(nib.Nifti1Image(label, np.eye(4)), case / "segmentation.nii.gz")
+    data, report = load_dataset(DataConfig(str(root)), 16)
+    assert report.layout == "kits" and len(data.volumes) == 3
+    v = data.volumes[0]
+    rows = np.arange(v.first, v.first + v.n_slices)
+    item = ReviewItem(0, v.name, np.asarray(data.images[rows, 0]), np.asarray(data.masks[rows]),
+                      np.asarray(data.masks[rows]), (), float("nan"), v.sources[0], mask_file=v.label)
+    model = ReviewModel()
+    _edit(model, item, MaskContext.of(data), y=0, x=0)
+    written, problems = model.save()
+    assert not problems and written[0] == corrections_dir(root) / f"{v.name}.nii.gz"
+    data2, _ = load_dataset(DataConfig(str(root)), 16)
+    labels = {w.name: w.label for w in data2.volumes}
+    assert labels[v.name] == str(written[0])
+    assert all(Path(labels[n]).name == "segmentation.nii.gz" for n in labels if n != v.name)

@@ -20,7 +20,7 @@ from segstudio.ui.state import AppState
 from segstudio.ui.tasks import TaskRunner, show_state
 from segstudio.workers import load_dataset_task
 
-LABEL_CHOICES = (("auto", "Auto (instance labels detected)"), ("classes", "Each value is a class"),
+LABEL_CHOICES = (("auto", "Auto (detects instance labels)"), ("classes", "Each value is a class"),
                  ("instances", "Instances: any value is foreground"))
 RELOAD_ON = ("window", "labels", "class_names", "axis", "context")  # settings that change what a load gives
 

@@ -229,13 +229,20 @@ class ReviewPanel(QWidget):
         if item.source and not item.is_scan and key not in self._frames and self.predictor is not None:
             self._wanted_frame = key
             self._decode_wanted()
-        if self.model.ctx is not None and item.source and item_key(item) not in self.model.masks:
+        if self._editable(item) and item_key(item) not in self.model.masks:
             self._wanted_mask = item
             self._load_wanted_mask()
         self._update_info()
         self.tools.update_state(self.save_runner.busy)
 
     # -- correcting masks --------------------------------------------------------------------
+    def _editable(self, item) -> bool:
+        """Only the dataset's own images (labelled or not) are corrected: a correction joins its
+        training set, so an image from another folder would pair with the wrong one."""
+        if self.model.ctx is None or not item.source or self.dataset is None:
+            return False
+        return item.index >= 0 or item.source in set(self.dataset.unlabelled)
+
     def _load_wanted_mask(self) -> None:
         """Load the current item's mask at its original size in a worker (the latest wish wins)."""
         item, self._wanted_mask = self._wanted_mask, None
@@ -284,21 +291,23 @@ class ReviewPanel(QWidget):
         return -1
 
     def save_corrections(self) -> bool:
-        """Save every corrected mask to the corrections folder (in a worker)."""
+        """Save every corrected mask to the corrections folder: snapshots taken here, written in
+        a worker, marked saved here (an edit made meanwhile stays unsaved)."""
         if not self.model.unsaved() or self.save_runner.busy:
             return False
-        return self.save_runner.start(save_masks_task, self.model, label="Saving corrections…",
+        return self.save_runner.start(save_masks_task, self.model.prepare_save(), label="Saving corrections…",
                                       on_done=self._on_saved)
 
-    def _on_saved(self, result) -> None:
-        written, problems = result
-        for path in written:
-            for row in range(self.table_review.rowCount()):
-                cell = self.table_review.item(row, 0)
-                item = self.items[int(cell.data(Qt.ItemDataRole.UserRole))]
-                if Path(path).stem.startswith(Path(item.source).stem) and not cell.text().endswith(" ✎"):
-                    cell.setText(cell.text() + " ✎")
-                    cell.setToolTip(f"corrected: {path}")
+    def _on_saved(self, results) -> None:
+        written, problems = self.model.finish_save(results)
+        saved = {job.mask.key: path for job, path, _ in results if path is not None}
+        for row in range(self.table_review.rowCount()):
+            cell = self.table_review.item(row, 0)
+            item = self.items[int(cell.data(Qt.ItemDataRole.UserRole))]
+            path = saved.get(item_key(item))
+            if path is not None and not cell.text().endswith(" ✎"):
+                cell.setText(cell.text() + " ✎")
+                cell.setToolTip(f"corrected: {path}")
         if written:
             self.state.dataset_key = None  # the next training reads the data again, corrections included
             folder = Path(written[0]).parent

@@ -51,7 +51,8 @@ class ReviewTools(QWidget):
         self.spin_radius.valueChanged.connect(lambda r: self.model.set_tool(radius=r))
         self.combo_class = QComboBox(objectName="combo_paint_class")
         self.combo_class.setToolTip("The class painted (number keys 1-9)")
-        self.combo_class.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.combo_class.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo_class.setMinimumContentsLength(12)
         self.combo_class.activated.connect(lambda i: self.model.set_tool(label=i + 1))
         self.button_undo = QToolButton(objectName="button_undo", text="↶")
         self.button_undo.setToolTip("Undo (Ctrl+Z): every stroke of this session, on any image")
@@ -88,10 +89,10 @@ class ReviewTools(QWidget):
         key("]", lambda: self.model.set_tool(radius=self.model.tool.radius + 1 + self.model.tool.radius // 8))
         for n in range(1, 10):
             key(str(n), lambda n=n: self.model.set_tool(label=n))
-        key(QKeySequence.StandardKey.Undo, self.model.undo)
-        key("Ctrl+Shift+Z", self.model.redo)
-        key("Ctrl+Y", self.model.redo)
-        key("A", self.model.accept_prediction)
+        key(QKeySequence.StandardKey.Undo, lambda: self.editing and self.model.undo())
+        key("Ctrl+Shift+Z", lambda: self.editing and self.model.redo())
+        key("Ctrl+Y", lambda: self.editing and self.model.redo())
+        key("A", lambda: self.editing and self.model.accept_prediction())
         key(QKeySequence.StandardKey.Save, self.save_requested.emit)
 
     def set_codes(self, codes) -> None:
