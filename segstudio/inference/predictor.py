@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,46 @@ from .uncertainty import entropy_map, score, to_uint8, with_flip
 from .volumes import predict_volume_folder, scan_layout
 
 
+BATCH = 8       # images per forward pass when predicting a folder
+PREFETCH = 16   # frames read ahead (in a thread) while the model runs
+
+
+def prefetched(items, depth: int):
+    """Iterate `items` in a background thread, `depth` ahead: reading and decoding files
+    overlap the forward passes. Exceptions (Cancelled included) reach the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def fill():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=fill, name="segstudio-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 @dataclass
 class PredictReport:
     out_dir: str = ""
@@ -49,6 +91,7 @@ class Predictor:
         self.model = model.eval().to(device) if model is not None else None
         self.meta, self.device = meta, device
         self.session = session  # an onnxruntime session running an exported model (export.py)
+        self.batch_size = BATCH
         self.training_folders = training_folders  # (images, masks) the run was trained on
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -160,23 +203,15 @@ class Predictor:
             return report
         files = list_image_files(images_dir)
         masks: dict[Path, list[np.ndarray]] = {}
-        window = parse_window(self.window)
         try:
-            for i, path in enumerate(files):
-                if should_stop and should_stop():
-                    raise Cancelled()
-                if progress:
-                    progress(i, len(files), path.name)
-                try:  # CT in HU when the run's window is a W/L: resized, then windowed
-                    frames = read_file(path, window, defer_ct=isinstance(window, tuple)).frames
-                except DataError as exc:
-                    report.problems.append(Problem(path.name, str(exc)))
-                    continue
-                for f, image in enumerate(frames):
-                    mask = self._predict_one(image, frame_name(path, f, len(frames)), (path, f),
-                                             folder, report, save_probabilities, uncertainty)
-                    if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
-                        masks.setdefault(path, []).append(mask)
+            batch = []
+            for entry in prefetched(self._frames(files, report, progress, should_stop), PREFETCH):
+                batch.append(entry)
+                if len(batch) == self.batch_size:
+                    self._predict_batch(batch, folder, report, save_probabilities, uncertainty, masks, dicom_seg)
+                    batch = []
+            if batch:
+                self._predict_batch(batch, folder, report, save_probabilities, uncertainty, masks, dicom_seg)
             if masks:
                 self._write_dicom_segs(masks, folder, report)
             if uncertainty:
@@ -190,10 +225,38 @@ class Predictor:
             progress(len(files), len(files), "done")
         return report
 
-    def _predict_one(self, image: np.ndarray, name: str, source: tuple[Path, int],
-                     folder: PredictionFolder, report: PredictReport, save_probabilities: bool,
-                     uncertainty: bool = False) -> np.ndarray | None:
-        probs = self.probabilities(image, flip=uncertainty)
+    def _frames(self, files: list[Path], report: PredictReport, progress, should_stop):
+        """(path, frame, name, image, model input) for every frame of `files`, read in order
+        (in the prefetch thread); unreadable files go to the report."""
+        window = parse_window(self.window)
+        for i, path in enumerate(files):
+            if should_stop and should_stop():
+                raise Cancelled()
+            if progress:
+                progress(i, len(files), path.name)
+            try:  # CT in HU when the run's window is a W/L: resized, then windowed
+                frames = read_file(path, window, defer_ct=isinstance(window, tuple)).frames
+            except DataError as exc:
+                report.problems.append(Problem(path.name, str(exc)))
+                continue
+            for f, image in enumerate(frames):
+                yield path, f, frame_name(path, f, len(frames)), image.shape[:2], self.model_input(image)[0]
+
+    def _predict_batch(self, batch: list, folder: PredictionFolder, report: PredictReport,
+                       save_probabilities: bool, uncertainty: bool, masks: dict, dicom_seg: bool) -> None:
+        """One forward pass for a batch of frames, then each mask at its image's size, written."""
+        inputs = [x for *_, x in batch]
+        channels = max(x.shape[0] for x in inputs)  # grey beside colour: grey repeated, as in training
+        inputs = np.stack([np.repeat(x, channels, axis=0) if x.shape[0] < channels else x for x in inputs])
+        probs = self.probabilities_resized(inputs, flip=uncertainty)
+        for k, (path, f, name, shape, _) in enumerate(batch):
+            p = F.interpolate(probs[k:k + 1], size=shape, mode="bilinear", align_corners=False)[0].cpu().numpy()
+            mask = self._write_one(p, name, (path, f), folder, report, save_probabilities, uncertainty)
+            if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
+                masks.setdefault(path, []).append(mask)
+
+    def _write_one(self, probs: np.ndarray, name: str, source: tuple[Path, int], folder: PredictionFolder,
+                   report: PredictReport, save_probabilities: bool, uncertainty: bool = False) -> np.ndarray | None:
         mask = probs.argmax(axis=0).astype(np.uint8)
         stem, item = safe_name(name), source[0].name
         if not folder.write(f"{stem}.png", png_bytes(mask), item):
