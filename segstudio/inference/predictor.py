@@ -30,7 +30,9 @@ from .uncertainty import entropy_map, score, to_uint8, with_flip
 from .volumes import predict_volume_folder, scan_layout
 
 
-BATCH = 8       # images per forward pass when predicting a folder
+# Images per forward pass when predicting a folder: batches fill a GPU; on 2 CPU cores a batch of
+# 8 ran at 0.86x one image at a time (tests/benchmarks/bench_predict.py), so the CPU takes one.
+BATCH = {"cuda": 8}
 PREFETCH = 16   # frames read ahead (in a thread) while the model runs
 
 
@@ -91,7 +93,7 @@ class Predictor:
         self.model = model.eval().to(device) if model is not None else None
         self.meta, self.device = meta, device
         self.session = session  # an onnxruntime session running an exported model (export.py)
-        self.batch_size = BATCH
+        self.batch_size = BATCH.get(device.type, 1)
         self.training_folders = training_folders  # (images, masks) the run was trained on
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
