@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images")
     tr.add_argument("--masks")
     tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
+    tr.add_argument("--resume", metavar="RUN_DIR",
+                    help="continue a stopped or crashed run from its last checkpoint (its own settings)")
     tr.add_argument("--init-from", metavar="RUN_DIR",
                     help="continue from a run: start from its best model, on its data (with any corrections) "
                          "unless --images is given, for a few epochs at lower learning rates")
@@ -288,10 +290,15 @@ def cmd_train(args) -> int:
     from .errors import SegstudioError
 
     try:
-        cfg = train_config(args)
+        cfg = TrainConfig.load(Path(args.resume) / "config.json") if args.resume else train_config(args)
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {args.resume} is not a run folder ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    if args.resume and args.device:
+        cfg.device = Device(args.device)
     if not cfg.data.images:
         print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2
@@ -303,7 +310,8 @@ def cmd_train(args) -> int:
         session.cancel()
 
     previous = signal.signal(signal.SIGINT, stop)
-    worker = threading.Thread(target=lambda: result.setdefault("event", session.run(cfg, printer)))
+    worker = threading.Thread(target=lambda: result.setdefault("event", session.run(cfg, printer,
+                                                                                    resume=args.resume or "")))
     worker.start()
     try:
         while worker.is_alive():

@@ -79,6 +79,15 @@ class MetricsLog:
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        self._write()
+
+    def reset(self, rows: list[dict[str, Any]]) -> None:
+        """Start from `rows` (a resumed run's epochs so far), rewriting the files."""
+        self.rows = [dict(r) for r in rows]
+        if self.rows:
+            self._write()
+
+    def _write(self) -> None:
         write_json(self.run_dir / "metrics.json", self.rows)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]))

@@ -62,6 +62,7 @@ class EventReporter(Callback):
         self.iteration = 0
         self.best_dice, self.best_epoch, self.epochs_done = -math.inf, -1, 0
         self.start_saved = False  # a continued run saved its starting model (best_epoch -1)
+        self.skip_to = 0  # a resumed run: the epochs done before (fastai skips them; so do we)
         self.first_valid_loss, self.warned_divergence = math.nan, False
 
     @property
@@ -72,7 +73,7 @@ class EventReporter(Callback):
         self.start, self.losses = time.perf_counter(), []
 
     def after_batch(self):
-        if not self.training:
+        if not self.training or self.epoch < self.skip_to:
             return
         loss = self.learn.loss.item()
         self.losses.append(loss)
@@ -82,6 +83,8 @@ class EventReporter(Callback):
         self.iteration += 1
 
     def after_epoch(self):
+        if self.epoch < self.skip_to:  # a skipped epoch of a resumed run: reported before
+            return
         epoch = self.epoch_base + self.epoch
         per_class = self.dice.per_class
         mean = self.dice.value

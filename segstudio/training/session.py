@@ -6,6 +6,7 @@ thread and stops within one batch. Every outcome is an event: nothing escapes as
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -22,14 +23,15 @@ from ..config import Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
-from ..runs import MetricsLog, new_run_dir, save_model, write_atomic
+from ..runs import MODEL_META, MetricsLog, new_run_dir, save_model, write_atomic
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
-from .parent import fine_tune_config, load_parent
+from .checkpoint import load_checkpoint, load_optimizer, save_checkpoint, set_rng_state
+from .parent import Parent, fine_tune_config, load_parent
 
 log = logging.getLogger(__name__)
 LEARNED = 0.05  # a best Dice below this after a whole run means nothing was learned: say so
@@ -50,11 +52,17 @@ class TrainingSession:
     def cancelled(self) -> bool:
         return self._stop.is_set()
 
-    def run(self, config: TrainConfig, on_event: EventFn, dataset: SegDataset | None = None):
-        """Train; returns (and emits) the final Finished, Cancelled or Failed event."""
+    def run(self, config: TrainConfig, on_event: EventFn, dataset: SegDataset | None = None,
+            resume: str = ""):
+        """Train; returns (and emits) the final Finished, Cancelled or Failed event. `resume`: a
+        run folder whose checkpoint the run continues from (`config` is that run's config.json)."""
         run_dir: Path | None = None
         reporter = None
         try:
+            checkpoint = load_checkpoint(resume) if resume else None
+            if checkpoint is not None and config.schedule == Schedule.fine_tune and config.freeze_epochs:
+                raise SegstudioError("Resume continues one_cycle runs; this one used fine_tune with frozen "
+                                     "epochs. Continue from its best model instead (--init-from).")
             data = dataset if dataset is not None else self._load(config, on_event)
             blocker = training_blocker(len(data), len(data.train_idx), len(data.valid_idx))
             if blocker:
@@ -64,17 +72,23 @@ class TrainingSession:
             if warning:
                 on_event(ev.WarningEvent(warning))
             parent = None
-            if config.init_from:
+            if checkpoint is not None:  # the run's own weights, normalisation and folder
+                run_dir = Path(resume)
+                meta = json.loads((run_dir / MODEL_META).read_text(encoding="utf-8"))
+                parent = Parent(str(run_dir), meta, checkpoint["model"], config.lrs())
+            elif config.init_from:
                 parent, notes = load_parent(config.init_from, config, data)
                 config = fine_tune_config(config, parent)
                 for message in notes:
                     on_event(ev.WarningEvent(message))
-            run_dir = new_run_dir(config.out_dir, config.run_name)
+            if run_dir is None:
+                run_dir = new_run_dir(config.out_dir, config.run_name)
             built = build_learner(config, data, device, path=str(run_dir), parent=parent)
-            write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
+            if checkpoint is None:
+                write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
             for message in built.warnings:
                 on_event(ev.WarningEvent(message))
-            reporter = self._train(config, data, built, run_dir, device, on_event)
+            reporter = self._train(config, data, built, run_dir, device, on_event, checkpoint)
             guard = built.learn.cbs.filter(lambda c: isinstance(c, StopGuard))[0]
             if guard.failure:
                 return self._emit(on_event, ev.Failed(guard.failure, advice=(
@@ -83,7 +97,7 @@ class TrainingSession:
             saved = reporter.best_epoch >= 0 or reporter.start_saved
             best = reporter.best_dice if saved else math.nan
             if self._stop.is_set():
-                if not saved:  # stopped before a model was saved: leave no husk
+                if not saved and checkpoint is None:  # stopped before a model was saved: leave no husk
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir = None
                 return self._emit(on_event, ev.Cancelled(str(run_dir or ""), reporter.epochs_done, best))
@@ -124,7 +138,7 @@ class TrainingSession:
         return data
 
     def _train(self, config: TrainConfig, data: SegDataset, built: BuiltLearner, run_dir: Path,
-               device, on_event: EventFn) -> EventReporter:
+               device, on_event: EventFn, checkpoint: dict | None = None) -> EventReporter:
         learn = built.learn
         lo, hi = config.lrs(built.pretrained)
         frozen_epochs = (config.freeze_epochs if config.schedule == Schedule.fine_tune and built.pretrained
@@ -133,6 +147,8 @@ class TrainingSession:
             on_event(ev.WarningEvent("fine_tune: the encoder is random, so the frozen epochs are skipped."))
         metrics = MetricsLog(run_dir)
         meta = model_meta(config, data, built)
+        if checkpoint is not None:
+            metrics.reset(checkpoint["metrics"])
 
         def on_best(epoch, dice):  # epochs in files count from 1, as the app and CLI show them
             save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": epoch + 1, "dice_mean": dice})
@@ -140,10 +156,12 @@ class TrainingSession:
         def on_epoch(row):
             per_class = {f"dice_{name}": float(d) for name, d in zip(data.codes, row.pop("dice"))}
             metrics.append({**row, "epoch": row["epoch"] + 1, **per_class})
+            save_checkpoint(run_dir, learn, row["epoch"] + 1, metrics.rows, reporter.best_dice, reporter.best_epoch,
+                            {"first_valid_loss": reporter.first_valid_loss, "start_saved": reporter.start_saved})
 
         reporter = EventReporter(on_event, built.dice, frozen_epochs + config.epochs,
                                  preview_items(data, config.preview_count), on_best, on_epoch)
-        if config.init_from:  # the starting model is the one to beat: a continued run never ends worse
+        if checkpoint is None and config.init_from:  # the starting model is the one to beat
             learn.validate()
             reporter.best_dice = float(built.dice.value)
             reporter.start_saved = True
@@ -155,6 +173,9 @@ class TrainingSession:
         plan = lr_plan(lo, hi)
         if not frozen_epochs:
             learn.unfreeze()
+        done = 0
+        if checkpoint is not None:
+            done = self._restore(learn, reporter, checkpoint, data, config, on_event)
         on_event(ev.Started(device=device.type, device_name=device_name(device), mixed_precision=built.mixed_precision,
                             pretrained=built.pretrained, groups=group_info(learn, plan, config.arch.value),
                             codes=tuple(data.codes), n_train=len(data.train_idx), n_valid=len(data.valid_idx),
@@ -169,8 +190,34 @@ class TrainingSession:
             learn.unfreeze()
             reporter.epoch_base = frozen_epochs
             on_event(ev.PhaseChanged("unfrozen", group_info(learn, plan, config.arch.value)))
-        learn.fit_one_cycle(config.epochs, slice(lo, hi))
+        if done < config.epochs:
+            if checkpoint is not None:
+                set_rng_state(learn, checkpoint["rng"])  # the generators as they were after that epoch
+            learn.fit_one_cycle(config.epochs, slice(lo, hi), start_epoch=done)
         return reporter
+
+    @staticmethod
+    def _restore(learn, reporter: EventReporter, checkpoint: dict, data: SegDataset, config: TrainConfig,
+                 on_event: EventFn) -> int:
+        """A resumed run: the optimizer and the reporter as they were, the epochs so far replayed
+        as events (the plots show each once); returns the epochs done."""
+        load_optimizer(learn, checkpoint["opt"])
+        done = int(checkpoint["epochs_done"])
+        reporter.best_dice, reporter.best_epoch = checkpoint["best_dice"], checkpoint["best_epoch"]
+        reporter.first_valid_loss = checkpoint["extra"].get("first_valid_loss", math.nan)
+        reporter.start_saved = bool(checkpoint["extra"].get("start_saved", False))
+        reporter.skip_to, reporter.epochs_done = done, done
+        reporter.iteration = done * len(learn.dls.train)
+        for row in checkpoint["metrics"]:
+            epoch = int(row["epoch"]) - 1
+            on_event(ev.EpochEnd(epoch=epoch, epochs=config.epochs, train_loss=row["train_loss"],
+                                 valid_loss=row["valid_loss"], dice=tuple(float(row.get(f"dice_{c}", math.nan))
+                                                                           for c in data.codes),
+                                 dice_mean=row["dice_mean"], seconds=row["seconds"],
+                                 is_best=epoch == reporter.best_epoch))
+        on_event(ev.WarningEvent(f"Resuming after epoch {done} of {config.epochs} (best Dice so far "
+                                 f"{reporter.best_dice:.3f})."))
+        return done
 
     @staticmethod
     def _emit(on_event: EventFn, event):
