@@ -63,6 +63,7 @@ class EventReporter(Callback):
         self.best_dice, self.best_epoch, self.epochs_done = -math.inf, -1, 0
         self.start_saved = False  # a continued run saved its starting model (best_epoch -1)
         self.skip_to = 0  # a resumed run: the epochs done before (fastai skips them; so do we)
+        self.restore: Callable[[], None] | None = None  # a resumed run: puts the generators back
         self.first_valid_loss, self.warned_divergence = math.nan, False
 
     @property
@@ -71,6 +72,11 @@ class EventReporter(Callback):
 
     def before_epoch(self):
         self.start, self.losses = time.perf_counter(), []
+        if self.restore is not None and self.epoch == self.skip_to:
+            # the generators as they were after the last finished epoch, just before the first
+            # resumed one draws: fit's own set-up must not move them
+            self.restore()
+            self.restore = None
 
     def after_batch(self):
         if not self.training or self.epoch < self.skip_to:

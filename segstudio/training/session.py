@@ -192,7 +192,7 @@ class TrainingSession:
             on_event(ev.PhaseChanged("unfrozen", group_info(learn, plan, config.arch.value)))
         if done < config.epochs:
             if checkpoint is not None:
-                set_rng_state(learn, checkpoint["rng"])  # the generators as they were after that epoch
+                reporter.restore = lambda: set_rng_state(learn, checkpoint["rng"])
             learn.fit_one_cycle(config.epochs, slice(lo, hi), start_epoch=done)
         return reporter
 
