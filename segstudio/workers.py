@@ -105,13 +105,14 @@ class TrainWorker(TaskWorker):
 
     def __init__(self, config: TrainConfig, dataset=None, mode: str = "train",
                  session_factory: Callable[[], Any] | None = None, batch_interval: float = 0.1,
-                 parent=None):
+                 parent=None, resume: str = ""):
         if mode not in ("train", "find_lr"):
             raise ValueError(f"unknown mode {mode!r}")
         super().__init__(self._run_session, mode, parent)
         self.config = config
         self.dataset = dataset
         self.mode = mode
+        self.resume = resume  # a run folder to continue from its checkpoint
         self._factory = session_factory
         self._interval = batch_interval
         self._lock = threading.Lock()
@@ -145,8 +146,10 @@ class TrainWorker(TaskWorker):
             if stop:
                 final = ev.Cancelled(run_dir="", epochs_done=0, best_dice=float("nan"))
             else:
-                fn = session.run if self.mode == "train" else session.find_lr
-                final = fn(self.config, self._on_event, dataset=self.dataset)
+                if self.mode == "train":
+                    final = session.run(self.config, self._on_event, dataset=self.dataset, resume=self.resume)
+                else:
+                    final = session.find_lr(self.config, self._on_event, dataset=self.dataset)
         except BaseException as exc:  # noqa: BLE001 - the thread must always report an end
             final = ev.Failed(message=f"{type(exc).__name__}: {exc}", advice=traceback.format_exc())
         gc.unfreeze()

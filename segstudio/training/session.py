@@ -173,14 +173,14 @@ class TrainingSession:
         plan = lr_plan(lo, hi)
         if not frozen_epochs:
             learn.unfreeze()
-        done = 0
-        if checkpoint is not None:
-            done = self._restore(learn, reporter, checkpoint, data, config, on_event)
         on_event(ev.Started(device=device.type, device_name=device_name(device), mixed_precision=built.mixed_precision,
                             pretrained=built.pretrained, groups=group_info(learn, plan, config.arch.value),
                             codes=tuple(data.codes), n_train=len(data.train_idx), n_valid=len(data.valid_idx),
                             epochs=frozen_epochs + config.epochs, iters_per_epoch=len(learn.dls.train),
                             run_dir=str(run_dir), lr_lo=lo, lr_hi=hi, volumetric=data.volumetric))
+        done = 0
+        if checkpoint is not None:  # after Started: the plots start from the epochs done
+            done = self._restore(learn, reporter, checkpoint, data, config, on_event)
         if frozen_epochs:
             learn.freeze()
             on_event(ev.PhaseChanged("frozen", group_info(learn, plan, config.arch.value)))

@@ -10,7 +10,7 @@ from importlib import metadata
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 import segstudio
 from segstudio.config import DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS
@@ -103,12 +103,14 @@ class MainWindow(QMainWindow):
                                           lambda: self.review_panel.export_masks(), "Ctrl+E", "export")
         self.action_export_model = self._action("action_export_model", "Export model (ONNX/TorchScript)…",
                                                 lambda: self.review_panel.export_model(), icon="export")
+        self.action_resume = self._action("action_resume_run", "Resume run…", self.choose_resume, icon="run")
         self.action_quit = self._action("action_quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
         for a in (self.action_open_images, self.action_open_masks, self.action_open_sample,
                   self.action_open_volume_sample):
             file_menu.addAction(a)
         file_menu.addSeparator()
         file_menu.addAction(self.action_open_run)
+        file_menu.addAction(self.action_resume)
         file_menu.addAction(self.action_export)
         file_menu.addAction(self.action_export_model)
         file_menu.addSeparator()
@@ -283,6 +285,16 @@ class MainWindow(QMainWindow):
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
+
+    def choose_resume(self, run_dir: str | None = None) -> bool:
+        """Pick a stopped or crashed run and continue it in the Train area."""
+        from segstudio.runs import default_runs_dir
+
+        run_dir = run_dir or QFileDialog.getExistingDirectory(self, "Resume a run", str(default_runs_dir()))
+        if not run_dir:
+            return False
+        self.tabs.setCurrentWidget(self.train_panel)
+        return self.train_panel.resume(run_dir)
 
     def continue_training(self, run_dir: str) -> bool:
         self.tabs.setCurrentWidget(self.train_panel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import gc
 import math
 
@@ -290,3 +291,21 @@ def test_a_single_point_is_drawn_as_a_dot(qtbot):
     plots.add_batches([ev.BatchEnd(epoch=0, iteration=1, total_iterations=2, loss=0.9, lrs=(1e-3,) * 3)])
     plots.flush()
     assert plots.c_smooth.opts["symbol"] is None
+
+
+def test_resume_continues_a_stopped_run_in_its_folder(window, qtbot, sample_dirs):
+    from pathlib import Path
+
+    panel = _start(window, qtbot, sample_dirs, epochs=3, size=32, bs=8)
+    qtbot.waitUntil(lambda: panel.last_started is not None, timeout=60000)
+    run_dir = Path(panel.last_started.run_dir)
+    qtbot.waitUntil(lambda: (run_dir / "checkpoint.pth").is_file(), timeout=60000)
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert isinstance(panel.last_final, ev.Cancelled)
+    assert window.choose_resume(str(run_dir))
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    assert isinstance(panel.last_final, ev.Finished) and panel.last_final.run_dir == str(run_dir)
+    panel.plots.flush()
+    assert panel.plots.epochs == [1, 2, 3]  # the epochs before the stop replayed, each once
+    assert [r["epoch"] for r in json.loads((run_dir / "metrics.json").read_text())] == [1, 2, 3]

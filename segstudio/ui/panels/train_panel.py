@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QSplitter, QVBoxLayout, QWidget,
 )
 
+from segstudio.config import TrainConfig
 from segstudio.training import events as ev
 from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
@@ -134,15 +135,33 @@ class TrainPanel(QWidget):
         self.settings.set_config(config)
         return self.start(init_from=config.init_from)
 
-    def start(self, mode: str = "train", init_from: str = "") -> bool:
+    def resume(self, run_dir: str) -> bool:
+        """Continue a stopped or crashed run from its last checkpoint, with its own settings."""
+        if self.runner.busy:
+            self.state.post("train", "warning", "A run is in progress: resume when it has finished.")
+            return False
+        if not (Path(run_dir) / "checkpoint.pth").is_file():
+            self.state.post("train", "error", f"{Path(run_dir).name} has no checkpoint to resume from (one is "
+                                              "written after each finished epoch).")
+            return False
+        try:
+            config = TrainConfig.load(Path(run_dir) / "config.json")
+        except (OSError, ValueError) as exc:
+            self.state.post("train", "error", f"{Path(run_dir).name} is not a run folder: {exc}")
+            return False
+        self.settings.set_config(config)
+        return self.start(resume=str(run_dir), config=config)
+
+    def start(self, mode: str = "train", init_from: str = "", resume: str = "",
+              config: TrainConfig | None = None) -> bool:
         if self.runner.busy:
             return False
-        config = replace(self.settings.config(), data=self.state.data_config, init_from=init_from)
+        config = config or replace(self.settings.config(), data=self.state.data_config, init_from=init_from)
         if not config.data.images:
             self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
             return False
         worker = TrainWorker(config, self.state.dataset_for(config.data, config.size), mode,
-                             session_factory=self.session_factory)
+                             session_factory=self.session_factory, resume=resume)
         worker.run_started.connect(self._on_started)
         worker.phase_changed.connect(lambda p: self.log("info", f"Phase: {p.name}."))
         worker.batches.connect(self._on_batches)
@@ -157,7 +176,8 @@ class TrainPanel(QWidget):
             self.preview.clear()
         self.log("info", f"{'Training' if mode == 'train' else 'LR finder'} started "
                          f"({config.arch.value}, {config.size}px, batch {config.bs})"
-                         + (f", continuing from {Path(init_from).name}." if init_from else "."))
+                         + (f", continuing from {Path(init_from).name}." if init_from else
+                            f", resuming {Path(resume).name}." if resume else "."))
         self.runner.start_worker(worker, self._on_ended, "Preparing…")
         return True
 
