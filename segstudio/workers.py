@@ -147,7 +147,8 @@ class TrainWorker(TaskWorker):
                 final = ev.Cancelled(run_dir="", epochs_done=0, best_dice=float("nan"))
             else:
                 if self.mode == "train":
-                    final = session.run(self.config, self._on_event, dataset=self.dataset, resume=self.resume)
+                    resume = {"resume": self.resume} if self.resume else {}  # sessions without resume still plug in
+                    final = session.run(self.config, self._on_event, dataset=self.dataset, **resume)
                 else:
                     final = session.find_lr(self.config, self._on_event, dataset=self.dataset)
         except BaseException as exc:  # noqa: BLE001 - the thread must always report an end
