@@ -93,7 +93,7 @@ def scan_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[],
             preds.append(probs.argmax(dim=1).to("cpu").numpy().astype(np.uint8))
         pred, target = np.concatenate(preds), np.asarray(data.masks[rows])
         dice = dice_per_class(pred, target, n_classes)
-        mean = foreground_mean(dice) if not np.isnan(dice[1:]).all() else float("nan")
+        mean = _mean(dice)
         h, w = v.slice_shape(data.axis)
         scale = v.voxel_ml() * h * w / (data.size * data.size)  # a cache pixel's share of a slice
         counts_p = np.bincount(pred.ravel(), minlength=n_classes)
