@@ -191,12 +191,28 @@ def write_job(job: SaveJob) -> Path:
         return folder.save_volume(_name(mask, ctx, mask.name), encode(canonical, ctx.class_keys, ctx.instances),
                                   like, provenance, protected)
     like = mask.mask_file if mask.mask_file and Path(mask.mask_file).is_file() else None
-    frames = len(read_file(Path(like), mask=True).frames) if like is not None else mask.frames
+    raw = read_file(Path(like), mask=True).frames if like is not None else []
+    frames = len(raw) if like is not None else mask.frames
     if frames > 1:
         raise DataError(f"{Path(like or mask.source).name} holds {frames} frames; correcting one frame of a "
                         "multi-frame image is not supported yet")
-    return folder.save_mask(_name(mask, ctx), encode(job.labels[0], ctx.class_keys, ctx.instances), provenance,
-                            like, protected)
+    keys, dtype = _file_convention(np.asarray(raw[0]), ctx) if raw else (ctx.class_keys, None)
+    values = encode(job.labels[0], keys, ctx.instances)
+    if dtype is not None and values.ndim == 2 and dtype.kind in "ui" and dtype.itemsize > values.dtype.itemsize:
+        values = values.astype(dtype)  # a 16-bit label file stays 16-bit
+    return folder.save_mask(_name(mask, ctx), values, provenance, like, protected)
+
+
+def _file_convention(raw: np.ndarray, ctx: MaskContext) -> tuple[list, np.dtype]:
+    """The value each class has in this mask file (a dataset may mix 0/1 and 0/255 files; each
+    correction keeps its own file's), and the file's sample type."""
+    keys = list(ctx.class_keys)
+    if raw.ndim == 2 and not ctx.instances:
+        values, counts = np.unique(raw, return_counts=True)
+        classes = ctx.decode(values[None, :])[0]
+        for c in np.unique(classes):
+            keys[int(c)] = int(values[classes == c][np.argmax(counts[classes == c])])
+    return keys, raw.dtype
 
 
 def finish_job(job: SaveJob) -> None:

@@ -325,3 +325,21 @@ def test_kits_cases_sharing_a_label_name_get_their_own_correction(tmp_path):
     labels = {w.name: w.label for w in data2.volumes}
     assert labels[v.name] == str(written[0])
     assert all(Path(labels[n]).name == "segmentation.nii.gz" for n in labels if n != v.name)
+
+
+def test_each_correction_keeps_its_own_files_values_and_depth(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    m = np.zeros((20, 24), np.uint8)
+    m[4:12, 4:12] = 1
+    for name, values in (("a", m * 255), ("b", m), ("c", m.astype(np.uint16))):  # 0/255, 0/1, 16-bit
+        Image.fromarray(np.full((20, 24), 90, np.uint8)).save(images / f"{name}.png")
+        Image.fromarray(values).save(masks / f"{name}.png")
+    data, _ = load_dataset(DataConfig(str(images), str(masks)), 16)
+    for name, top, mode in (("a", 255, "L"), ("b", 1, "L"), ("c", 1, "I;16")):
+        model = ReviewModel()
+        _edit(model, _item(data, name), MaskContext.of(data), y=16, x=20)
+        written, _ = model.save()
+        saved = Image.open(written[0])
+        assert saved.mode == mode and np.asarray(saved)[16, 20] == top and set(np.unique(np.asarray(saved))) == {0, top}
