@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images")
     tr.add_argument("--masks")
     tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
+    tr.add_argument("--data-root", help="the folder the config's relative data folders are in (a cluster job)")
     tr.add_argument("--resume", metavar="RUN_DIR",
                     help="continue a stopped or crashed run from its last checkpoint (its own settings)")
     tr.add_argument("--init-from", metavar="RUN_DIR",
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", required=True, help="a run folder holding model.pth + model.json")
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     ex.add_argument("--out", help="the file to write (default: model.onnx / model.pt in the run folder)")
+    from .cli_weights import add_parser as add_weights_parser
+
+    add_weights_parser(sub)
+    from .cli_job import add_parser as add_job_parser
+
+    add_job_parser(sub)
     return p
 
 
@@ -164,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         from .ui.app import run_app
 
         return run_app(demo=args.demo, demo_volumes=args.demo_volumes, images=args.images, masks=args.masks)
+    from .cli_weights import run as cmd_weights
+    from .cli_job import run as cmd_job
+
     return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict,
-            "export": cmd_export}[args.command](args)
+            "export": cmd_export, "weights": cmd_weights,
+            "job": cmd_job}[args.command](args)
 
 
 def prepare_process() -> None:
@@ -241,6 +252,11 @@ def cmd_inspect(args) -> int:
 def train_config(args) -> TrainConfig:
     """The TrainConfig from --config (if any), the demo defaults, then explicit options."""
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if getattr(args, "data_root", None):  # a cluster job's config: data folders relative to the root
+        for key in ("images", "masks"):
+            folder = getattr(cfg.data, key)
+            if folder and not Path(folder).expanduser().is_absolute():
+                setattr(cfg.data, key, str(Path(args.data_root) / folder))
     if args.init_from:
         from .training.parent import continue_config
 

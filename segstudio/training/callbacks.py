@@ -13,34 +13,52 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.torch_core import TensorImage, TensorMask
 
 from . import events as ev
+from .distributed import unwrap
 from .metrics import PerClassDice
 
 
 class StopGuard(Callback):
     """Raises CancelFitException when the stop flag is set or the loss stops being finite.
 
-    It also raises in before_fit, so a stop between two fits (fine_tune's phases) holds.
+    It also raises in before_fit, so a stop between two fits (fine_tune's phases) holds. With
+    `agree` (distributed training: the largest code over the ranks), every rank stops at the same
+    training batch, whichever rank was asked to stop or saw the NaN.
     """
 
     order = -10
+    NAN = "The training loss became NaN or infinite."
 
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
+    def __init__(self, stop: threading.Event, agree: Callable[[int], int] | None = None):
+        self.stop, self.agree = stop, agree
         self.failure = ""
 
-    def before_fit(self):
-        if self.stop.is_set():
+    def _check(self):
+        code = 2 if self.failure else 1 if self.stop.is_set() else 0
+        if self.agree is not None:
+            code = self.agree(code)
+        if code == 2 and not self.failure:
+            self.failure = self.NAN
+        if code:
+            self.stop.set()
             raise CancelFitException()
 
+    def before_fit(self):
+        self._check()
+
     def before_batch(self):
-        if self.stop.is_set():
-            raise CancelFitException()
+        if self.agree is None or self.training:  # validation parts differ in length across ranks
+            self._check()
+
+    def after_train(self):
+        if self.agree is not None:  # a NaN in an epoch's last batch: stop before it is validated and saved
+            self._check()
 
     def after_loss(self):
         if self.training and not torch.isfinite(self.learn.loss).item():
-            self.failure = "The training loss became NaN or infinite."
+            self.failure = self.NAN
             self.stop.set()
-            raise CancelFitException()
+            if self.agree is None:  # with ranks, the next batch's check stops them all together
+                raise CancelFitException()
 
 
 DIVERGENCE = 100.0  # valid loss above this multiple of the first epoch's: warn
@@ -129,9 +147,10 @@ class EventReporter(Callback):
         names, inputs, images, targets = self.preview
         x, _ = self.learn.dls.valid.after_batch((TensorImage(torch.from_numpy(inputs)).to(self.learn.dls.device),
                                                  TensorMask(torch.from_numpy(targets)).to(self.learn.dls.device)))
-        self.learn.model.eval()
+        model = unwrap(self.learn.model)  # rank 0 alone: no DDP forward, which would wait for the others
+        model.eval()
         with torch.no_grad():
-            preds = self.learn.model(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
+            preds = model(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
         return ev.Preview(epoch=epoch, names=tuple(names), images=tuple(display_image(i) for i in images),
                           targets=tuple(targets), preds=tuple(preds))
 

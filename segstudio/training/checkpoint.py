@@ -67,11 +67,17 @@ def load_optimizer(learn, state: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, learn, epochs_done: int, metrics: list[dict], best_dice: float,
-                    best_epoch: int, extra: dict) -> None:
+                    best_epoch: int, extra: dict, rngs: list[dict] | None = None) -> None:
+    """`rngs`: every rank's generators under torchrun (rank order); this process's otherwise."""
+    from .distributed import unwrap
+
+    rngs = rngs or [rng_state(learn)]
     payload = {"format": FORMAT, "epochs_done": int(epochs_done), "metrics": _plain(metrics),
                "best_dice": float(best_dice), "best_epoch": int(best_epoch), "extra": _plain(extra),
-               "model": {k: v.detach().cpu() for k, v in learn.model.state_dict().items()},
-               "opt": _plain(learn.opt.state_dict()), "rng": rng_state(learn)}
+               "model": {k: v.detach().cpu() for k, v in unwrap(learn.model).state_dict().items()},
+               "opt": _plain(learn.opt.state_dict()), "rng": rngs[0]}
+    if len(rngs) > 1:
+        payload["rng_ranks"] = rngs
     buf = io.BytesIO()
     torch.save(payload, buf)
     write_atomic(Path(run_dir) / CHECKPOINT, buf.getvalue())

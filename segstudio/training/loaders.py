@@ -8,6 +8,8 @@ training loader draws a share of the slices without foreground anew each epoch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from fastai.data.core import DataLoaders, TfmdDL
@@ -63,14 +65,48 @@ class CachedDL(TfmdDL):
 
     def __init__(self, dataset, empty_share: float = 1.0, **kwargs):
         self._plan = _epoch_plan(dataset, empty_share)
+        self._shard: tuple[int, int] | None = None  # (rank, world) in distributed training
         super().__init__(dataset, **kwargs)
         if self._plan is not None:
             self.n = len(self._plan[0]) + self._plan[2]
+        self._epoch_n = self.n
 
     def create_batch(self, b):
         return self.dataset.batch(b)
 
+    def shard(self, rank: int, world: int) -> int:
+        """Keep this rank's share of every epoch; returns where it starts in the full order.
+
+        A shuffled (training) loader takes every world-th item of the epoch, whose shuffle is the
+        same on every rank, padded with its first items so that every rank has as many batches
+        (DDP synchronises each). An ordered (validation) loader takes a contiguous part, unpadded,
+        so that summed scores count each item once."""
+        self._shard = (rank, world)
+        if self.shuffle:
+            self.n = math.ceil(self._epoch_n / world)
+            self.drop_last = self.n % self.bs == 1
+            return rank
+        per = math.ceil(self._epoch_n / world)
+        start = min(rank * per, self._epoch_n)
+        self.n = min(per, self._epoch_n - start)
+        return start
+
     def get_idxs(self):
+        if self._shard is None:
+            return self._epoch_idxs()
+        n, self.n = self.n, self._epoch_n
+        try:
+            idxs = self._epoch_idxs()
+        finally:
+            self.n = n
+        rank, world = self._shard
+        if self.shuffle:
+            idxs = idxs + idxs[:(-len(idxs)) % world]
+            return idxs[rank::world]
+        start = min(rank * math.ceil(len(idxs) / world), len(idxs))
+        return idxs[start:start + n]
+
+    def _epoch_idxs(self):
         if self._plan is None:
             return super().get_idxs()
         full, empty, k = self._plan

@@ -83,10 +83,11 @@ class VolumeDice(Metric):
         self.n_classes = n_classes
         self.item_volume = np.asarray(item_volume, dtype=np.int64)  # volume of each valid item, in order
         self.volumes = np.unique(self.item_volume)
+        self.offset = 0  # where this process's validation items start (distributed: its part)
         self.reset()
 
     def reset(self):
-        self.pos = 0
+        self.pos = self.offset
         self.inter = torch.zeros(len(self.volumes), self.n_classes, dtype=torch.long)
         self.total = torch.zeros(len(self.volumes), self.n_classes, dtype=torch.long)
 

@@ -6,6 +6,7 @@ thread and stops within one batch. Every outcome is an event: nothing escapes as
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from fastai.torch_core import set_seed
 
 from .. import __version__
 from ..config import Schedule, TrainConfig
@@ -30,7 +32,9 @@ from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
-from .checkpoint import load_checkpoint, load_optimizer, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT, load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
+from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
+                          shard_loaders, unwrap)
 from .parent import Parent, fine_tune_config, load_parent
 
 log = logging.getLogger(__name__)
@@ -41,8 +45,11 @@ EventFn = Callable[[object], None]
 class TrainingSession:
     """One task (a training run or an LR search), driven from a worker thread; make one per task."""
 
-    def __init__(self):
+    def __init__(self, ranks: Ranks | None = None):
         self._stop = threading.Event()
+        self.ranks = ranks or ranks_from_env()  # one process, or this process's place under torchrun
+        self.group = Group(self.ranks)
+        self.launch: dict = {}  # distributed.json of a torchrun launch
 
     def cancel(self) -> None:
         """Ask the running task to stop (thread-safe; takes effect within one batch)."""
@@ -58,19 +65,29 @@ class TrainingSession:
         run folder whose checkpoint the run continues from (`config` is that run's config.json)."""
         run_dir: Path | None = None
         reporter = None
+        ranks, group = self.ranks, self.group
+        if not ranks.main:  # under torchrun only rank 0 reports; the others say only why they failed
+            on_event = _failures_only(on_event)
         try:
-            checkpoint = load_checkpoint(resume) if resume else None
+            device, warning = resolve_device(config.device)
+            device = group.start(device)
+            if warning:
+                on_event(ev.WarningEvent(warning))
+            if not resume and ranks.restarts:
+                resume = group.share(restarted_run(config.out_dir, ranks) if ranks.main else "")
+                on_event(ev.WarningEvent(f"torchrun restarted the launch (restart {ranks.restarts}): " + (
+                    f"resuming {resume}." if resume else "no checkpoint of it to resume (give torchrun a "
+                    "--rdzv-id or --standalone to resume restarts); starting again.")))
+            checkpoint = group.share(load_checkpoint(resume) if ranks.main else None) if resume else None
             if checkpoint is not None and config.schedule == Schedule.fine_tune and config.freeze_epochs:
                 raise SegstudioError("Resume continues one_cycle runs; this one used fine_tune with frozen "
                                      "epochs. Continue from its best model instead (--init-from).")
-            data = dataset if dataset is not None else self._load(config, on_event)
+            with group.main_first():  # rank 0 builds the slice cache; the others open it
+                data = dataset if dataset is not None else self._load(config, on_event)
             blocker = training_blocker(len(data), len(data.train_idx), len(data.valid_idx))
             if blocker:
                 raise DataError(blocker[0].upper() + blocker[1:] + ". Add pairs, or check the "
                                 "dataset report for the files that could not be used.")
-            device, warning = resolve_device(config.device)
-            if warning:
-                on_event(ev.WarningEvent(warning))
             parent = None
             if checkpoint is not None:  # the run's own weights, normalisation and folder
                 run_dir = Path(resume)
@@ -82,14 +99,17 @@ class TrainingSession:
                 for message in notes:
                     on_event(ev.WarningEvent(message))
             if run_dir is None:
-                run_dir = new_run_dir(config.out_dir, config.run_name)
+                run_dir = Path(group.share(str(new_run_dir(config.out_dir, config.run_name)) if ranks.main else ""))
             built = build_learner(config, data, device, path=str(run_dir), parent=parent)
-            if checkpoint is None:
+            if checkpoint is None and ranks.main:
                 write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
+            if ranks.active:
+                self._distribute(built, config, run_dir, device)
             for message in built.warnings:
                 on_event(ev.WarningEvent(message))
             reporter = self._train(config, data, built, run_dir, device, on_event, checkpoint)
             guard = built.learn.cbs.filter(lambda c: isinstance(c, StopGuard))[0]
+            saved_here = ranks.main
             if guard.failure:
                 return self._emit(on_event, ev.Failed(guard.failure, advice=(
                     "Lower the learning rate (the upper end of the range), or turn mixed precision off."),
@@ -97,7 +117,7 @@ class TrainingSession:
             saved = reporter.best_epoch >= 0 or reporter.start_saved
             best = reporter.best_dice if saved else math.nan
             if self._stop.is_set():
-                if not saved and checkpoint is None:  # stopped before a model was saved: leave no husk
+                if not saved and checkpoint is None and saved_here:  # stopped before a model was saved: no husk
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir = None
                 return self._emit(on_event, ev.Cancelled(str(run_dir or ""), reporter.epochs_done, best))
@@ -109,7 +129,19 @@ class TrainingSession:
         except Cancelled:
             return self._emit(on_event, ev.Cancelled(str(run_dir or ""), 0, math.nan))
         except BaseException as exc:  # noqa: BLE001 - every failure becomes an event
-            return self._emit(on_event, failure_event(exc, run_dir))
+            return self._emit(on_event, failure_event(exc, run_dir if ranks.main else None))
+        finally:
+            group.finish()
+
+    def _distribute(self, built: BuiltLearner, config: TrainConfig, run_dir: Path, device) -> None:
+        """This rank's shard of the data, its own augmentation draws, scores summed over ranks,
+        and the launch in the run record."""
+        ranks = self.ranks
+        self.launch = launch_record(run_dir, ranks, built.learn.dls.train.bs, device)
+        shard_loaders(built.learn.dls, ranks, built.dice)
+        if ranks.rank:  # the model was initialised alike everywhere; augmentations must differ
+            set_seed(config.seed + ranks.rank)
+        built.learn.add_cb(DistributedSync(self.group, built.dice))
 
     def find_lr(self, config: TrainConfig, on_event: EventFn, dataset: SegDataset | None = None,
                 num_it: int = 100):
@@ -145,31 +177,41 @@ class TrainingSession:
                          and not config.init_from else 0)  # a continued run's decoder is trained already
         if config.schedule == Schedule.fine_tune and not built.pretrained and config.freeze_epochs:
             on_event(ev.WarningEvent("fine_tune: the encoder is random, so the frozen epochs are skipped."))
+        main, group = self.ranks.main, self.group
         metrics = MetricsLog(run_dir)
         meta = model_meta(config, data, built)
-        if checkpoint is not None:
+        if self.launch:
+            meta["distributed"] = self.launch
+        if checkpoint is not None and main:
             metrics.reset(checkpoint["metrics"])
 
         def on_best(epoch, dice):  # epochs in files count from 1, as the app and CLI show them
-            save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": epoch + 1, "dice_mean": dice})
+            if main:
+                save_model(run_dir, unwrap(learn.model).state_dict(), {**meta, "epoch": epoch + 1, "dice_mean": dice})
 
         def on_epoch(row):
+            rngs = group.gather(rng_state(learn))  # every rank's generators, for a resume under torchrun
+            if not main:
+                return
             per_class = {f"dice_{name}": float(d) for name, d in zip(data.codes, row.pop("dice"))}
             metrics.append({**row, "epoch": row["epoch"] + 1, **per_class})
             save_checkpoint(run_dir, learn, row["epoch"] + 1, metrics.rows, reporter.best_dice, reporter.best_epoch,
-                            {"first_valid_loss": reporter.first_valid_loss, "start_saved": reporter.start_saved})
+                            {"first_valid_loss": reporter.first_valid_loss, "start_saved": reporter.start_saved},
+                            rngs)
 
         reporter = EventReporter(on_event, built.dice, frozen_epochs + config.epochs,
-                                 preview_items(data, config.preview_count), on_best, on_epoch)
+                                 preview_items(data, config.preview_count if main else 0), on_best, on_epoch)
         if checkpoint is None and config.init_from:  # the starting model is the one to beat
             learn.validate()
             reporter.best_dice = float(built.dice.value)
             reporter.start_saved = True
-            save_model(run_dir, learn.model.state_dict(), {**meta, "epoch": 0, "dice_mean": reporter.best_dice})
+            if main:
+                save_model(run_dir, unwrap(learn.model).state_dict(),
+                           {**meta, "epoch": 0, "dice_mean": reporter.best_dice})
             on_event(ev.WarningEvent(f"Continuing from {Path(config.init_from).name}: its model scores Dice "
                                      f"{reporter.best_dice:.3f} on this validation set; an epoch is kept only "
                                      "when it does better."))
-        learn.add_cbs([StopGuard(self._stop), reporter])
+        learn.add_cbs([StopGuard(self._stop, agree=group.most if self.ranks.active else None), reporter])
         plan = lr_plan(lo, hi)
         if not frozen_epochs:
             learn.unfreeze()
@@ -184,6 +226,7 @@ class TrainingSession:
         if frozen_epochs:
             learn.freeze()
             on_event(ev.PhaseChanged("frozen", group_info(learn, plan, config.arch.value)))
+            group.wrap(learn, device)
             learn.fit_one_cycle(frozen_epochs, slice(hi), pct_start=0.99)
             if self._stop.is_set():  # fine_tune trap: a stop in the frozen phase ends the run
                 return reporter
@@ -192,7 +235,9 @@ class TrainingSession:
             on_event(ev.PhaseChanged("unfrozen", group_info(learn, plan, config.arch.value)))
         if done < config.epochs:
             if checkpoint is not None:
-                reporter.restore = lambda: set_rng_state(learn, checkpoint["rng"])
+                rngs = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
+                reporter.restore = lambda: set_rng_state(learn, rngs[self.ranks.rank % len(rngs)])
+            group.wrap(learn, device)
             learn.fit_one_cycle(config.epochs, slice(lo, hi), start_epoch=done)
         return reporter
 
@@ -223,6 +268,13 @@ class TrainingSession:
     def _emit(on_event: EventFn, event):
         on_event(event)
         return event
+
+
+def _failures_only(on_event: EventFn) -> EventFn:
+    def emit(event):
+        if isinstance(event, ev.Failed):
+            on_event(event)
+    return emit
 
 
 def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> TrainConfig:
@@ -284,12 +336,34 @@ def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
         return ev.Failed("The device ran out of memory.", advice=(
             "Lower the batch size or the image size, or pick a smaller architecture (resnet18)."),
             run_dir=str(run_dir or ""))
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL + UNWRITABLE:
+        return ev.Failed(write_failure(exc), advice=resume_advice(run_dir), run_dir=str(run_dir or ""))
     if isinstance(exc, SegstudioError):
         return ev.Failed(str(exc), run_dir=str(run_dir or ""))
     if isinstance(exc, KeyboardInterrupt):
         return ev.Failed("Interrupted.", run_dir=str(run_dir or ""))
     return ev.Failed(text, advice="See error.log in the run folder for details." if run_dir else "",
                      run_dir=str(run_dir or ""))
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def write_failure(exc: OSError) -> str:
+    """What went wrong when a run's file could not be written (every write is atomic, so the
+    previous checkpoint and best model are whole)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in DISK_FULL:
+        return f"The disk is full: a run file could not be written{where}."
+    return f"The run folder cannot be written{where}: {exc.strerror or exc}."
+
+
+def resume_advice(run_dir: Path | None) -> str:
+    if run_dir is None or not (run_dir / CHECKPOINT).is_file():
+        return "Free some space or choose another runs folder, then start the run again."
+    return (f"The last complete checkpoint and the best model in {run_dir} are kept: free some space (or fix the "
+            f"folder's permissions), then resume the run (File > Resume run…, or segstudio train --resume {run_dir}).")
 
 
 def _release_device_memory() -> None:

@@ -3,6 +3,7 @@ was (weights, optimizer state, schedule position, generators), writes every epoc
 with the model an uninterrupted run gives: identically without augmentation; with augmentation
 the first resumed batch is the same but later ones drift (see the README)."""
 
+import errno
 import json
 import os
 import signal
@@ -102,3 +103,34 @@ def test_resume_without_a_checkpoint_says_why(tmp_path):
     with pytest.raises(SegstudioError, match="cannot be read"):
         load_checkpoint(tmp_path)
     assert torch  # torch.load is what reads it
+
+
+def test_a_full_disk_ends_the_run_and_keeps_the_last_checkpoint(sample_data, tmp_path, monkeypatch):
+    from segstudio.training import checkpoint
+
+    real, calls = checkpoint.write_atomic, []
+
+    def full_on_the_second_epoch(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+    monkeypatch.setattr(checkpoint, "write_atomic", full_on_the_second_epoch)
+    cfg = tiny_config(tmp_path, epochs=EPOCHS, bs=4, size=64, augment=False)
+    final = TrainingSession().run(cfg, lambda e: None, dataset=sample_data)
+    assert isinstance(final, ev.Failed) and "disk is full" in final.message, final
+    assert final.run_dir and "--resume" in final.advice and "kept" in final.advice
+    assert load_checkpoint(final.run_dir)["epochs_done"] == 1  # the last complete one
+    assert (Path(final.run_dir) / "model.pth").is_file()
+    assert not [p for p in Path(final.run_dir).iterdir() if p.name.startswith(".")]  # no half-written file
+
+
+def test_an_unwritable_runs_folder_is_a_clear_failure(sample_data, tmp_path, monkeypatch):
+    from segstudio.training import session
+
+    def refused(out_dir, name=""):  # what mkdir raises in a folder without write permission
+        raise PermissionError(errno.EACCES, "Permission denied", str(out_dir))
+    monkeypatch.setattr(session, "new_run_dir", refused)
+    final = TrainingSession().run(tiny_config(tmp_path, epochs=1), lambda e: None, dataset=sample_data)
+    assert isinstance(final, ev.Failed) and "cannot be written" in final.message, final
+    assert "Permission denied" in final.message and "another runs folder" in final.advice

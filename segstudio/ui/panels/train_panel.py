@@ -111,6 +111,10 @@ class TrainPanel(QWidget):
         h.addWidget(self.button_stop)
         h.addWidget(self.progress_train, 1)
         h.addWidget(self.label_eta)
+        self.button_cluster = QPushButton(resources.icon("export"), "Run on a cluster…",
+                                          objectName="button_cluster")
+        self.button_cluster.clicked.connect(self.open_cluster_dialog)
+        h.addWidget(self.button_cluster)
         return h
 
     # -- run control -------------------------------------------------------------------------
@@ -180,6 +184,22 @@ class TrainPanel(QWidget):
                             f", resuming {Path(resume).name}." if resume else "."))
         self.runner.start_worker(worker, self._on_ended, "Preparing…")
         return True
+
+    @Slot()
+    def open_cluster_dialog(self):
+        """The dialog that writes a job folder training these settings on a cluster (cluster_dialog.py)."""
+        from segstudio.ui.panels.cluster_dialog import ClusterDialog
+
+        config = replace(self.settings.config(), data=self.state.data_config)
+        if not config.data.images:
+            self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
+            return None
+        dialog = ClusterDialog(config, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.job_written.connect(lambda job: self.state.post(
+            "train", "info", f"Cluster job written to {job.path}: copy it to the cluster, then sbatch job.slurm."))
+        dialog.open()
+        return dialog
 
     @Slot()
     def stop(self) -> None:

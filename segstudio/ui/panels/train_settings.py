@@ -18,6 +18,7 @@ from segstudio.training.groups import group_names, lr_plan
 from segstudio.ui import resources
 from segstudio.ui.binding import PERCENT, Binding
 from segstudio.ui.panels.plots import LRFinderPlot, LRGroupChart
+from segstudio.ui.panels.weights_box import WeightsBox
 
 LOG_MIN, LOG_MAX = -6.0, -1.0
 # keyed by (enum, value): str-valued members of different enums compare equal ("auto")
@@ -74,6 +75,9 @@ class TrainSettings(QWidget):
         self.bool_pretrained = QCheckBox("ImageNet-pretrained encoder", objectName="bool_pretrained")
         self.label_pretrained_note = QLabel("", objectName="label_pretrained_note", wordWrap=True)
         self.label_pretrained_note.setVisible(False)
+        self.weights_box = WeightsBox()
+        self.weights_box.downloaded.connect(self._on_weights_downloaded)
+        self.weights_box.failed.connect(self.notice)
         self.value_size = QSpinBox(objectName="value_size", minimum=32, maximum=1024, singleStep=32,
                                    suffix=" px")
         self.value_bs = QSpinBox(objectName="value_bs", minimum=1, maximum=256)
@@ -93,6 +97,7 @@ class TrainSettings(QWidget):
                                           "resnet34-b627a593.pth), used instead of the cached weights")
         form.addRow("Architecture", self.combo_arch)
         form.addRow("", self.bool_pretrained)
+        form.addRow("", self.weights_box)
         form.addRow("Weights file", self._with_browse(self.path_weights_path, self.browse_weights))
         form.addRow("", self.label_pretrained_note)
         size_row = QHBoxLayout()
@@ -260,6 +265,10 @@ class TrainSettings(QWidget):
         if not self._lr_touched:
             self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
 
+    @Slot(str)
+    def _on_weights_downloaded(self, arch: str) -> None:
+        self.set_weights_available({**(self.weights_available or {}), arch: True})
+
     # -- slots -------------------------------------------------------------------------------
     def _sync_lr_views(self) -> None:
         lo, hi = self.lrs()
@@ -304,8 +313,10 @@ class TrainSettings(QWidget):
                    and not self.path_weights_path.text().strip())
         self.label_pretrained_note.setText(
             f"⚠ ImageNet weights for {arch} are not in the local cache; training starts from "
-            "random weights (no download). Choose a weights file to use your own." if missing else "")
+            "random weights. Download them, or choose a weights file to use your own." if missing else "")
         self.label_pretrained_note.setVisible(missing)
+        known = self.weights_available
+        self.weights_box.set_state(arch, None if known is None else known.get(arch, False))
 
     @Slot()
     def _on_edit(self, *_args) -> None:
