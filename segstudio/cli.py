@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, Arch, DataConfig, Device, Loss,
-                     Precision, Schedule, TrainConfig)
+from .config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, Arch, DataConfig, Device, InputMode,
+                     Loss, Precision, Schedule, TrainConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue from a run: start from its best model, on its data (with any corrections) "
                          "unless --images is given, for a few epochs at lower learning rates")
     tr.add_argument("--epochs", type=at_least(1))
-    tr.add_argument("--size", type=at_least(32), help="training image size in pixels (square)")
+    tr.add_argument("--size", type=at_least(32), help="training image size in pixels (square): the whole image "
+                                                      "resized to it, or the patch size")
+    tr.add_argument("--input", dest="input_mode", choices=[m.value for m in InputMode],
+                    help="whole images resized, or patches at native resolution predicted by sliding window "
+                         "(default auto: patches when the images' longer side is at least twice --size)")
+    tr.add_argument("--scale", type=scale_factor, help="patches: scale the images by this factor first (0.5: half)")
     tr.add_argument("--bs", type=at_least(1), help="batch size")
     tr.add_argument("--arch", choices=[a.value for a in Arch])
     tr.add_argument("--lr-lo", type=learning_rate, help="learning rate of the earliest encoder group")
@@ -144,6 +149,13 @@ def validation_share(text: str) -> float:
     if not 0 < share < 1:
         raise argparse.ArgumentTypeError(f"must be a fraction (0.2) or a percentage (20), got {text}")
     return share
+
+
+def scale_factor(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
 
 
 def learning_rate(text: str) -> float:
@@ -278,7 +290,8 @@ def train_config(args) -> TrainConfig:
             "empty_share": args.empty_share,
             "arch": args.arch and Arch(args.arch), "schedule": args.schedule and Schedule(args.schedule),
             "loss": args.loss and Loss(args.loss), "device": args.device and Device(args.device),
-            "precision": args.precision and Precision(args.precision)}
+            "precision": args.precision and Precision(args.precision), "scale": args.scale,
+            "input_mode": args.input_mode and InputMode(args.input_mode)}
     for key, value in opts.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -326,6 +339,8 @@ def cmd_train(args) -> int:
         session.cancel()
 
     previous = signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGBREAK"):  # Windows: how the app's ProcessSession asks a child run to stop
+        signal.signal(signal.SIGBREAK, stop)
     worker = threading.Thread(target=lambda: result.setdefault("event", session.run(cfg, printer,
                                                                                     resume=args.resume or "")))
     worker.start()

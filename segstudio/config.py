@@ -33,6 +33,12 @@ class Device(str, Enum):
     cpu = "cpu"
 
 
+class InputMode(str, Enum):
+    auto = "auto"  # patches when the images are much larger than the training size, else resize
+    resize = "resize"  # each whole image resized to size x size
+    patches = "patches"  # random size x size crops at native resolution (times `scale`)
+
+
 class Precision(str, Enum):
     auto = "auto"  # mixed precision on CUDA, full precision elsewhere
     on = "on"
@@ -110,6 +116,10 @@ class TrainConfig:
     # Continue from a run: its best model is the starting point (same architecture and classes);
     # recorded in config.json as the new run's parent.
     init_from: str = ""
+    # How images reach the model: whole and resized, or as patches of the training size cut at
+    # native resolution (after scaling by `scale`), predicted by sliding window.
+    input_mode: InputMode = InputMode.auto
+    scale: float = 1.0
 
     def lrs(self, encoder_pretrained: bool | None = None) -> tuple[float, float]:
         """The (lo, hi) range to train with, filling unset ends from the defaults."""
@@ -130,7 +140,7 @@ class TrainConfig:
         data = DataConfig(**_known(DataConfig, d.pop("data", {}) or {}))
         kw = _known(cls, d)
         for name, enum in (("arch", Arch), ("schedule", Schedule), ("loss", Loss),
-                           ("device", Device), ("precision", Precision)):
+                           ("device", Device), ("precision", Precision), ("input_mode", InputMode)):
             if name in kw:
                 kw[name] = enum(kw[name])
         return cls(data=data, **kw)

@@ -23,7 +23,8 @@ from .discovery import list_image_files, skipped_entries
 from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
                     read_class_names, too_many_for_classes)
 from .pairing import Pairing, pair_files, pair_key, split_shared_folder
-from .reader import frame_name, read_file, resize_image, resize_mask
+from .native import NativeStore
+from .reader import frame_name, read_file, resize_image, resize_mask, scaled_shape
 from .report import DatasetReport, Problem, training_blocker
 from .seg import NAMES_SOURCE, SegMask, class_names, read_seg, seg_frames
 from .series import DicomHeader, read_header, series_order
@@ -49,6 +50,8 @@ class _Item:
     mask_name: str     # the mask file (and frame), for the report
     label: str         # the mask file
     modality: str
+    native: np.ndarray | None = None        # (C, h, w) at native resolution x scale (patch training)
+    native_mask: np.ndarray | None = None   # (h, w) local index image at that size
 
 
 @dataclass
@@ -85,16 +88,18 @@ class _Windows:
 
 
 def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None) -> tuple[SegDataset, DatasetReport]:
+                 should_stop: StopFn | None = None, native_scale: float | None = None
+                 ) -> tuple[SegDataset, DatasetReport]:
     """Decode every pair at `size` (3-D scans: every slice, see volume_dataset). DataError for a
     missing folder or when no pair is usable; Cancelled when `should_stop()` turns True; bad
-    files only end up in the report."""
+    files only end up in the report. `native_scale`: 2-D images are also kept at their own size
+    times that factor (`data.native`, for training on patches)."""
     from .volume_dataset import load_volumes, volume_layout
 
     layout = volume_layout(cfg)
     if layout is not None:
         return load_volumes(cfg, size, layout, progress, should_stop)
-    scan = _scan(cfg, size, progress, should_stop)
+    scan = _scan(cfg, size, progress, should_stop, native_scale)
     report = scan.report
     if not scan.items:
         raise DataError(_no_pairs_message(report), report=report)
@@ -112,6 +117,9 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
                       labels="instances" if scan.classes.instances else "classes",
                       class_keys=scan.classes.class_keys(), unlabelled=scan.unlabelled,
                       masks_dir=str(_folder("masks", cfg.masks)))
+    if native_scale is not None:
+        data.native = NativeStore([it.native for it in items],
+                                  [scan.classes.lut(it.mask)[it.native_mask] for it in items], native_scale)
     return data, report
 
 
@@ -186,7 +194,7 @@ def _folders(cfg: DataConfig) -> tuple[Path, Path]:
 
 
 def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
-          should_stop: StopFn | None) -> _Scan:
+          should_stop: StopFn | None, native_scale: float | None = None) -> _Scan:
     images_dir, masks_dir = _folders(cfg)
     window = parse_window(cfg.window)
     progress = progress or (lambda done, total, message: None)
@@ -209,7 +217,7 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
         if stop():
             raise Cancelled()
         progress(done, total, f"Reading {img.name}")
-        items += _read_pair(img, msk, read_mask, window, size, rel, report, windows)
+        items += _read_pair(img, msk, read_mask, window, size, rel, report, windows, native_scale)
     progress(total, total, "Checking masks")
 
     classes, train_idx, valid_idx = None, np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -291,6 +299,8 @@ def _apply_dataset_window(items: list[_Item], windows: _Windows) -> str:
     for it in items:
         if it.image.dtype == np.int16:  # only kept in HU when there is a window for them
             it.image = apply_window(it.image, width, level)
+        if it.native is not None and it.native.dtype == np.int16:
+            it.native = apply_window(it.native, width, level)
     return format_window(width, level) if computed else ""
 
 
@@ -397,7 +407,7 @@ def _pair_by_reference(pairing: Pairing, seg_files: list[Path], headers: dict[Pa
 
 
 def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
-               report: DatasetReport, windows: _Windows) -> list[_Item]:
+               report: DatasetReport, windows: _Windows, native_scale: float | None = None) -> list[_Item]:
     """The usable items of one image/mask pair; every problem goes to the report."""
     try:
         image = read_file(img, window, defer_ct=True)
@@ -434,10 +444,14 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
             continue
         if image.window == DEFERRED:
             windows.hu.add(im, _foreground(frame))
+        native = native_mask = None
+        if native_scale is not None:  # resized like the training-size image, windowed after
+            shape = scaled_shape(im.shape, native_scale)
+            native, native_mask = resize_image(im, shape), resize_mask(frame.local, shape)
         frame.local = resize_mask(frame.local, size)
         items.append(_Item(resize_image(im, size), frame, frame_name(img, f, n), str(img), f,
                            image.group or img.stem, (int(im.shape[0]), int(im.shape[1])),
-                           rel(msk) + suffix, str(msk), image.modality))
+                           rel(msk) + suffix, str(msk), image.modality, native, native_mask))
     return items
 
 

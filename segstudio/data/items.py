@@ -9,8 +9,12 @@ image and mask at the training size, in memory (2-D) or memory-mapped from the u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .native import NativeStore
 
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}  # canonical (Z, Y, X) axis a slice is taken across
 
@@ -69,6 +73,7 @@ class SegDataset:
                                                     # masks hold it (corrections are written so)
     unlabelled: list[str] = field(default_factory=list)  # image files (or scans) without a mask
     masks_dir: str = ""       # the masks (labels) folder: corrections go beside it
+    native: "NativeStore | None" = None  # 2-D images at native resolution, for patch training
 
     def __post_init__(self):
         if not self.class_keys:

@@ -91,23 +91,31 @@ def frame_name(path: Path, frame: int, n_frames: int) -> str:
     return f"{path.stem}#{frame}" if n_frames > 1 else path.stem
 
 
-def resize_image(arr: np.ndarray, size: int) -> np.ndarray:
-    """(H, W) or (H, W, 3) uint8 -> (C, S, S) uint8, bilinear (aspect ratio is not kept); an
-    (H, W) int16 HU frame keeps its values (resampled in float, rounded)."""
-    if arr.shape[:2] != (size, size):
+def resize_image(arr: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 -> (C, S, S) uint8 (or (C, h, w) for a `size` of (h, w)),
+    bilinear (a square size does not keep the aspect ratio); an (H, W) int16 HU frame keeps its
+    values (resampled in float, rounded)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if arr.shape[:2] != (h, w):
         if arr.dtype == np.int16:
-            big = Image.fromarray(arr.astype(np.float32)).resize((size, size), Image.BILINEAR)
+            big = Image.fromarray(arr.astype(np.float32)).resize((w, h), Image.BILINEAR)
             arr = np.rint(np.asarray(big)).astype(np.int16)
         else:
-            arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
+            arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR))
     return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """(H, W) uint8 class or label indices -> (S, S) uint8, nearest neighbour."""
-    if mask.shape[:2] == (size, size):
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 class or label indices -> (S, S) (or (h, w)) uint8, nearest neighbour."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if mask.shape[:2] == (h, w):
         return mask
-    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+    return np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+
+
+def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
+    """(h, w) of an (H, W, ...) image scaled by `scale` (at least one pixel)."""
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
 
 def _gray_if_equal(arr: np.ndarray) -> np.ndarray:

@@ -164,13 +164,17 @@ def build_dataloaders(data: SegDataset, bs: int, device: torch.device, augment: 
     tfms = [IntToFloatTensor(div=255.0, div_mask=1), GrayToRGB()]
     if stats is not None:
         tfms.append(Normalize.from_stats(*stats, cuda=False))
-    train_set = CachedPairs(data, data.train_idx)
-    n_train = len(train_set)
-    bs = max(1, min(bs, n_train))
+    if data.native is not None:  # patches at native resolution (patches.py)
+        from .patches import PatchPairs, TilePairs
+
+        train_set, valid_set = PatchPairs(data, data.train_idx, data.size), TilePairs(data, data.valid_idx, data.size)
+    else:
+        train_set, valid_set = CachedPairs(data, data.train_idx), CachedPairs(data, data.valid_idx)
+    bs = max(1, min(bs, len(data.train_idx)))
     train = CachedDL(train_set, empty_share=empty_share, bs=bs, shuffle=True, num_workers=0,
                      device=device, after_batch=tfms + (augmentations() if augment else []))
     train.drop_last = train.n % bs == 1  # a last batch of one breaks BatchNorm; drop it only then
-    valid = CachedDL(CachedPairs(data, data.valid_idx), bs=bs, shuffle=False, drop_last=False,
+    valid = CachedDL(valid_set, bs=bs, shuffle=False, drop_last=False,
                      num_workers=0, device=device, after_batch=list(tfms))
     if seed is not None:
         train.rng.seed(seed)

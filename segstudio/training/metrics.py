@@ -14,8 +14,11 @@ from fastai.learner import Metric
 
 
 def dice_counts(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class (intersection, pred + target pixel counts) for class-index tensors."""
+    """Per-class (intersection, pred + target pixel counts) for class-index tensors; target
+    values past the classes (patches.IGNORE: padding, pixels another tile scores) do not count."""
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    keep = target < n_classes
+    pred, target = pred[keep], target[keep]
     inter = torch.bincount(target[pred == target], minlength=n_classes)[:n_classes]
     total = (torch.bincount(pred, minlength=n_classes) + torch.bincount(target, minlength=n_classes))[:n_classes]
     return inter, total

@@ -21,7 +21,7 @@ import numpy as np
 from fastai.torch_core import set_seed
 
 from .. import __version__
-from ..config import Schedule, TrainConfig
+from ..config import InputMode, Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
@@ -33,9 +33,11 @@ from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
 from .checkpoint import CHECKPOINT, load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
+from .event_log import EventLog, tee
 from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
                           shard_loaders, unwrap)
 from .parent import Parent, fine_tune_config, load_parent
+from .patches import input_mode, preview_tiles
 
 log = logging.getLogger(__name__)
 LEARNED = 0.05  # a best Dice below this after a whole run means nothing was learned: say so
@@ -66,7 +68,10 @@ class TrainingSession:
         run_dir: Path | None = None
         reporter = None
         ranks, group = self.ranks, self.group
-        if not ranks.main:  # under torchrun only rank 0 reports; the others say only why they failed
+        log = EventLog()  # the run folder's events.jsonl: a run another process can follow
+        if ranks.main:
+            on_event = tee(on_event, log)
+        else:  # under torchrun only rank 0 reports; the others say only why they failed
             on_event = _failures_only(on_event)
         try:
             device, warning = resolve_device(config.device)
@@ -84,6 +89,7 @@ class TrainingSession:
                                      "epochs. Continue from its best model instead (--init-from).")
             with group.main_first():  # rank 0 builds the slice cache; the others open it
                 data = dataset if dataset is not None else self._load(config, on_event)
+                data, config = self._input(config, data, on_event)
             blocker = training_blocker(len(data), len(data.train_idx), len(data.valid_idx))
             if blocker:
                 raise DataError(blocker[0].upper() + blocker[1:] + ". Add pairs, or check the "
@@ -100,6 +106,8 @@ class TrainingSession:
                     on_event(ev.WarningEvent(message))
             if run_dir is None:
                 run_dir = Path(group.share(str(new_run_dir(config.out_dir, config.run_name)) if ranks.main else ""))
+            if ranks.main:
+                log.open(run_dir)
             built = build_learner(config, data, device, path=str(run_dir), parent=parent)
             if checkpoint is None and ranks.main:
                 write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
@@ -109,7 +117,6 @@ class TrainingSession:
                 on_event(ev.WarningEvent(message))
             reporter = self._train(config, data, built, run_dir, device, on_event, checkpoint)
             guard = built.learn.cbs.filter(lambda c: isinstance(c, StopGuard))[0]
-            saved_here = ranks.main
             if guard.failure:
                 return self._emit(on_event, ev.Failed(guard.failure, advice=(
                     "Lower the learning rate (the upper end of the range), or turn mixed precision off."),
@@ -117,7 +124,8 @@ class TrainingSession:
             saved = reporter.best_epoch >= 0 or reporter.start_saved
             best = reporter.best_dice if saved else math.nan
             if self._stop.is_set():
-                if not saved and checkpoint is None and saved_here:  # stopped before a model was saved: no husk
+                if not saved and checkpoint is None and ranks.main:  # stopped before a model was saved: no husk
+                    log.close()
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir = None
                 return self._emit(on_event, ev.Cancelled(str(run_dir or ""), reporter.epochs_done, best))
@@ -131,6 +139,7 @@ class TrainingSession:
         except BaseException as exc:  # noqa: BLE001 - every failure becomes an event
             return self._emit(on_event, failure_event(exc, run_dir if ranks.main else None))
         finally:
+            log.close()
             group.finish()
 
     def _distribute(self, built: BuiltLearner, config: TrainConfig, run_dir: Path, device) -> None:
@@ -160,11 +169,26 @@ class TrainingSession:
         except BaseException as exc:  # noqa: BLE001
             return self._emit(on_event, failure_event(exc, None))
 
-    def _load(self, config: TrainConfig, on_event: EventFn) -> SegDataset:
+    def _input(self, config: TrainConfig, data: SegDataset, on_event: EventFn) -> tuple[SegDataset, TrainConfig]:
+        """The dataset and config for the input the run uses: whole images resized, or patches at
+        native resolution ("auto" decided by the images' size; see patches.input_mode)."""
+        mode, note = input_mode(config, data)
+        if note:
+            on_event(ev.WarningEvent(note))
+        if mode == "patches" and (data.native is None or data.native.scale != config.scale):
+            data = self._load(config, on_event, native_scale=config.scale)  # e.g. the app's preloaded dataset
+        elif mode == "resize" and data.native is not None:
+            data = replace(data, native=None)
+        return data, replace(config, input_mode=InputMode(mode))
+
+    def _load(self, config: TrainConfig, on_event: EventFn, native_scale: float | None = None) -> SegDataset:
         def progress(done, total, message):
             on_event(ev.Progress(done, total, message))
 
-        data, report = load_dataset(config.data, config.size, progress=progress, should_stop=self._stop.is_set)
+        if native_scale is None and config.input_mode != InputMode.resize:  # "auto" may need them
+            native_scale = config.scale
+        data, report = load_dataset(config.data, config.size, progress=progress, should_stop=self._stop.is_set,
+                                    native_scale=native_scale)
         for problem in report.problems()[:20]:
             on_event(ev.WarningEvent(f"{problem.path}: {problem.reason}"))
         return data
@@ -296,6 +320,8 @@ def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> di
             "std": list(std), "window": data.window, "pretrained": built.pretrained}
     if config.init_from:
         meta["parent"] = config.init_from
+    if data.native is not None:  # the predictor cuts windows of the patch size at this scale
+        meta["input"] = {"mode": "patches", "patch": data.size, "scale": data.native.scale, "overlap": 0.5}
     if data.volumetric:  # how scans were sliced and normalised, for predicting new scans
         meta["volumes"] = {"axis": config.data.axis, "context": data.context, "channels": data.n_channels,
                            "modalities": list(config_modalities(data))}
@@ -312,6 +338,8 @@ def config_modalities(data: SegDataset) -> list[str]:
 def preview_items(data: SegDataset, count: int):
     """(names, model inputs (K,Cin,S,S), images (K,C,S,S), masks (K,S,S)) of `count` validation
     items spread over the validation set, those with foreground first; None without any."""
+    if data.native is not None:
+        return preview_tiles(data, count, data.size)
     valid = np.asarray(data.valid_idx, dtype=np.int64)
     if count <= 0 or valid.size == 0:
         return None

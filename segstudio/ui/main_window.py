@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.action_export_model = self._action("action_export_model", "Export model (ONNX/TorchScript)…",
                                                 lambda: self.review_panel.export_model(), icon="export")
         self.action_resume = self._action("action_resume_run", "Resume run…", self.choose_resume, icon="run")
+        self.action_follow = self._action("action_follow_run", "Follow run…", self.choose_follow, icon="run")
         self.action_quit = self._action("action_quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
         for a in (self.action_open_images, self.action_open_masks, self.action_open_sample,
                   self.action_open_volume_sample):
@@ -111,6 +112,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.action_open_run)
         file_menu.addAction(self.action_resume)
+        file_menu.addAction(self.action_follow)
         file_menu.addAction(self.action_export)
         file_menu.addAction(self.action_export_model)
         file_menu.addSeparator()
@@ -295,6 +297,16 @@ class MainWindow(QMainWindow):
             return False
         self.tabs.setCurrentWidget(self.train_panel)
         return self.train_panel.resume(run_dir)
+
+    def choose_follow(self, run_dir: str | None = None) -> bool:
+        """Pick a run that another process is writing (torchrun, a cluster job) and show it live."""
+        from segstudio.runs import default_runs_dir
+
+        run_dir = run_dir or QFileDialog.getExistingDirectory(self, "Follow a run", str(default_runs_dir()))
+        if not run_dir:
+            return False
+        self.tabs.setCurrentWidget(self.train_panel)
+        return self.train_panel.follow(run_dir)
 
     def continue_training(self, run_dir: str) -> bool:
         self.tabs.setCurrentWidget(self.train_panel)

@@ -309,3 +309,43 @@ def test_resume_continues_a_stopped_run_in_its_folder(window, qtbot, sample_dirs
     panel.plots.flush()
     assert panel.plots.epochs == [1, 2, 3]  # the epochs before the stop replayed, each once
     assert [r["epoch"] for r in json.loads((run_dir / "metrics.json").read_text())] == [1, 2, 3]
+
+
+def test_following_a_run_shows_it_like_one_trained_here(window, qtbot, trained_run):
+    final, events = trained_run
+    panel = window.train_panel
+    assert window.choose_follow(final.run_dir)
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert isinstance(panel.last_final, ev.Finished) and panel.last_final.run_dir == final.run_dir
+    panel.plots.flush()
+    assert panel.plots.epochs == [e.epoch + 1 for e in events if isinstance(e, ev.EpochEnd)]
+    assert window.state.run is not None and window.state.run.run_dir == final.run_dir  # the Review opens it
+
+
+def test_a_folder_without_an_event_log_cannot_be_followed(window, tmp_path):
+    assert not window.choose_follow(str(tmp_path))
+    assert "no events.jsonl" in window.state.log[-1].text
+
+
+def test_run_in_a_separate_process_uses_a_process_session(window, qtbot, sample_dirs, monkeypatch):
+    from segstudio.training import process_session
+
+    made = []
+
+    class FakeProcessSession:  # the real one is tested in tests/core/test_run_processes.py
+        def __init__(self, processes):
+            made.append(processes)
+
+        def run(self, config, on_event, dataset=None):
+            made.append(dataset)
+            return ev.Finished(run_dir="", best_epoch=0, best_dice=0.5, epochs_done=1)
+
+        def cancel(self):
+            pass
+    monkeypatch.setattr(process_session, "ProcessSession", FakeProcessSession)
+    settings = window.train_panel.settings
+    settings.choice_processes.setCurrentIndex(settings.choice_processes.findData(2))
+    panel = _start(window, qtbot, sample_dirs, preload=False)
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert made == [2, None]  # torchrun with two processes; the child loads the data itself
+    assert isinstance(panel.last_final, ev.Finished)

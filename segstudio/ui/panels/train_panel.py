@@ -156,16 +156,48 @@ class TrainPanel(QWidget):
         self.settings.set_config(config)
         return self.start(resume=str(run_dir), config=config)
 
+    def follow(self, run_dir: str) -> bool:
+        """Show a run that another process writes (torchrun, a cluster job on a shared file
+        system, another app) as it goes, from its events.jsonl; Stop stops the following only."""
+        from segstudio.training.event_log import EVENTS
+
+        if self.runner.busy:
+            self.state.post("train", "warning", "A run is in progress: follow another when it has finished.")
+            return False
+        if not (Path(run_dir) / EVENTS).is_file():
+            self.state.post("train", "error", f"{Path(run_dir).name} has no {EVENTS} to follow (a run from an older "
+                                              "segstudio): open it with File > Open run instead.")
+            return False
+        try:
+            config = TrainConfig.load(Path(run_dir) / "config.json")
+        except (OSError, ValueError):
+            config = TrainConfig()  # the folder's first lines are still being written
+        return self.start(config=config, follow=str(run_dir))
+
+    def _session_factory(self, mode: str, follow: str):
+        """(session factory, whether the app loads the data): a run followed from its folder, a
+        run in a child process (or torchrun) as the settings ask, else a thread of the app."""
+        from segstudio.training.follow_session import FollowSession
+        from segstudio.training.process_session import ProcessSession
+
+        if follow:
+            return (lambda: FollowSession(follow)), False
+        processes = self.settings.processes()
+        if self.session_factory is None and processes and mode == "train":
+            return (lambda: ProcessSession(processes)), False
+        return self.session_factory, True
+
     def start(self, mode: str = "train", init_from: str = "", resume: str = "",
-              config: TrainConfig | None = None) -> bool:
+              config: TrainConfig | None = None, follow: str = "") -> bool:
         if self.runner.busy:
             return False
         config = config or replace(self.settings.config(), data=self.state.data_config, init_from=init_from)
-        if not config.data.images:
+        if not config.data.images and not follow:
             self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
             return False
-        worker = TrainWorker(config, self.state.dataset_for(config.data, config.size), mode,
-                             session_factory=self.session_factory, resume=resume)
+        factory, in_app = self._session_factory(mode, follow)
+        worker = TrainWorker(config, self.state.dataset_for(config.data, config.size) if in_app else None, mode,
+                             session_factory=factory, resume=resume)
         worker.run_started.connect(self._on_started)
         worker.phase_changed.connect(lambda p: self.log("info", f"Phase: {p.name}."))
         worker.batches.connect(self._on_batches)
@@ -178,10 +210,13 @@ class TrainPanel(QWidget):
         if mode == "train":
             self.plots.reset()
             self.preview.clear()
-        self.log("info", f"{'Training' if mode == 'train' else 'LR finder'} started "
-                         f"({config.arch.value}, {config.size}px, batch {config.bs})"
-                         + (f", continuing from {Path(init_from).name}." if init_from else
-                            f", resuming {Path(resume).name}." if resume else "."))
+        if follow:
+            self.log("info", f"Following {follow}.")
+        else:
+            self.log("info", f"{'Training' if mode == 'train' else 'LR finder'} started "
+                             f"({config.arch.value}, {config.size}px, batch {config.bs})"
+                             + (f", continuing from {Path(init_from).name}." if init_from else
+                                f", resuming {Path(resume).name}." if resume else "."))
         self.runner.start_worker(worker, self._on_ended, "Preparing…")
         return True
 

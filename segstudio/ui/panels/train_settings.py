@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QDoubleRangeSlider
 
-from segstudio.config import Arch, Device, Loss, Precision, Schedule, TrainConfig, default_lrs
+from segstudio.config import Arch, Device, InputMode, Loss, Precision, Schedule, TrainConfig, default_lrs
 from segstudio.training.groups import group_names, lr_plan
 from segstudio.ui import resources
 from segstudio.ui.binding import PERCENT, Binding
@@ -30,6 +30,8 @@ LABELS = {
     (Device, "mps"): "Apple GPU (MPS)", (Device, "cpu"): "CPU",
     (Precision, "auto"): "Auto (mixed on CUDA)", (Precision, "on"): "Mixed precision",
     (Precision, "off"): "Full precision",
+    (InputMode, "auto"): "Auto (patches for large images)", (InputMode, "resize"): "Whole images, resized",
+    (InputMode, "patches"): "Patches at native resolution",
 }
 
 
@@ -43,6 +45,9 @@ def enum_combo(name: str, enum) -> QComboBox:
         combo.addItem(LABELS.get((enum, member.value), member.value), member.value)
     return combo
 
+
+RUN_IN = (("This app", 0), ("A separate process", 1), ("torchrun, 2 processes", 2), ("torchrun, 4 processes", 4),
+          ("torchrun, 8 processes", 8))  # (label, processes; 0 = a thread of the app)
 
 class TrainSettings(QWidget):
     """Edits a TrainConfig (without its data part); fields are bound to the widgets named after
@@ -105,6 +110,20 @@ class TrainSettings(QWidget):
         size_row.addWidget(QLabel("Batch"))
         size_row.addWidget(self.value_bs, 1)
         form.addRow("Image size", size_row)
+        self.combo_input_mode = enum_combo("combo_input_mode", InputMode)
+        self.combo_input_mode.setToolTip(
+            "Whole images: each image resized to the image size (fine when images are about that size). Patches: "
+            "random crops of the image size at native resolution (times the scale), predicted by sliding window at "
+            "full resolution: for large images, small structures and non-square images. Auto picks patches when "
+            "the images' longer side is at least twice the image size.")
+        self.value_scale = QDoubleSpinBox(objectName="value_scale", decimals=2, minimum=0.05, maximum=1.0,
+                                          singleStep=0.05)
+        self.value_scale.setToolTip("Patches: images are scaled by this factor first (0.5: half resolution)")
+        input_row = QHBoxLayout()
+        input_row.addWidget(self.combo_input_mode, 3)
+        input_row.addWidget(QLabel("Scale"))
+        input_row.addWidget(self.value_scale, 1)
+        form.addRow("Input", input_row)
         ep_row = QHBoxLayout()
         ep_row.addWidget(self.value_epochs, 1)
         self.label_freeze = QLabel("Frozen")
@@ -133,6 +152,14 @@ class TrainSettings(QWidget):
         af.addRow("Preview tiles", self.value_preview_count)
         af.addRow("Run name", self.text_run_name)
         af.addRow("Runs folder", self._with_browse(self.path_out_dir, self.browse_runs_folder))
+        self.choice_processes = QComboBox(objectName="choice_processes")  # how to run, not a run setting
+        for text, n in RUN_IN:
+            self.choice_processes.addItem(text, n)
+        self.choice_processes.setToolTip(
+            "This app: a thread of the app. A separate process: a crash of the run (a driver fault, running out "
+            "of memory) cannot take the app with it. torchrun: data-parallel training on several GPUs of this "
+            "machine (or CPU processes), the batch split between them.")
+        af.addRow("Run in", self.choice_processes)
         self.advanced.addWidget(adv)
         form.addRow(self.advanced)
         return box
@@ -199,6 +226,10 @@ class TrainSettings(QWidget):
         return box
 
     # -- config <-> widgets ------------------------------------------------------------------
+    def processes(self) -> int:
+        """0: train in a thread of the app; 1: in a child process; N: under torchrun with N processes."""
+        return int(self.choice_processes.currentData())
+
     def config(self) -> TrainConfig:
         lo, hi = self.lrs()
         return replace(self.binding.read(TrainConfig()), lr_lo=lo, lr_hi=hi)
