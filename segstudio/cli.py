@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "resized to it, or the patch size")
     tr.add_argument("--input", dest="input_mode", choices=[m.value for m in InputMode],
                     help="whole images resized, or patches at native resolution predicted by sliding window "
-                         "(default auto: patches when the images' longer side is at least twice --size)")
+                         "(default auto: patches when the images' longer side is at least 3 x --size)")
     tr.add_argument("--scale", type=scale_factor, help="patches: scale the images by this factor first (0.5: half)")
     tr.add_argument("--bs", type=at_least(1), help="batch size")
     tr.add_argument("--arch", choices=[a.value for a in Arch])

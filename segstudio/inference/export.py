@@ -4,8 +4,9 @@ The exported graph takes what the predictor feeds the model before normalising: 
 (N, C, S, S) scaled to 0..1 (CT windowed first, a grey image repeated to C channels), and returns
 class probabilities (N, K, S, S); normalisation and softmax are inside. Everything else a user
 needs (classes, size, window, normalisation statistics, how scans were sliced) is in the file's
-metadata as segstudio's model.json, under the key "segstudio". The file is written only after
-its outputs matched PyTorch's on sample inputs.
+metadata as segstudio's model.json, under the key "segstudio" (a run trained on patches: with
+the sliding-window settings, "exported" -> "sliding_window"). The file is written only after its
+outputs matched PyTorch's on sample inputs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from ..errors import SegstudioError
 from .predictor import Predictor
+from .sliding_window import MIN_WEIGHT, SIGMA_SCALE, window_step
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4       # max abs difference of probabilities accepted against PyTorch
@@ -53,13 +55,29 @@ class ExportReport:
 
 
 def exported_meta(meta: dict) -> dict:
-    """model.json plus what the exported graph expects and returns."""
+    """model.json plus what the exported graph expects and returns, and how images become its
+    inputs: resized whole, or (a run trained on patches, meta["input"]) cut into sliding windows."""
     n_in, size = int(meta["n_in"]), int(meta["size"])
-    return {**meta, "exported": {
+    exported = {
         "input": f"image: float32 (N, {n_in}, {size}, {size}), pixel values / 255 after the window "
                  "(grey images repeated to every channel); normalisation is inside the graph",
         "output": f"probabilities: float32 (N, {len(meta['codes'])}, {size}, {size}), softmax over classes",
-        "resize": f"images are resized to {size} x {size} (bilinear) and masks back to the image size"}}
+        "resize": f"images are resized to {size} x {size} (bilinear) and masks back to the image size"}
+    settings = meta.get("input") or {}
+    if settings.get("mode") == "patches":
+        patch, scale = int(settings.get("patch", size)), float(settings.get("scale", 1.0))
+        overlap = float(settings.get("overlap", 0.5))
+        exported["resize"] = (
+            f"images are scaled by {scale:g} (bilinear; the window applied after scaling), padded with 0 "
+            f"on the bottom/right to at least {patch} x {patch}, and predicted in {patch} x {patch} "
+            f"windows every {window_step(patch, overlap)} pixels (overlap {overlap:g}, "
+            "the last flush with the edge); the windows' probabilities are averaged with Gaussian weights "
+            f"(sigma {patch * SIGMA_SCALE:g} px, clipped at {MIN_WEIGHT:g}), the padding cropped and the result "
+            "resized back to the image size (bilinear)")
+        exported["sliding_window"] = {"patch": patch, "scale": scale, "overlap": overlap,
+                                      "weights": "gaussian", "sigma_scale": SIGMA_SCALE, "min_weight": MIN_WEIGHT,
+                                      "padding": "zeros, bottom/right"}
+    return {**meta, "exported": exported}
 
 
 def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,

@@ -8,8 +8,9 @@ import queue
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data import Problem, group_series, list_image_files, resize_image
-from ..data.reader import frame_name, read_file
+from ..data.reader import frame_name, read_file, scaled_shape
 from ..data.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError, SegstudioError
 from ..palette import colourise
@@ -26,12 +27,14 @@ from ..training.device import resolve_device
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
 from .outputs import PredictionFolder, check_output_folder
+from .sliding_window import Tiled, gaussian_weights, stitch
 from .uncertainty import entropy_map, score, to_uint8, with_flip
 from .volumes import predict_volume_folder, scan_layout
 
 
-# Images per forward pass when predicting a folder: batches fill a GPU; on 2 CPU cores a batch of
-# 8 ran at 0.86x one image at a time (tests/benchmarks/bench_predict.py), so the CPU takes one.
+# Windows per forward pass (a whole image resized to the training size is one window): batches
+# fill a GPU; on 2 CPU cores a batch of 8 ran at 0.86x one image at a time
+# (tests/benchmarks/bench_predict.py), so the CPU takes one.
 BATCH = {"cuda": 8}
 PREFETCH = 16   # frames read ahead (in a thread) while the model runs
 
@@ -97,6 +100,7 @@ class Predictor:
         self.training_folders = training_folders  # (images, masks) the run was trained on
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self._weights: torch.Tensor | None = None  # the sliding window's importance map
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> "Predictor":
@@ -134,6 +138,13 @@ class Predictor:
     def size(self) -> int:
         return int(self.meta["size"])
 
+    @property
+    def patches(self) -> dict | None:
+        """A run trained on S x S patches of scaled images (meta["input"]: patch, scale, overlap),
+        predicted with a sliding window at that scale; None: whole images resized to S x S."""
+        settings = self.meta.get("input") or {}
+        return settings if settings.get("mode") == "patches" else None
+
     @torch.no_grad()
     def probabilities_resized(self, batch: np.ndarray, flip: bool = False) -> torch.Tensor:
         """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device);
@@ -160,12 +171,44 @@ class Predictor:
             x = apply_window(x, *parse_window(self.window))
         return x[None]
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """(C, h, w) uint8 the model's windows are cut from: the image resized to S x S (see
+        model_input), or for a patch run scaled by its scale; CT in HU windowed after resizing."""
+        patches = self.patches
+        if patches is None:
+            return self.model_input(image)[0]
+        x = resize_image(image, scaled_shape(image.shape, float(patches.get("scale", 1.0))))
+        return apply_window(x, *parse_window(self.window)) if x.dtype == np.int16 else x
+
+    def stream(self, entries: Iterable[tuple[Any, tuple[int, int], np.ndarray]], flip: bool = False,
+               batch: int | None = None) -> Iterator[tuple[Any, torch.Tensor]]:
+        """(payload, (H, W), prepared input) -> (payload, (K, H, W) probabilities on the device at
+        that size), in order: the one batched path of both modes, `batch` (default batch_size)
+        windows per forward pass, across images; `flip`: averaged with the mirrored windows'."""
+        fn = partial(with_flip, self._probabilities) if flip else self._probabilities
+        tiles = (((payload, shape), self._tiled(x)) for payload, shape, x in entries)
+        for (payload, shape), probs in stitch(tiles, fn, batch or self.batch_size):
+            if probs.shape[-2:] != shape:
+                probs = F.interpolate(probs[None], size=shape, mode="bilinear", align_corners=False)[0]
+            yield payload, probs
+
+    def _tiled(self, x: np.ndarray) -> Tiled:
+        t = torch.from_numpy(np.array(x, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
+        if t.shape[0] == 1 and self.meta.get("n_in", 3) == 3:  # grey, repeated as in training
+            t = t.repeat(3, 1, 1)
+        patches = self.patches
+        if patches is None:
+            return Tiled.whole(t)
+        size = int(patches.get("patch", self.size))
+        if self._weights is None or self._weights.shape[-1] != size:
+            self._weights = gaussian_weights(size, device=self.device)
+        return Tiled(t, size, float(patches.get("overlap", 0.5)), self._weights)
+
     def probabilities(self, image: np.ndarray, flip: bool = False) -> np.ndarray:
         """(H, W) or (H, W, 3) uint8 (or int16 HU) -> (K, H, W) float32 probabilities at the
         original size (`flip`: averaged with the mirrored image's)."""
-        probs = self.probabilities_resized(self.model_input(image), flip)
-        probs = F.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=False)
-        return probs[0].cpu().numpy()
+        (_, probs), = self.stream([(None, image.shape[:2], self.prepare(image))], flip)
+        return probs.cpu().numpy()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """(H, W) or (H, W, 3) uint8 -> (H, W) uint8 class indices at the original size."""
@@ -206,14 +249,12 @@ class Predictor:
         files = list_image_files(images_dir)
         masks: dict[Path, list[np.ndarray]] = {}
         try:
-            batch = []
-            for entry in prefetched(self._frames(files, report, progress, should_stop), PREFETCH):
-                batch.append(entry)
-                if len(batch) == self.batch_size:
-                    self._predict_batch(batch, folder, report, save_probabilities, uncertainty, masks, dicom_seg)
-                    batch = []
-            if batch:
-                self._predict_batch(batch, folder, report, save_probabilities, uncertainty, masks, dicom_seg)
+            frames = prefetched(self._frames(files, report, progress, should_stop), PREFETCH)
+            for (path, f, name), probs in self.stream(frames, flip=uncertainty):
+                mask = self._write_one(probs.cpu().numpy(), name, (path, f), folder, report,
+                                       save_probabilities, uncertainty)
+                if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
+                    masks.setdefault(path, []).append(mask)
             if masks:
                 self._write_dicom_segs(masks, folder, report)
             if uncertainty:
@@ -228,8 +269,8 @@ class Predictor:
         return report
 
     def _frames(self, files: list[Path], report: PredictReport, progress, should_stop):
-        """(path, frame, name, image, model input) for every frame of `files`, read in order
-        (in the prefetch thread); unreadable files go to the report."""
+        """((path, frame, name), image size, prepared input) for every frame of `files`, read in
+        order (in the prefetch thread); unreadable files go to the report."""
         window = parse_window(self.window)
         for i, path in enumerate(files):
             if should_stop and should_stop():
@@ -242,20 +283,7 @@ class Predictor:
                 report.problems.append(Problem(path.name, str(exc)))
                 continue
             for f, image in enumerate(frames):
-                yield path, f, frame_name(path, f, len(frames)), image.shape[:2], self.model_input(image)[0]
-
-    def _predict_batch(self, batch: list, folder: PredictionFolder, report: PredictReport,
-                       save_probabilities: bool, uncertainty: bool, masks: dict, dicom_seg: bool) -> None:
-        """One forward pass for a batch of frames, then each mask at its image's size, written."""
-        inputs = [x for *_, x in batch]
-        channels = max(x.shape[0] for x in inputs)  # grey beside colour: grey repeated, as in training
-        inputs = np.stack([np.repeat(x, channels, axis=0) if x.shape[0] < channels else x for x in inputs])
-        probs = self.probabilities_resized(inputs, flip=uncertainty)
-        for k, (path, f, name, shape, _) in enumerate(batch):
-            p = F.interpolate(probs[k:k + 1], size=shape, mode="bilinear", align_corners=False)[0].cpu().numpy()
-            mask = self._write_one(p, name, (path, f), folder, report, save_probabilities, uncertainty)
-            if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
-                masks.setdefault(path, []).append(mask)
+                yield (path, f, frame_name(path, f, len(frames))), image.shape[:2], self.prepare(image)
 
     def _write_one(self, probs: np.ndarray, name: str, source: tuple[Path, int], folder: PredictionFolder,
                    report: PredictReport, save_probabilities: bool, uncertainty: bool = False) -> np.ndarray | None:

@@ -1,5 +1,6 @@
 """Review: predictions and Dice for dataset items at the training size (a 3-D scan as one item
-with its slices), and the masks a folder prediction wrote, for the viewer."""
+with its slices; a run trained on patches: at the image's full size, with the sliding window),
+and the masks a folder prediction wrote, for the viewer."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import numpy as np
 from PIL import Image
 
 from ..data import SegDataset
-from ..data.reader import read_file
+from ..data.masks import analyse_mask
+from ..data.reader import read_file, resize_image, resize_mask
 from ..data.volume import is_volume_file, read_volume, volume_stem
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
 from ..training.callbacks import display_image
 from ..training.metrics import dice_per_class, foreground_mean
-from .predictor import PredictReport, Predictor
+from .predictor import PredictReport, Predictor, prefetched
 from .uncertainty import entropy_map, score, to_uint8
 from .volumes import structure_volumes
 
@@ -56,6 +58,9 @@ def review_items(predictor: Predictor, data: SegDataset, indices: Sequence[int] 
     if data.volumetric and indices is None:
         return scan_items(predictor, data, should_stop, batch_size)
     idx = np.asarray(data.valid_idx if indices is None else indices, dtype=np.int64)
+    if predictor.patches is not None and not data.volumetric:
+        items = full_size_items(predictor, data, idx, should_stop, batch_size)
+        return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
     n_classes = len(data.codes)
     items = []
     for start in range(0, len(idx), batch_size):
@@ -72,6 +77,76 @@ def review_items(predictor: Predictor, data: SegDataset, indices: Sequence[int] 
                                     tuple(float(d) for d in dice), _mean(dice), v.sources[0], v.frame,
                                     mask_file=v.label, uncertainty=score(ent), uncertainty_map=to_uint8(ent)))
     return sorted(items, key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
+
+
+def full_size_items(predictor: Predictor, data: SegDataset, idx: np.ndarray,
+                    should_stop: Callable[[], bool] | None = None, batch_size: int = 8) -> list[ReviewItem]:
+    """A patch run's items: each image read from its file and predicted at its full size with the
+    sliding window (`batch_size` windows a pass), Dice against its full-size mask (in item order)."""
+    spec = parse_window(predictor.window)
+
+    def entries():  # read ahead in a thread while the model runs
+        for i in idx:
+            if should_stop and should_stop():
+                raise Cancelled()
+            image, target = full_size_pair(data, int(i), spec)
+            yield (int(i), image, target), image.shape[:2], predictor.prepare(image)
+
+    items = []
+    for (i, image, target), probs in predictor.stream(prefetched(entries(), 4), batch=batch_size):
+        pred = probs.argmax(dim=0).cpu().numpy().astype(np.uint8)
+        entropy = entropy_map(probs)
+        dice = dice_per_class(pred, target, len(data.codes))
+        v = data.volumes[data.item_volume[i]]
+        shown = apply_window(image, *spec) if image.dtype == np.int16 else image
+        items.append(ReviewItem(i, data.name(i), shown, target, pred, tuple(float(d) for d in dice), _mean(dice),
+                                v.sources[0], v.frame, mask_file=v.label, uncertainty=score(entropy),
+                                uncertainty_map=to_uint8(entropy)))
+    return items
+
+
+def full_size_pair(data: SegDataset, i: int, window) -> tuple[np.ndarray, np.ndarray]:
+    """Item `i`'s image (uint8, or int16 HU when `window` is a CT W/L) and class-index mask at
+    the image's full size: kept by the dataset at native resolution (scale 1), else read from
+    their files. A file that no longer reads as it did, or a DICOM SEG mask (its frames are
+    segments): the cached item, resized back to that size."""
+    v = data.volumes[data.item_volume[i]]
+    native = getattr(data, "native", None)  # loaded for training on patches (data/native.py)
+    if native is not None and native.scale == 1 and tuple(native.shape(i)) == v.slice_shape(data.axis):
+        return display_image(native.images[i]), native.masks[i]
+    try:
+        image = read_file(Path(v.sources[0]), window, defer_ct=isinstance(window, tuple)).frames[v.frame]
+    except (DataError, IndexError):
+        h, w = v.slice_shape(data.axis)
+        image = display_image(resize_image(display_image(data.images[i]), (h, w)))
+    cached = data.masks[i]
+    try:
+        mask = read_file(Path(v.label), mask=True)
+        raw = mask.frames[v.frame] if mask.modality != "SEG" else None
+        if raw is not None and raw.shape[:2] == image.shape[:2]:
+            target = _class_indices(raw, data)
+            if np.array_equal(resize_mask(target, cached.shape[-2:]), cached):  # read as when loaded
+                return image, target
+    except (DataError, IndexError):
+        pass
+    return image, resize_mask(cached, image.shape[:2])
+
+
+def _class_indices(values: np.ndarray, data: SegDataset) -> np.ndarray:
+    """A mask file's values -> class indices by the dataset's class_keys: the rule of
+    editing.store.MaskContext.decode, which this layer (below editing) cannot import."""
+    if data.labels == "instances":
+        return (values.any(axis=-1) if values.ndim == 3 else values != 0).astype(np.uint8)
+    frame = analyse_mask(values)
+    keys = [tuple(k) if isinstance(k, list) else k for k in data.class_keys]
+    lut = np.zeros(len(frame.keys), np.uint8)
+    for j, key in enumerate(frame.keys):
+        probe = key if not isinstance(keys[0], tuple) or isinstance(key, tuple) else (key, key, key)
+        if probe in keys:
+            lut[j] = keys.index(probe)
+        elif len(data.codes) == 2 and probe not in (0, (0, 0, 0)):
+            lut[j] = 1  # a binary dataset: any other value is foreground
+    return lut[frame.local]
 
 
 def scan_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[], bool] | None = None,
@@ -126,8 +201,9 @@ def unlabelled_items(predictor: Predictor, data: SegDataset, should_stop: Callab
                      progress: Callable[[int, int, str], None] | None = None,
                      keep: int = MAX_PREDICTED) -> tuple[list[ReviewItem], list[tuple[str, str]]]:
     """The dataset's images without a mask, predicted (averaged with the mirror image) and ranked
-    by uncertainty, most uncertain first: the `keep` first as items at the training size, and
-    (file, reason) for each that could not be read. Scans are not predicted here."""
+    by uncertainty, most uncertain first: the `keep` first as items at the training size (a
+    patch run: at full size), and (file, reason) for each that could not be read. Scans are not
+    predicted here."""
     spec = parse_window(predictor.window)
     scored, problems = [], []
     files = [f for f in data.unlabelled if not (is_volume_file(f) or Path(f).is_dir())]
@@ -142,12 +218,18 @@ def unlabelled_items(predictor: Predictor, data: SegDataset, should_stop: Callab
             problems.append((source, str(e)))
             continue
         for f, frame in enumerate(frames):
-            x = predictor.model_input(frame)
-            probs = predictor.probabilities_resized(x, flip=True)
-            entropy = entropy_map(probs)[0]
-            pred = probs.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+            if predictor.patches is None:
+                x = predictor.model_input(frame)
+                probs = predictor.probabilities_resized(x, flip=True)
+                entropy = entropy_map(probs)[0]
+                pred = probs.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+                shown = display_image(x[0])
+            else:
+                probs = predictor.probabilities(frame, flip=True)
+                entropy, pred = entropy_map(probs), probs.argmax(axis=0).astype(np.uint8)
+                shown = apply_window(frame, *spec) if frame.dtype == np.int16 else frame
             name = Path(source).stem + (f"#{f}" if len(frames) > 1 else "")
-            scored.append(ReviewItem(-1, name, display_image(x[0]), None, pred, (), float("nan"), source, f,
+            scored.append(ReviewItem(-1, name, shown, None, pred, (), float("nan"), source, f,
                                      uncertainty=score(entropy), uncertainty_map=to_uint8(entropy)))
             scored.sort(key=lambda it: -it.uncertainty)
             for it in scored[keep:]:  # hold images for the most uncertain only

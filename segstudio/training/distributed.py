@@ -77,7 +77,13 @@ class Group:
             device = torch.device("cuda", self.ranks.local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+            # torchrun's store outlives an elastic restart, and the previous attempt's addresses
+            # are still in it (measured: a restarted gloo rank dialled its dead peer's port): the
+            # keys of each attempt get their own prefix
+            store, rank, world = next(dist.rendezvous("env://", timeout=TIMEOUT))
+            store = dist.PrefixStore(f"segstudio/attempt-{self.ranks.restarts}", store)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store, rank=rank,
+                                    world_size=world, timeout=TIMEOUT)
         self.small = dist.new_group(backend="gloo", timeout=TIMEOUT) if device.type == "cuda" else dist.group.WORLD
         return device
 

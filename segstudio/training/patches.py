@@ -114,7 +114,9 @@ def _cut(data: SegDataset, tiles: list[tuple[int, int, int]], size: int) -> tupl
     return TensorImage(torch.from_numpy(images)), TensorMask(torch.from_numpy(masks))
 
 
-AUTO_FACTOR = 2.0  # "auto": patches when the images' median longer side (scaled) is this many training sizes
+# "auto": patches when the images' median longer side (scaled) is at least this many training sizes:
+# a 512 px slice trains resized at 256 (fine, as usual), a 1024 px or larger image on patches
+AUTO_FACTOR = 3.0
 
 
 def input_mode(config, data: SegDataset) -> tuple[str, str]:

@@ -173,10 +173,16 @@ class TrainingSession:
         """The dataset and config for the input the run uses: whole images resized, or patches at
         native resolution ("auto" decided by the images' size; see patches.input_mode)."""
         mode, note = input_mode(config, data)
+        if mode == "patches" and (data.native is None or data.native.scale != config.scale):
+            if not config.data.images:  # a dataset handed over without its folders cannot be re-read
+                if config.input_mode == InputMode.patches:
+                    raise DataError("Patches at native resolution need the image folder to read the images at "
+                                    "full size; this dataset came without one.")
+                mode, note = "resize", ""
+            else:  # e.g. the app's preloaded dataset, at the training size only
+                data = self._load(config, on_event, native_scale=config.scale)
         if note:
             on_event(ev.WarningEvent(note))
-        if mode == "patches" and (data.native is None or data.native.scale != config.scale):
-            data = self._load(config, on_event, native_scale=config.scale)  # e.g. the app's preloaded dataset
         elif mode == "resize" and data.native is not None:
             data = replace(data, native=None)
         return data, replace(config, input_mode=InputMode(mode))

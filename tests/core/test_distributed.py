@@ -97,7 +97,7 @@ def launch(sample_dirs, tmp_path_factory):
            "--max-restarts", "1", str(ROOT / "tests/core/ddp_entry.py"), "train", "--images", str(images),
            "--masks", str(masks), "--arch", "resnet18", "--no-pretrained", "--size", "64", "--bs", "4",
            "--epochs", str(EPOCHS), "--device", "cpu", "--out", str(tmp / "runs"), "--name", "ddp"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     lines = [json.loads(line) for line in steps.read_text().splitlines()] if steps.exists() else []
     return proc, tmp / "runs", lines
 

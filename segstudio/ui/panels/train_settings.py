@@ -115,7 +115,7 @@ class TrainSettings(QWidget):
             "Whole images: each image resized to the image size (fine when images are about that size). Patches: "
             "random crops of the image size at native resolution (times the scale), predicted by sliding window at "
             "full resolution: for large images, small structures and non-square images. Auto picks patches when "
-            "the images' longer side is at least twice the image size.")
+            "the images' longer side is at least three times the image size.")
         self.value_scale = QDoubleSpinBox(objectName="value_scale", decimals=2, minimum=0.05, maximum=1.0,
                                           singleStep=0.05)
         self.value_scale.setToolTip("Patches: images are scaled by this factor first (0.5: half resolution)")
