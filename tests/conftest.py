@@ -43,11 +43,12 @@ def sample_data(sample_dirs):
 
 
 def tiny_config(tmp_path, **overrides):
-    """A fast CPU training config: resnet18, 64 px, random encoder."""
-    from segstudio.config import Arch, Device, TrainConfig
+    """A fast CPU training config: resnet18, 64 px, random encoder, whole images resized (the
+    sample's 128 px images would otherwise be cut into many patches at small sizes)."""
+    from segstudio.config import Arch, Device, InputMode, TrainConfig
 
     cfg = TrainConfig(arch=Arch.resnet18, pretrained=False, size=64, bs=8, epochs=1, device=Device.cpu,
-                      out_dir=str(tmp_path / "runs"), preview_count=2)
+                      out_dir=str(tmp_path / "runs"), preview_count=2, input_mode=InputMode.resize)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

@@ -172,7 +172,7 @@ class NoSyncReporter(EventReporter):
         for loss, (_, lrs) in zip(losses, self.pending):
             self.losses.append(loss)
             self.emit(ev.BatchEnd(epoch=self.epoch_base + self.epoch, iteration=self.iteration,
-                                              total_iterations=self.total_iterations, loss=loss, lrs=lrs))
+                                  total_iterations=self.total_iterations, loss=loss, lrs=lrs))
             self.iteration += 1
         self.pending = []
 
@@ -520,8 +520,9 @@ def fmt(x: float, digits: int = 0) -> str:
 
 def table(rows: list[Row]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| arch | size | batch | loop | train img/s | epoch img/s (with validation) | ceiling img/s | ratio | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = ["arch", "size", "batch", "loop", "train img/s", "epoch img/s (with validation)", "ceiling img/s",
+            "ratio", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r.arch} | {r.size} | {r.bs} | {r.name} | {fmt(r.train_ips, 1)} | {fmt(r.epoch_ips, 1)} | "
                      f"{fmt(r.ceiling_ips, 1)} | {fmt(r.ratio, 2)} | {r.note} |")
@@ -608,7 +609,8 @@ class Bench:
                                                              self.args.epochs, self.device, self.tmp)
         except Exception as exc:  # noqa: BLE001 - torch.compile (or another lever) may fail here
             train_ips = epoch_ips = float("nan")
-            more, extra = f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}", {}
+            first_line = (str(exc).strip().splitlines() or [""])[0][:160]
+            more, extra = f"failed: {type(exc).__name__}: {first_line}", {}
         finally:
             if variant.compile:
                 torch._dynamo.reset()
@@ -676,7 +678,10 @@ def run(bench: Bench) -> None:
                 bench.rows.append(Row(arch, size, args.bs, name, ceiling_ips=bench.ceilings[(arch, size)],
                                       note="not measured: time budget (--budget-s)"))
                 continue
-            row = bench.ceiling(arch, size, channels_last=True) if variant is None else bench.loop(variant, arch, size, note)
+            if variant is None:
+                row = bench.ceiling(arch, size, channels_last=True)
+            else:
+                row = bench.loop(variant, arch, size, note)
             if variant is not None and variant.compile:
                 if "failed:" in row.note:
                     compile_failed = row.note

@@ -37,8 +37,8 @@ def test_inspect_prints_report_and_exit_codes(sample_dirs, tmp_path):
 
 def test_train_then_predict(sample_dirs, tmp_path):
     images, masks = sample_dirs
-    run = cli("train", "--images", images, "--masks", masks, "--epochs", 1, "--size", 32, "--arch", "resnet18",
-              "--no-pretrained", "--device", "cpu", "--out", tmp_path / "runs")
+    run = cli("train", "--images", images, "--masks", masks, "--epochs", 1, "--size", 32, "--input", "resize",
+              "--arch", "resnet18", "--no-pretrained", "--device", "cpu", "--out", tmp_path / "runs")
     assert run.returncode == 0, run.stderr
     assert "epoch 1/1" in run.stdout and "dice" in run.stdout
     run_dir = next((tmp_path / "runs").iterdir())
@@ -68,11 +68,11 @@ def test_train_then_predict(sample_dirs, tmp_path):
 
 
 def test_config_file_and_overrides(sample_dirs, tmp_path):
-    from segstudio.config import DataConfig, TrainConfig
+    from segstudio.config import DataConfig, InputMode, TrainConfig
 
     images, masks = sample_dirs
     cfg = TrainConfig(data=DataConfig(images=str(images), masks=str(masks)), epochs=5, size=32,
-                      out_dir=str(tmp_path / "runs"))
+                      out_dir=str(tmp_path / "runs"), input_mode=InputMode.resize)
     (tmp_path / "cfg.json").write_text(cfg.to_json())
     run = cli("train", "--config", tmp_path / "cfg.json", "--epochs", 1, "--no-pretrained", "--arch", "resnet18")
     assert run.returncode == 0, run.stderr
@@ -83,7 +83,7 @@ def test_config_file_and_overrides(sample_dirs, tmp_path):
 def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(sample_dirs, tmp_path):
     images, masks = sample_dirs
     proc = subprocess.Popen([sys.executable, "-m", "segstudio", "train", "--images", str(images), "--masks",
-                             str(masks), "--epochs", "200", "--size", "32", "--arch", "resnet18", "--no-pretrained",
+                             str(masks), "--epochs", "200", "--size", "32", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
                              "--device", "cpu", "--out", str(tmp_path / "runs")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

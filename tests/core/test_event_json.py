@@ -57,7 +57,7 @@ def test_something_else_is_refused():
 
 
 def test_train_prints_json_lines(tmp_path, capsys):
-    code = main(["train", "--demo", "--epochs", "1", "--size", "32", "--bs", "8", "--no-pretrained", "--device", "cpu",
+    code = main(["train", "--demo", "--epochs", "1", "--size", "32", "--input", "resize", "--bs", "8", "--no-pretrained", "--device", "cpu",
                  "--out", str(tmp_path), "--events", "jsonl"])
     assert code == 0
     events = [from_json(line) for line in capsys.readouterr().out.splitlines()]

@@ -103,7 +103,7 @@ def test_the_native_copy_keeps_each_images_own_size(large):
 
 def test_a_patch_run_on_large_images_learns_and_says_how_to_predict(large, tmp_path):
     images, masks = large
-    cfg = tiny_config(tmp_path, size=64, bs=8, epochs=4, augment=False)
+    cfg = tiny_config(tmp_path, size=64, bs=8, epochs=4, augment=False, input_mode=InputMode.auto)
     cfg.data.images, cfg.data.masks = str(images), str(masks)
     events = []
     final = TrainingSession().run(cfg, events.append)

@@ -83,3 +83,4 @@ def small_train_settings(window, epochs=1, size=32, bs=8):
     s.value_preview_count.setValue(3)
     s.bool_augment.setChecked(False)
     s.combo_device.setCurrentIndex(s.combo_device.findData("cpu"))
+    s.combo_input_mode.setCurrentIndex(s.combo_input_mode.findData("resize"))  # 128 px images at 32: no patches
