@@ -95,8 +95,8 @@ def test_the_native_copy_keeps_each_images_own_size(large):
     assert all(2 in loc for loc in data.native.locations)  # the rare class is findable in every image
     plain, _ = load_dataset(DataConfig(images=str(images), masks=str(masks)), 64)
     assert plain.native is None
-    cfg = tiny_config(Path("/tmp"), size=64)
-    assert input_mode(cfg, data)[0] == "patches"  # 260 px >= 2 x 64
+    cfg = tiny_config(Path("/tmp"), size=64, input_mode=InputMode.auto)
+    assert input_mode(cfg, data)[0] == "patches"  # 260 px >= 3 x 64
     cfg.input_mode = InputMode.resize
     assert input_mode(cfg, data)[0] == "resize"
 
