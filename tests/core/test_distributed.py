@@ -19,7 +19,7 @@ from segstudio.training.loaders import build_dataloaders
 from segstudio.training.metrics import VolumeDice
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCHS = 3
+EPOCHS = 2
 
 
 def test_training_shards_cover_each_epoch_with_equal_batches(sample_data):
@@ -87,7 +87,7 @@ def test_ranks_and_restarts_are_read_from_torchrun(tmp_path):
 
 @pytest.fixture(scope="module")
 def launch(sample_dirs, tmp_path_factory):
-    """One torchrun launch of two gloo processes, rank 1 killed in epoch 2 of the first attempt."""
+    """One torchrun launch of two gloo processes, rank 1 killed in epoch 2 (the last) of the first attempt."""
     tmp = tmp_path_factory.mktemp("ddp")
     images, masks = sample_dirs
     steps = tmp / "steps.jsonl"

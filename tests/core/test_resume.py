@@ -116,7 +116,7 @@ def test_a_full_disk_ends_the_run_and_keeps_the_last_checkpoint(sample_data, tmp
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(path, data)
     monkeypatch.setattr(checkpoint, "write_atomic", full_on_the_second_epoch)
-    cfg = tiny_config(tmp_path, epochs=EPOCHS, bs=4, size=64, augment=False)
+    cfg = tiny_config(tmp_path, epochs=2, bs=4, size=64, augment=False)
     final = TrainingSession().run(cfg, lambda e: None, dataset=sample_data)
     assert isinstance(final, ev.Failed) and "disk is full" in final.message, final
     assert final.run_dir and "--resume" in final.advice and "kept" in final.advice
