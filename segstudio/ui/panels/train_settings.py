@@ -30,8 +30,8 @@ LABELS = {
     (Device, "mps"): "Apple GPU (MPS)", (Device, "cpu"): "CPU",
     (Precision, "auto"): "Auto (mixed on CUDA)", (Precision, "on"): "Mixed precision",
     (Precision, "off"): "Full precision",
-    (InputMode, "auto"): "Auto (patches for large images)", (InputMode, "resize"): "Whole images, resized",
-    (InputMode, "patches"): "Patches at native resolution",
+    (InputMode, "auto"): "Auto (patches if large)", (InputMode, "resize"): "Whole images, resized",
+    (InputMode, "patches"): "Native-resolution patches",
 }
 
 
@@ -119,11 +119,10 @@ class TrainSettings(QWidget):
         self.value_scale = QDoubleSpinBox(objectName="value_scale", decimals=2, minimum=0.05, maximum=1.0,
                                           singleStep=0.05)
         self.value_scale.setToolTip("Patches: images are scaled by this factor first (0.5: half resolution)")
-        input_row = QHBoxLayout()
-        input_row.addWidget(self.combo_input_mode, 3)
-        input_row.addWidget(QLabel("Scale"))
-        input_row.addWidget(self.value_scale, 1)
-        form.addRow("Input", input_row)
+        form.addRow("Input", self.combo_input_mode)
+        form.addRow("Patch scale", self.value_scale)
+        self.combo_input_mode.currentIndexChanged.connect(  # the scale applies to patches only
+            lambda: self.value_scale.setEnabled(self.combo_input_mode.currentData() != "resize"))
         ep_row = QHBoxLayout()
         ep_row.addWidget(self.value_epochs, 1)
         self.label_freeze = QLabel("Frozen")
