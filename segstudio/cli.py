@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, Arch, DataConfig, Device, InputMode,
-                     Loss, Precision, Schedule, TrainConfig)
+                     Loss, Norm, Precision, Schedule, TrainConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", choices=[s.value for s in Schedule])
     tr.add_argument("--freeze-epochs", type=at_least(0), help="fine_tune: epochs with a frozen encoder")
     tr.add_argument("--loss", choices=[s.value for s in Loss])
+    tr.add_argument("--norm", choices=[n.value for n in Norm],
+                    help="the U-Net's normalisation layers: batch (fastai's), instance (nnU-Net's), or auto "
+                         "(default: instance from a random encoder, batch with ImageNet weights)")
+    tr.add_argument("--deep-supervision", action=argparse.BooleanOptionalAction, default=None,
+                    help="extra losses on the decoder's 1/2, 1/4, 1/8 resolution outputs (nnU-Net's)")
     tr.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None)
     tr.add_argument("--weights", help="local encoder weights file (torchvision state dict)")
     tr.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
@@ -103,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--uncertainty", action="store_true",
                     help="average each prediction with its mirror image's, write an entropy map per image "
                          "(*_uncertainty.png) and uncertainty.csv ranking the images most uncertain first")
+    pr.add_argument("--tta", action="store_true",
+                    help="test-time augmentation: average each prediction with its mirror image's "
+                         "(twice the time; usually a little more accurate)")
     ex = sub.add_parser("export", help="write a run's model as ONNX or TorchScript, checked against PyTorch")
     ex.add_argument("--model", required=True, help="a run folder holding model.pth + model.json")
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
@@ -291,7 +299,8 @@ def train_config(args) -> TrainConfig:
             "arch": args.arch and Arch(args.arch), "schedule": args.schedule and Schedule(args.schedule),
             "loss": args.loss and Loss(args.loss), "device": args.device and Device(args.device),
             "precision": args.precision and Precision(args.precision), "scale": args.scale,
-            "input_mode": args.input_mode and InputMode(args.input_mode)}
+            "input_mode": args.input_mode and InputMode(args.input_mode), "norm": args.norm and Norm(args.norm),
+            "deep_supervision": args.deep_supervision}
     for key, value in opts.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -399,6 +408,7 @@ def cmd_predict(args) -> int:
 
     try:
         predictor = Predictor.load(args.model, device=args.device)
+        predictor.tta = args.tta
         report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities,
                                           dicom_seg=args.dicom_seg, nifti=args.nifti,
                                           uncertainty=args.uncertainty)

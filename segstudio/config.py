@@ -18,6 +18,7 @@ class Arch(str, Enum):
 class Schedule(str, Enum):
     one_cycle = "one_cycle"  # unfreeze, fit_one_cycle(slice(lr_lo, lr_hi))
     fine_tune = "fine_tune"  # frozen epochs first, then unfrozen discriminative epochs
+    poly = "poly"  # nnU-Net's: SGD (Nesterov, momentum 0.99), learning rate falling as (1 - t)^0.9
 
 
 class Loss(str, Enum):
@@ -39,6 +40,12 @@ class InputMode(str, Enum):
     patches = "patches"  # random size x size crops at native resolution (times `scale`)
 
 
+class Norm(str, Enum):
+    auto = "auto"  # instance norm for a random encoder, BatchNorm for a pretrained one
+    batch = "batch"  # fastai's BatchNorm (what pretrained encoders were trained with)
+    instance = "instance"  # nnU-Net's: each image normalised on its own, whatever the batch
+
+
 class Precision(str, Enum):
     auto = "auto"  # mixed precision on CUDA, full precision elsewhere
     on = "on"
@@ -49,10 +56,15 @@ class Precision(str, Enum):
 # measured on nuclei tiles, slice(1e-5, 1e-3) on a random encoder reached Dice 0.21, a flat 3e-3 0.89.
 PRETRAINED_LRS = (1e-5, 1e-3)
 RANDOM_INIT_LRS = (3e-3, 3e-3)
+# SGD takes larger steps than Adam: nnU-Net's 1e-2, spread down to the encoder when pretrained.
+POLY_PRETRAINED_LRS = (1e-4, 1e-2)
+POLY_RANDOM_INIT_LRS = (1e-2, 1e-2)
 
 
-def default_lrs(pretrained: bool) -> tuple[float, float]:
+def default_lrs(pretrained: bool, schedule: "Schedule" = Schedule.one_cycle) -> tuple[float, float]:
     """The (lr_lo, lr_hi) a run uses when the user set none, for a pretrained or a random encoder."""
+    if schedule == Schedule.poly:
+        return POLY_PRETRAINED_LRS if pretrained else POLY_RANDOM_INIT_LRS
     return PRETRAINED_LRS if pretrained else RANDOM_INIT_LRS
 
 
@@ -120,10 +132,16 @@ class TrainConfig:
     # native resolution (after scaling by `scale`), predicted by sliding window.
     input_mode: InputMode = InputMode.auto
     scale: float = 1.0
+    # nnU-Net's recipe pieces: the U-Net's normalisation layers, and deep supervision (extra
+    # losses on the decoder's 1/2, 1/4 and 1/8 resolution outputs while training).
+    # "auto": instance norm from a random encoder (benchmarks/README: bench_recipe.py).
+    norm: Norm = Norm.auto
+    deep_supervision: bool = False
 
     def lrs(self, encoder_pretrained: bool | None = None) -> tuple[float, float]:
         """The (lo, hi) range to train with, filling unset ends from the defaults."""
-        lo_d, hi_d = default_lrs(self.pretrained if encoder_pretrained is None else encoder_pretrained)
+        lo_d, hi_d = default_lrs(self.pretrained if encoder_pretrained is None else encoder_pretrained,
+                                  self.schedule)
         hi = self.lr_hi if self.lr_hi is not None else hi_d
         lo = self.lr_lo if self.lr_lo is not None else min(lo_d, hi)
         return lo, hi
@@ -140,7 +158,8 @@ class TrainConfig:
         data = DataConfig(**_known(DataConfig, d.pop("data", {}) or {}))
         kw = _known(cls, d)
         for name, enum in (("arch", Arch), ("schedule", Schedule), ("loss", Loss),
-                           ("device", Device), ("precision", Precision), ("input_mode", InputMode)):
+                           ("device", Device), ("precision", Precision), ("input_mode", InputMode),
+                           ("norm", Norm)):
             if name in kw:
                 kw[name] = enum(kw[name])
         return cls(data=data, **kw)

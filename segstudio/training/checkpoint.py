@@ -63,7 +63,10 @@ def load_optimizer(learn, state: dict) -> None:
     from fastcore.foundation import L
 
     learn.create_opt()
-    learn.opt.load_state_dict({"state": list(state["state"]), "hypers": L(state["hypers"])})
+    if "param_groups" in state:  # a wrapped torch optimizer (Schedule.poly's SGD): torch's own format
+        learn.opt.load_state_dict(state)
+    else:
+        learn.opt.load_state_dict({"state": list(state["state"]), "hypers": L(state["hypers"])})
 
 
 def save_checkpoint(run_dir: Path, learn, epochs_done: int, metrics: list[dict], best_dice: float,

@@ -14,14 +14,20 @@ from fastai.torch_core import set_seed
 from fastai.vision.learner import unet_learner
 from fastcore.basics import noop
 
-from ..config import TrainConfig
+from ..config import Norm, Schedule, TrainConfig
 from ..data import SegDataset
 from .events import GroupInfo
 from .groups import group_names
 from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats, input_channels
 from .losses import make_loss
 from .metrics import PerClassDice, VolumeDice
+from .deep_supervision import PREFIX as HEADS, DeepSupervision, with_heads
+from .norms import to_instance_norm
+from .schedules import sgd_nesterov
 from .weights import arch_from_file, architecture, cached_weights_file, pretrained_available
+
+
+MIN_INSTANCE_SIZE = 64  # a 2 x 2 bottleneck: instance norm cannot normalise a single pixel
 
 
 @dataclass
@@ -31,6 +37,7 @@ class BuiltLearner:
     pretrained: bool  # the encoder really starts from ImageNet (or the user's) weights
     stats: tuple[list[float], list[float]]
     mixed_precision: bool
+    norm: str = Norm.batch.value  # the U-Net's normalisation layers (a continued run keeps its parent's)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -70,13 +77,25 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
                         f"using batches of {dls.train.bs}.")
     dice = (VolumeDice(len(data.codes), data.item_volume[data.valid_idx]) if data.volumetric
             else PerClassDice(len(data.codes)))
+    extra = {"opt_func": sgd_nesterov} if config.schedule == Schedule.poly else {}
     learn = unet_learner(dls, arch_fn, normalize=False, n_out=len(data.codes), pretrained=pretrained,
                          loss_func=make_loss(config.loss), metrics=[dice], n_in=n_in,
-                         path=path or tempfile.mkdtemp(prefix="segstudio-"))
+                         path=path or tempfile.mkdtemp(prefix="segstudio-"), **extra)
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
+    if parent is not None:
+        norm = parent.meta.get("norm", Norm.batch.value)
+    else:
+        norm = resolve_norm(config.norm, pretrained, config.size, warnings)
+    if norm == Norm.instance.value:
+        to_instance_norm(learn.model)
+    if config.deep_supervision:
+        learn.loss_func = DeepSupervision(learn.model, len(data.codes)).loss(learn.loss_func)
+        learn.splitter = with_heads(learn.splitter)
     if parent is not None:  # recorded as the first run of the chain started (ImageNet or random)
-        learn.model.load_state_dict(parent.state)
+        # a saved model has no training-only heads (fresh ones are kept); a checkpoint has them
+        state = {k: v for k, v in learn.model.state_dict().items() if k.startswith(HEADS)}
+        learn.model.load_state_dict({**state, **parent.state})
         pretrained = bool(parent.meta.get("pretrained", False))
     learn.model.to(device)
     mixed = config.precision.value == "on" or (config.precision.value == "auto" and device.type == "cuda")
@@ -89,7 +108,20 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
         warnings.append(f"The encoder is randomly initialised, but its learning rate ({config.lr_lo:.0e}) is far "
                         f"below the decoder's ({config.lr_hi:.0e}): tiny encoder rates suit pretrained "
                         "encoders only and may leave the model barely trained.")
-    return BuiltLearner(learn, dice, pretrained, stats, mixed, warnings)
+    return BuiltLearner(learn, dice, pretrained, stats, mixed, norm, warnings)
+
+
+def resolve_norm(norm: Norm, pretrained: bool, size: int, warnings: list[str]) -> str:
+    """"auto": BatchNorm where the encoder's ImageNet weights (trained with it) are used, else
+    instance norm, which trained faster and better from scratch in bench_recipe.py. Instance
+    norm needs more than one pixel in the encoder's deepest features (1/32 of the size)."""
+    if norm == Norm.auto:
+        return Norm.batch.value if pretrained or size < MIN_INSTANCE_SIZE else Norm.instance.value
+    if norm == Norm.instance and size < MIN_INSTANCE_SIZE:
+        warnings.append(f"Instance norm needs images of at least {MIN_INSTANCE_SIZE} px (the encoder's deepest "
+                        f"features are 1/32 of the size): training {size} px images with BatchNorm.")
+        return Norm.batch.value
+    return norm.value
 
 
 def model_inputs(data: SegDataset) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from fastai.torch_core import set_seed
 
 from .. import __version__
-from ..config import InputMode, Schedule, TrainConfig
+from ..config import InputMode, Norm, Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
@@ -37,6 +37,8 @@ from .event_log import EventLog, tee
 from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
                           shard_loaders, unwrap)
 from .parent import Parent, fine_tune_config, load_parent
+from .deep_supervision import deployable_state
+from .schedules import fit_poly
 from .patches import input_mode, preview_tiles
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,7 @@ class TrainingSession:
 
         def on_best(epoch, dice):  # epochs in files count from 1, as the app and CLI show them
             if main:
-                save_model(run_dir, unwrap(learn.model).state_dict(), {**meta, "epoch": epoch + 1, "dice_mean": dice})
+                save_model(run_dir, deployable_state(unwrap(learn.model)), {**meta, "epoch": epoch + 1, "dice_mean": dice})
 
         def on_epoch(row):
             rngs = group.gather(rng_state(learn))  # every rank's generators, for a resume under torchrun
@@ -236,7 +238,7 @@ class TrainingSession:
             reporter.best_dice = float(built.dice.value)
             reporter.start_saved = True
             if main:
-                save_model(run_dir, unwrap(learn.model).state_dict(),
+                save_model(run_dir, deployable_state(unwrap(learn.model)),
                            {**meta, "epoch": 0, "dice_mean": reporter.best_dice})
             on_event(ev.WarningEvent(f"Continuing from {Path(config.init_from).name}: its model scores Dice "
                                      f"{reporter.best_dice:.3f} on this validation set; an epoch is kept only "
@@ -268,7 +270,10 @@ class TrainingSession:
                 rngs = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
                 reporter.restore = lambda: set_rng_state(learn, rngs[self.ranks.rank % len(rngs)])
             group.wrap(learn, device)
-            learn.fit_one_cycle(config.epochs, slice(lo, hi), start_epoch=done)
+            if config.schedule == Schedule.poly:
+                fit_poly(learn, config.epochs, slice(lo, hi), start_epoch=done)
+            else:
+                learn.fit_one_cycle(config.epochs, slice(lo, hi), start_epoch=done)
         return reporter
 
     @staticmethod
@@ -314,7 +319,7 @@ def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> T
     lo, hi = config.lrs(built.pretrained)
     folders = {k: str(Path(v).expanduser().absolute()) if str(v).strip() else ""
                for k, v in (("images", config.data.images), ("masks", config.data.masks))}
-    return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi,
+    return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi, norm=Norm(built.norm),
                    data=replace(config.data, window=data.window, labels=data.labels, **folders))
 
 
@@ -324,6 +329,8 @@ def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> di
     meta = {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": model_inputs(data),
             "n_out": len(data.codes), "codes": list(data.codes), "size": data.size, "mean": list(mean),
             "std": list(std), "window": data.window, "pretrained": built.pretrained}
+    if built.norm != "batch":  # the predictor builds the same layers
+        meta["norm"] = built.norm
     if config.init_from:
         meta["parent"] = config.init_from
     if data.native is not None:  # the predictor cuts windows of the patch size at this scale

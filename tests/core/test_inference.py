@@ -66,3 +66,31 @@ def test_review_items_worst_first_with_correct_dice(predictor, sample_data):
     assert np.array_equal(it.target, sample_data.masks[it.index])
     expected = dice_per_class(it.pred, it.target, len(sample_data.codes))
     assert np.allclose(it.dice, expected, equal_nan=True)
+
+
+def test_predict_with_tta_averages_with_the_mirror_image(trained_run, sample_dirs, tmp_path):
+    import shutil
+
+    from segstudio.cli import main
+
+    images, _ = sample_dirs
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = list_image_files(images)[:6]
+    for path in files:
+        shutil.copy(path, folder / path.name)
+    run = trained_run[0].run_dir
+    for name, extra in (("tta", ["--tta"]), ("plain", []), ("uncertainty", ["--uncertainty"])):
+        assert main(["predict", "--model", run, "--images", str(folder), "--out", str(tmp_path / name),
+                     "--device", "cpu", *extra]) == 0
+
+    def masks(name):
+        return [np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("*.png"))
+                if not p.stem.endswith(("_color", "_uncertainty"))]
+
+    tta, plain, mirrored = masks("tta"), masks("plain"), masks("uncertainty")
+    assert len(tta) == len(files)
+    # the same mirrored average --uncertainty uses (without its maps), and not the plain prediction
+    assert all(np.array_equal(a, b) for a, b in zip(tta, mirrored))
+    assert not all(np.array_equal(a, b) for a, b in zip(tta, plain))
+    assert not list((tmp_path / "tta").glob("*_uncertainty.png"))

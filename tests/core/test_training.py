@@ -74,8 +74,9 @@ def test_config_records_the_encoder_really_used(sample_data):
     from segstudio.config import DataConfig
 
     asked = TrainConfig(pretrained=True, data=DataConfig("data/images", "data/masks"))  # relative
-    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False))  # weights missing
+    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False, norm="instance"))  # weights missing
     assert used.pretrained is False and (used.lr_lo, used.lr_hi) == (3e-3, 3e-3)
+    assert asked.norm == "auto" and used.norm == "instance"  # what "auto" chose
     assert asked.pretrained is True and asked.lr_lo is None  # the request itself is unchanged
     assert used.data.images.startswith("/") and used.data.images.endswith("data/images")
     assert used.data.labels == "classes"  # the decision "auto" took
@@ -333,3 +334,4 @@ def test_a_run_that_learned_nothing_says_so(sample_data, tmp_path, monkeypatch, 
     assert isinstance(final, ev.Finished)
     said = any("has not learned" in e.message for e in of(events, ev.WarningEvent))
     assert said == warned
+

@@ -84,6 +84,13 @@ def main() -> int:
     wait_until(app, lambda: not panel.running)
     wait_until(app, lambda: not w.review_panel.busy)
     shot(1, "train")
+    settings = panel.settings  # the Advanced settings (normalisation, deep supervision, run in), open
+    settings.advanced.expand(animate=False)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    settings.grab().save(str(out / "train_advanced.png"), "PNG", 9)
+    settings.advanced.collapse(animate=False)
     viewer = w.review_panel.viewer
     wait_until(app, lambda: viewer.frame is not None)  # the slice in HU, decoded by a worker
     viewer.bool_show_truth.setChecked(True)

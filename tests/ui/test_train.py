@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
-from segstudio.config import default_lrs
+from segstudio.config import Schedule, default_lrs
 from segstudio.training import events as ev
 from segstudio.training.groups import group_names, lr_plan
 from segstudio.training.session import TrainingSession
@@ -57,6 +57,12 @@ def test_lr_defaults_follow_pretrained(window):
     s.reset_lrs()
     assert s.lrs() == default_lrs(False)
     assert not s.label_pretrained_note.isHidden() and "random" in s.label_pretrained_note.text()
+    # SGD (poly) takes larger steps: untouched LRs follow the schedule, a chosen range stays
+    s.combo_schedule.setCurrentIndex(s.combo_schedule.findData(Schedule.poly.value))
+    assert s.lrs() == default_lrs(False, Schedule.poly) and s.config().schedule == Schedule.poly
+    s.set_lrs(2e-3, 5e-3)
+    s.combo_schedule.setCurrentIndex(s.combo_schedule.findData(Schedule.one_cycle.value))
+    assert s.lrs() == (2e-3, 5e-3)
 
 
 def _start(window, qtbot, sample_dirs, mode="train", preload=True, **kw):

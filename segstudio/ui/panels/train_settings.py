@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QDoubleRangeSlider
 
-from segstudio.config import Arch, Device, InputMode, Loss, Precision, Schedule, TrainConfig, default_lrs
+from segstudio.config import Arch, Device, InputMode, Loss, Norm, Precision, Schedule, TrainConfig, default_lrs
 from segstudio.training.groups import group_names, lr_plan
 from segstudio.ui import resources
 from segstudio.ui.binding import PERCENT, Binding
@@ -25,6 +25,7 @@ LOG_MIN, LOG_MAX = -6.0, -1.0
 LABELS = {
     (Schedule, "one_cycle"): "One-cycle, discriminative LRs",
     (Schedule, "fine_tune"): "Fine-tune (frozen encoder first)",
+    (Schedule, "poly"): "SGD, poly decay (nnU-Net's)",
     (Loss, "ce"): "Cross-entropy", (Loss, "dice"): "Dice", (Loss, "ce_dice"): "Cross-entropy + Dice",
     (Device, "auto"): "Auto (best available)", (Device, "cuda"): "CUDA GPU",
     (Device, "mps"): "Apple GPU (MPS)", (Device, "cpu"): "CPU",
@@ -32,6 +33,8 @@ LABELS = {
     (Precision, "off"): "Full precision",
     (InputMode, "auto"): "Auto (patches if large)", (InputMode, "resize"): "Whole images, resized",
     (InputMode, "patches"): "Native-resolution patches",
+    (Norm, "auto"): "Auto (instance norm from a random encoder)", (Norm, "batch"): "BatchNorm",
+    (Norm, "instance"): "Instance norm",
 }
 
 
@@ -66,7 +69,8 @@ class TrainSettings(QWidget):
         v.addWidget(self._build_model())
         v.addWidget(self._build_lr())
         v.addStretch(1)
-        self.bool_pretrained.toggled.connect(self._on_pretrained)  # LRs first, then one `changed`
+        self.bool_pretrained.toggled.connect(self._on_defaults_changed)  # LRs first, then one `changed`
+        self.combo_schedule.currentIndexChanged.connect(self._on_defaults_changed)
         self.binding = Binding(self, TrainConfig, {"empty_share": PERCENT}, exclude=("lr_lo", "lr_hi"))
         self.binding.on_change(self._on_edit)
         self.set_config(TrainConfig())
@@ -146,7 +150,17 @@ class TrainSettings(QWidget):
         self.text_run_name = QLineEdit(objectName="text_run_name",
                                        placeholderText="optional, added to the run folder's name")
         self.path_out_dir = QLineEdit(objectName="path_out_dir", placeholderText="default runs folder")
+        self.combo_norm = enum_combo("combo_norm", Norm)
+        self.combo_norm.setToolTip("BatchNorm: fastai's, what pretrained encoders were trained with. Instance norm: "
+                                   "nnU-Net's, each image normalised on its own, whatever the batch size. Auto: "
+                                   "BatchNorm with ImageNet weights, instance norm from a random encoder.")
+        self.bool_deep_supervision = QCheckBox("Extra losses at 1/2, 1/4, 1/8 resolution",
+                                               objectName="bool_deep_supervision")
+        self.bool_deep_supervision.setToolTip("Deep supervision (nnU-Net's): the decoder's lower-resolution "
+                                              "outputs are trained too; the saved model is the same U-Net.")
         af.addRow("Precision", self.combo_precision)
+        af.addRow("Normalisation", self.combo_norm)
+        af.addRow("Deep supervision", self.bool_deep_supervision)
         af.addRow("Seed", self.value_seed)
         af.addRow("Preview tiles", self.value_preview_count)
         af.addRow("Run name", self.text_run_name)
@@ -278,8 +292,12 @@ class TrainSettings(QWidget):
 
     @Slot()
     def reset_lrs(self) -> None:
-        self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
+        self.set_lrs(*self.default_lrs(), touched=False)
         self.changed.emit()
+
+    def default_lrs(self) -> tuple[float, float]:
+        """The range a run gets by default for the encoder and schedule as set."""
+        return default_lrs(self.effective_pretrained(), Schedule(self.combo_schedule.currentData()))
 
     def effective_pretrained(self) -> bool:
         """Pretrained is asked for and (as far as we know) the weights are available offline."""
@@ -293,7 +311,7 @@ class TrainSettings(QWidget):
         self.weights_available = dict(available)
         self._update_pretrained_note()
         if not self._lr_touched:
-            self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
+            self.set_lrs(*self.default_lrs(), touched=False)
 
     @Slot(str)
     def _on_weights_downloaded(self, arch: str) -> None:
@@ -331,10 +349,12 @@ class TrainSettings(QWidget):
         self.set_lrs(lo, hi)
         self.changed.emit()
 
-    @Slot(bool)
-    def _on_pretrained(self, _checked: bool) -> None:
-        if not self._lr_touched or self.lrs() in (default_lrs(True), default_lrs(False)):
-            self.set_lrs(*default_lrs(self.effective_pretrained()), touched=False)
+    @Slot()
+    def _on_defaults_changed(self, *_args) -> None:
+        """The encoder or the schedule changed: LRs the user did not choose follow the defaults."""
+        defaults = [default_lrs(p, s) for p in (True, False) for s in Schedule]
+        if not self._lr_touched or self.lrs() in defaults:
+            self.set_lrs(*self.default_lrs(), touched=False)
 
     def _update_pretrained_note(self) -> None:
         arch = self.combo_arch.currentData()

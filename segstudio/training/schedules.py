@@ -1,0 +1,38 @@
+"""nnU-Net's optimiser and schedule for fastai: SGD with Nesterov momentum 0.99 and a poly
+learning-rate decay, lr_t = lr * (1 - t)^0.9, over the whole run (`Schedule.poly`).
+
+fastai ships no poly decay to zero (its `SchedPoly` interpolates between two values with t^p),
+and its own SGD has no Nesterov term, so torch's SGD is wrapped and the decay is a
+`ParamScheduler` function."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import torch
+from fastai.callback.schedule import ParamScheduler
+from fastai.learner import Learner
+from fastai.optimizer import OptimWrapper
+
+POWER = 0.9
+MOMENTUM = 0.99
+WEIGHT_DECAY = 3e-5
+
+sgd_nesterov = partial(OptimWrapper, opt=torch.optim.SGD, momentum=MOMENTUM, nesterov=True,
+                       weight_decay=WEIGHT_DECAY)
+
+
+def poly(lr_max: np.ndarray, power: float = POWER):
+    """The learning rate of each parameter group at training progress pos in [0, 1]."""
+    return lambda pos: lr_max * (1 - pos) ** power
+
+
+def fit_poly(learn: Learner, n_epoch: int, lr_max, start_epoch: int = 0) -> None:
+    """`learn.fit` with the poly decay from `lr_max` (a slice spreads it over the groups, as
+    fit_one_cycle does); `start_epoch` resumes within the same schedule."""
+    if learn.opt is None:
+        learn.create_opt()
+    learn.opt.set_hyper("lr", lr_max)
+    lrs = np.array([h["lr"] for h in learn.opt.hypers])
+    learn.fit(n_epoch, cbs=ParamScheduler({"lr": poly(lrs)}), start_epoch=start_epoch)
