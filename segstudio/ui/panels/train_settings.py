@@ -33,7 +33,7 @@ LABELS = {
     (Precision, "off"): "Full precision",
     (InputMode, "auto"): "Auto (patches if large)", (InputMode, "resize"): "Whole images, resized",
     (InputMode, "patches"): "Native-resolution patches",
-    (Norm, "auto"): "Auto (instance norm from a random encoder)", (Norm, "batch"): "BatchNorm",
+    (Norm, "auto"): "Auto (by encoder)", (Norm, "batch"): "BatchNorm",
     (Norm, "instance"): "Instance norm",
 }
 
@@ -154,7 +154,7 @@ class TrainSettings(QWidget):
         self.combo_norm.setToolTip("BatchNorm: fastai's, what pretrained encoders were trained with. Instance norm: "
                                    "nnU-Net's, each image normalised on its own, whatever the batch size. Auto: "
                                    "BatchNorm with ImageNet weights, instance norm from a random encoder.")
-        self.bool_deep_supervision = QCheckBox("Extra losses at 1/2, 1/4, 1/8 resolution",
+        self.bool_deep_supervision = QCheckBox("Also at 1/2, 1/4, 1/8 size",
                                                objectName="bool_deep_supervision")
         self.bool_deep_supervision.setToolTip("Deep supervision (nnU-Net's): the decoder's lower-resolution "
                                               "outputs are trained too; the saved model is the same U-Net.")
