@@ -332,3 +332,23 @@ def _jpeg_like(arr: np.ndarray) -> bool:
         return False
     near = np.count_nonzero((arr <= 48) | (arr >= 207))
     return near >= 0.95 * arr.size
+
+
+def class_indices(values: np.ndarray, class_keys: list, n_classes: int, instances: bool,
+                  volume: bool = False) -> np.ndarray:
+    """Mask values as in the user's files (a label `volume`) -> class indices by the dataset's
+    class keys (an (r, g, b) list for colours); a value no class has is foreground in a binary
+    dataset, else background. Instance labels: any object is foreground."""
+    values = np.asarray(values)
+    if instances:
+        return (values.any(axis=-1) if values.ndim == 3 and not volume else values != 0).astype(np.uint8)
+    frame = analyse_mask(values, volume=volume)
+    keys = [tuple(k) if isinstance(k, list) else k for k in class_keys]
+    lut = np.zeros(len(frame.keys), np.uint8)
+    for i, key in enumerate(frame.keys):
+        probe = key if not isinstance(keys[0], tuple) or isinstance(key, tuple) else (key, key, key)
+        if probe in keys:
+            lut[i] = keys.index(probe)
+        elif n_classes == 2 and probe not in (0, (0, 0, 0)):
+            lut[i] = 1
+    return lut[frame.local]

@@ -13,7 +13,7 @@ from PIL import Image
 from .. import __version__
 from ..data.corrections import CorrectionsFolder, correction_name, encode
 from ..data.items import SegDataset, put_slice, take_slice
-from ..data.masks import analyse_mask
+from ..data.masks import class_indices
 from ..data.reader import read_file
 from ..data.volume import is_volume_file, read_volume
 from ..data.windowing import apply_window, parse_window, percentile_window
@@ -47,22 +47,8 @@ class MaskContext:
                    run_dir, data.axis, suffix)
 
     def decode(self, values: np.ndarray, volume: bool = False) -> np.ndarray:
-        """Mask values (as in the user's files; a label `volume`) -> class indices; a value no
-        class has is foreground in a binary dataset, else background."""
-        values = np.asarray(values)
-        colour = values.ndim == 3 and not volume
-        if self.instances:
-            return (values.any(axis=-1) if colour else values != 0).astype(np.uint8)
-        frame = analyse_mask(values, volume=volume)
-        keys = [tuple(k) if isinstance(k, list) else k for k in self.class_keys]
-        lut = np.zeros(len(frame.keys), np.uint8)
-        for i, key in enumerate(frame.keys):
-            probe = key if not isinstance(keys[0], tuple) or isinstance(key, tuple) else (key, key, key)
-            if probe in keys:
-                lut[i] = keys.index(probe)
-            elif len(self.codes) == 2 and probe not in (0, (0, 0, 0)):
-                lut[i] = 1
-        return lut[frame.local]
+        """Mask values (as in the user's files; a label `volume`) -> class indices."""
+        return class_indices(values, self.class_keys, len(self.codes), self.instances, volume)
 
 
 def item_key(item: ReviewItem) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import SegDataset
-from ..data.masks import analyse_mask
+from ..data.masks import class_indices
 from ..data.reader import read_file, resize_image, resize_mask
 from ..data.volume import is_volume_file, read_volume, volume_stem
 from ..data.windowing import apply_window, parse_window, percentile_window
@@ -124,29 +124,12 @@ def full_size_pair(data: SegDataset, i: int, window) -> tuple[np.ndarray, np.nda
         mask = read_file(Path(v.label), mask=True)
         raw = mask.frames[v.frame] if mask.modality != "SEG" else None
         if raw is not None and raw.shape[:2] == image.shape[:2]:
-            target = _class_indices(raw, data)
+            target = class_indices(raw, data.class_keys, len(data.codes), data.labels == "instances")
             if np.array_equal(resize_mask(target, cached.shape[-2:]), cached):  # read as when loaded
                 return image, target
     except (DataError, IndexError):
         pass
     return image, resize_mask(cached, image.shape[:2])
-
-
-def _class_indices(values: np.ndarray, data: SegDataset) -> np.ndarray:
-    """A mask file's values -> class indices by the dataset's class_keys: the rule of
-    editing.store.MaskContext.decode, which this layer (below editing) cannot import."""
-    if data.labels == "instances":
-        return (values.any(axis=-1) if values.ndim == 3 else values != 0).astype(np.uint8)
-    frame = analyse_mask(values)
-    keys = [tuple(k) if isinstance(k, list) else k for k in data.class_keys]
-    lut = np.zeros(len(frame.keys), np.uint8)
-    for j, key in enumerate(frame.keys):
-        probe = key if not isinstance(keys[0], tuple) or isinstance(key, tuple) else (key, key, key)
-        if probe in keys:
-            lut[j] = keys.index(probe)
-        elif len(data.codes) == 2 and probe not in (0, (0, 0, 0)):
-            lut[j] = 1  # a binary dataset: any other value is foreground
-    return lut[frame.local]
 
 
 def scan_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[], bool] | None = None,
