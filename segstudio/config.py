@@ -61,7 +61,7 @@ POLY_PRETRAINED_LRS = (1e-4, 1e-2)
 POLY_RANDOM_INIT_LRS = (1e-2, 1e-2)
 
 
-def default_lrs(pretrained: bool, schedule: "Schedule" = Schedule.one_cycle) -> tuple[float, float]:
+def default_lrs(pretrained: bool, schedule: Schedule = Schedule.one_cycle) -> tuple[float, float]:
     """The (lr_lo, lr_hi) a run uses when the user set none, for a pretrained or a random encoder."""
     if schedule == Schedule.poly:
         return POLY_PRETRAINED_LRS if pretrained else POLY_RANDOM_INIT_LRS

@@ -68,8 +68,7 @@ def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | 
         ks = np.arange(start, min(start + BATCH, n))
         rows = np.clip(ks[:, None] + np.arange(-context, context + 1)[None], 0, n - 1)
         batch = slices[rows.ravel()].reshape(len(ks), -1, predictor.size, predictor.size)
-        probs = (predictor.probabilities_resized(batch, flip=True) if predictor.tta
-                 else predictor.probabilities_resized(batch))
+        probs = predictor.probabilities_resized(batch, flip=predictor.tta)
         probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
         for k, plane in zip(ks, probs.argmax(dim=1).to(torch.uint8).cpu().numpy()):
             put_slice(labels, axis, int(k), plane)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
@@ -68,8 +69,11 @@ class FollowSession:
         return event if isinstance(event, TERMINAL) else None
 
 
+@dataclass
 class _Seen:
-    epochs, best = 0, math.nan
+    """What the replayed log has shown so far."""
+    epochs: int = 0
+    best: float = math.nan
 
 
 def _read_from(path: Path, pos: int) -> tuple[list[str], int]:

@@ -183,7 +183,7 @@ def test_nrrd_scans_are_written_back_as_nrrd(tmp_path):
         size, codes = 16, ["background", "bone"]
         tta = False
 
-        def probabilities_resized(self, batch):
+        def probabilities_resized(self, batch, flip=False):
             x = torch.from_numpy(batch.astype(np.float32))[:, :1]
             return torch.cat([x < 128, x >= 128], dim=1).float()
 
@@ -279,7 +279,7 @@ def test_dicom_series_predictions_are_a_seg_and_a_nifti(tmp_path):
         size, codes = 24, ["background", "lesion"]
         tta = False
 
-        def probabilities_resized(self, batch):
+        def probabilities_resized(self, batch, flip=False):
             x = torch.from_numpy(batch.astype(np.float32))[:, :1]
             return torch.cat([x < 200, x >= 200], dim=1).float()
 
