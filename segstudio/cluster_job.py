@@ -21,7 +21,7 @@ from . import __version__
 from .cluster_scripts import README, RUN_LOCAL, SLURM, render
 from .config import TrainConfig
 from .errors import Cancelled, SegstudioError
-from .runs import FILE_MODE, write_atomic
+from .files import FILE_MODE, write_atomic
 
 MANIFEST = "manifest.json"
 TIME_RE = re.compile(r"^(\d+-)?\d+(:\d\d){0,2}$")  # Slurm: MM, H:MM:SS, D-HH, D-HH:MM:SS...

@@ -104,7 +104,7 @@ class TrainConfig:
     """Everything a training run needs; saved in the run folder as config.json."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    arch: Arch = Arch.resnet34
+    arch: Arch = Arch.resnet18  # the one default of the CLI and the app
     pretrained: bool = True
     weights_path: str = ""  # optional local encoder weights file (torchvision state dict)
     size: int = 256
@@ -137,6 +137,9 @@ class TrainConfig:
     # "auto": instance norm from a random encoder (benchmarks/README: bench_recipe.py).
     norm: Norm = Norm.auto
     deep_supervision: bool = False
+    # A finished run's checkpoint.pth (model + optimizer, ~3x the model) is only needed to resume
+    # an unfinished run; it is removed when the run finishes unless this is set.
+    keep_checkpoint: bool = False
 
     def lrs(self, encoder_pretrained: bool | None = None) -> tuple[float, float]:
         """The (lo, hi) range to train with, filling unset ends from the defaults."""

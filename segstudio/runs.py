@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 MODEL_FILE = "model.pth"
 MODEL_META = "model.json"
@@ -25,30 +25,6 @@ def default_runs_dir() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("segstudio", appauthor=False) / "runs"
-
-
-def _file_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp's are private, 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:

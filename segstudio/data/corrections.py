@@ -21,7 +21,8 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import DataError
-from ..runs import write_atomic, write_json
+from ..files import write_atomic
+from ..runs import write_json
 from .discovery import IMAGE_EXTS
 from .pairing import MASK_SUFFIX, pair_key
 from .volume import Volume, is_volume_file, volume_stem, write_label_like

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import os
 import re
-import tempfile
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +27,7 @@ import SimpleITK as sitk
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from ..errors import DataError
-from ..runs import FILE_MODE
+from ..files import atomic_path
 from .dicom import first_line
 
 # name ending -> format, longest first so "a.nii.gz" is not taken for ".gz"
@@ -261,7 +258,7 @@ def write_label_like(labels_canonical: np.ndarray, like: Volume, out_path: str |
         raise ValueError(f"labels are {_size(labels.shape)} but the volume is {_size(like.shape)}")
     native = like.native
     data = np.ascontiguousarray(to_native(labels, like).astype(_label_dtype(labels)))
-    with _atomic(out_path, suffix) as tmp:
+    with atomic_path(out_path, suffix) as tmp:
         if suffix.startswith(".nii"):
             nib.save(_nifti_label(data, native), tmp)
         else:
@@ -435,22 +432,6 @@ def _itk_label(data: np.ndarray, affine: np.ndarray) -> sitk.Image:
     img.SetOrigin(lps[:3, 3].tolist())
     img.SetDirection((lps[:3, :3] / spacing).ravel().tolist())
     return img
-
-
-@contextmanager
-def _atomic(path: Path, suffix: str):
-    """A temporary path in `path`'s folder, ending like it (writers pick the format by the
-    name), renamed to `path` when the block succeeds. runs.write_atomic takes bytes; ITK can
-    only write to a named file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _no_path(exc: BaseException, path: Path) -> str:

@@ -12,8 +12,6 @@ outputs matched PyTorch's on sample inputs.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import SegstudioError
+from ..files import atomic_path
 from .predictor import Predictor
 from .sliding_window import MIN_WEIGHT, SIGMA_SCALE, window_step
 
@@ -97,10 +96,7 @@ def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None 
     out = Path(out) if out else Path(run_dir) / f"model{FORMATS[fmt]}"
     with torch.no_grad():
         expected = wrapper(x).numpy()
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=FORMATS[fmt])
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out, suffix=FORMATS[fmt]) as tmp:
         if fmt == "onnx":
             _write_onnx(wrapper, x, tmp, meta)
             got = run_onnx(tmp, x.numpy())
@@ -112,9 +108,6 @@ def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None 
         if not diff <= tolerance:
             raise SegstudioError(f"The exported {fmt} model differs from PyTorch by up to {diff:.2e} "
                                  f"(tolerance {tolerance:.0e}); nothing was written")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportReport(str(out), fmt, diff, tolerance, meta)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import SegstudioError
-from ..runs import write_atomic, write_json
+from ..files import write_atomic
+from ..runs import write_json
 
 MANIFEST = ".segstudio-predictions.json"
 SAVE_EVERY = 50  # manifest saves while writing; a crash in between only leaves files alone later

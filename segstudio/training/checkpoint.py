@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import SegstudioError
-from ..runs import write_atomic
+from ..files import write_atomic
 
 CHECKPOINT = "checkpoint.pth"
 FORMAT = 1

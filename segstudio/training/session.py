@@ -25,7 +25,8 @@ from ..config import InputMode, Norm, Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
-from ..runs import MODEL_META, MetricsLog, new_run_dir, save_model, write_atomic
+from ..files import write_atomic
+from ..runs import MODEL_META, MetricsLog, new_run_dir, save_model
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .device import device_name, resolve_device

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from segstudio.errors import Cancelled, SegstudioError
+from segstudio.files import atomic_path
 
 from .weights import _WEIGHTS, architecture, cached_weights_file, pretrained_available
 
@@ -163,26 +163,19 @@ def _write_verified(target: Path, write: Callable, what: str, advice: str = " Tr
     """`write(out, digest)` into a temporary file beside `target`; moved there only when its
     SHA-256 starts with the prefix in `target`'s name. The temporary file never outlives a failure."""
     expected = hash_prefix(target.name)
-    tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with atomic_path(target, suffix=".part") as tmp, open(tmp, "wb") as out:
+            digest = hashlib.sha256()
             write(out, digest)
             out.flush()
             os.fsync(out.fileno())
-        got = digest.hexdigest()
-        if expected is not None and not got.startswith(expected):
-            raise SegstudioError(
-                f"{what} does not match torchvision's published checksum (its SHA-256 starts with "
-                f"{got[:len(expected)]}, {target.name} says {expected}); it was not kept.{advice}")
-        os.replace(tmp, target)
-        tmp = None
+            got = digest.hexdigest()
+            if expected is not None and not got.startswith(expected):
+                raise SegstudioError(
+                    f"{what} does not match torchvision's published checksum (its SHA-256 starts with "
+                    f"{got[:len(expected)]}, {target.name} says {expected}); it was not kept.{advice}")
         return target
     except OSError as exc:  # reading errors are SegstudioErrors already: this is the cache folder
         raise SegstudioError(f"Cannot write the weights into {target.parent} ({exc.strerror or exc}). Free "
                              "some disk space, or set TORCH_HOME to a writable folder.") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

@@ -60,7 +60,7 @@ def test_run_folder_is_complete(trained_run, sample_data):
     state = torch.load(run / "model.pth", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert not list(run.glob(".*"))  # no temporary files left behind
-    from segstudio.runs import FILE_MODE
+    from segstudio.files import FILE_MODE
 
     assert all((p.stat().st_mode & 0o777) == FILE_MODE for p in run.iterdir())  # not mkstemp's 0600
 
