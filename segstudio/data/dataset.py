@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,10 +19,10 @@ from .corrections import corrected_masks, corrections_dir
 from .volume import is_volume_file
 from .dicom import DEFERRED, check_image, open_capped, quiet
 from .items import SegDataset, VolumeRef
-from .discovery import list_image_files, skipped_entries
+from .discovery import list_image_files, skipped_entries, split_dataset_root
 from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
                     read_class_names, too_many_for_classes)
-from .pairing import Pairing, pair_files, pair_key, split_shared_folder
+from .pairing import MASK_NAMES, Pairing, pair_files, pair_key, split_shared_folder
 from .native import NativeStore
 from .reader import frame_name, read_file, resize_image, resize_mask, scaled_shape
 from .report import DatasetReport, Problem, training_blocker
@@ -96,11 +96,20 @@ def load_dataset(cfg: DataConfig, size: int, progress: ProgressFn | None = None,
     times that factor (`data.native`, for training on patches)."""
     from .volume_dataset import load_volumes, volume_layout
 
+    cfg, note = _resolved(cfg)
     layout = volume_layout(cfg)
-    if layout is not None:
-        return load_volumes(cfg, size, layout, progress, should_stop)
-    scan = _scan(cfg, size, progress, should_stop, native_scale)
+    try:
+        if layout is not None:
+            data, report = load_volumes(cfg, size, layout, progress, should_stop)
+            report.notes[:0] = note
+            return data, report
+        scan = _scan(cfg, size, progress, should_stop, native_scale)
+    except DataError as e:
+        if e.report is not None:
+            e.report.notes[:0] = note
+        raise
     report = scan.report
+    report.notes[:0] = note
     if not scan.items:
         raise DataError(_no_pairs_message(report), report=report)
     items = scan.items
@@ -129,20 +138,33 @@ def inspect_dataset(cfg: DataConfig, progress: ProgressFn | None = None,
     the images alone are checked. DataError only for a missing folder or an invalid window."""
     from .volume_dataset import inspect_volume_images, load_volumes, volume_layout
 
+    cfg, note = _resolved(cfg)
     layout = volume_layout(cfg)
     if layout is not None and not any(c.label for c in layout.cases):
-        return inspect_volume_images(cfg, layout, progress, should_stop)
-    if layout is not None:
+        report = inspect_volume_images(cfg, layout, progress, should_stop)
+    elif layout is not None:
         try:
-            return load_volumes(cfg, INSPECT_SIZE, layout, progress, should_stop)[1]
+            report = load_volumes(cfg, INSPECT_SIZE, layout, progress, should_stop)[1]
         except DataError as e:
             if e.report is None:
                 raise
-            return e.report
-    if not str(cfg.masks or "").strip():
-        return _scan_images(cfg, progress or (lambda done, total, message: None),
-                            should_stop or (lambda: False))
-    return _scan(cfg, INSPECT_SIZE, progress, should_stop).report
+            report = e.report
+    elif not str(cfg.masks or "").strip():
+        report = _scan_images(cfg, progress or (lambda done, total, message: None),
+                              should_stop or (lambda: False))
+    else:
+        report = _scan(cfg, INSPECT_SIZE, progress, should_stop).report
+    report.notes[:0] = note
+    return report
+
+
+def _resolved(cfg: DataConfig) -> tuple[DataConfig, list[str]]:
+    """`cfg` with the folders to read when no masks folder was given (see split_dataset_root),
+    and the note saying so (as a list: empty when there is none)."""
+    images, masks, note = split_dataset_root(cfg.images, cfg.masks)
+    if (images, masks) == (cfg.images, cfg.masks):
+        return cfg, []
+    return replace(cfg, images=images, masks=masks), [note] if note else []
 
 
 def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> DatasetReport:
@@ -150,7 +172,7 @@ def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> Dataset
     images_dir = _folder("images", cfg.images)
     windows = _Windows(cfg.window, Counter(), HUHistogram())
     window = parse_window(cfg.window)
-    report = DatasetReport(str(images_dir), "")
+    report = DatasetReport(str(images_dir), "", images_only=True)
     files = _list(images_dir)
     for done, path in enumerate(files):
         if stop():
@@ -159,7 +181,7 @@ def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> Dataset
         try:
             image = read_file(path, window, defer_ct=True)
         except DataError as e:
-            report.unreadable.append(Problem(path.relative_to(images_dir).as_posix(), str(e)))
+            report.unreadable.append(Problem(path.relative_to(images_dir).as_posix(), str(e), images=1))
             continue
         report.n_images += len(image.frames)
         windows.count(image, len(image.frames))
@@ -177,6 +199,8 @@ def _folder(label: str, value) -> Path:
     if not str(value or "").strip():
         raise DataError(f"No {label} folder given")
     p = Path(value).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise DataError(f"{label.capitalize()} folder is a file, not a folder: {p}")
     if not p.is_dir():
         raise DataError(f"{label.capitalize()} folder not found: {p}")
     return p
@@ -241,7 +265,6 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
     if masks_dir != images_dir:
         report.notes += _skipped_note(masks_dir, found.listed[masks_dir])
     report.n_pairs, report.n_train, report.n_valid = len(items), len(train_idx), len(valid_idx)
-    report.n_unlabelled = len(report.unmatched_images)
     report.cannot_train = training_blocker(report.n_pairs, report.n_train, report.n_valid)
     return _Scan(items, report, classes, train_idx, valid_idx,
                  used_window if used_window else cfg.window,
@@ -259,7 +282,7 @@ def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
         for it in items:
             reason = too_many_for_classes(it.mask)
             if reason:
-                report.other.append(Problem(it.mask_name, reason))
+                report.other.append(Problem(it.mask_name, reason, images=1))
             else:
                 kept.append(it)
         items = kept
@@ -268,7 +291,7 @@ def _classes(items: list[_Item], names: tuple, mode: str, report: DatasetReport,
     try:
         return items, build_classes([it.mask for it in items], *names, instances=verdict)
     except DataError as e:  # e.g. too many classes over all masks
-        report.other.append(Problem(masks_folder, str(e)))
+        report.other.append(Problem(masks_folder, str(e), images=len(items)))
         return [], None
 
 
@@ -282,7 +305,7 @@ def _one_kind(items: list[_Item], report: DatasetReport) -> list[_Item]:
     odd, kind, other = (grey, "grey", "colour") if len(colour) > len(grey) else (colour, "colour", "grey")
     for it in odd:
         report.other.append(Problem(it.mask_name, f"a {kind} mask among {other} masks; its values "
-                                                  "cannot be matched to their classes"))
+                                                  "cannot be matched to their classes", images=1))
     dropped = {id(it) for it in odd}
     return [it for it in items if id(it) not in dropped]
 
@@ -313,8 +336,7 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
     listed = {images_dir: image_files, masks_dir: mask_files or image_files}
     if images_dir == masks_dir:
         image_files, mask_files = split_shared_folder(image_files)
-        report.notes.append("images and masks share a folder: masks are the files named "
-                            "*_mask, *_seg, *_label(s) or *_gt")
+        report.notes.append(f"images and masks share a folder: masks are the files named {MASK_NAMES}")
     mask_files = _with_corrections(mask_files, masks_dir, report)
     headers = {}
     for i, p in enumerate(image_files + mask_files):
@@ -332,19 +354,21 @@ def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
     order = {p: i for i, p in enumerate(series_order(image_files, headers))}
     pairing.pairs.sort(key=lambda pair: order[pair[0]])
     unreadable = _unreadable(pairing.unmatched_images[:MAX_UNMATCHED_CHECKED], headers)
-    report.unreadable += [Problem(rel(p), reason) for p, reason in unreadable.items()]
+    report.unreadable += [Problem(rel(p), reason, images=1) for p, reason in unreadable.items()]
     pairing.unmatched_images = [p for p in pairing.unmatched_images if p not in unreadable]
     report.unmatched_images = [rel(p) for p in pairing.unmatched_images]
     report.unmatched_masks = [rel(p) for p in pairing.unmatched_masks]
-    report.other += [Problem(rel(p), reason) for p, reason in pairing.duplicates]
 
-    def frames(p: Path) -> int:
+    def frames(p: Path) -> int:  # as the header says (a file not read yet counts as one image)
         return headers[p].frames if p in headers else 1
     image_set = set(image_files)
-    dup_images = sum(1 for p, _ in pairing.duplicates if p in image_set)
-    report.n_images = sum(frames(p) for p in pairing.unmatched_images) + dup_images + len(unreadable)
-    report.n_masks += (sum(frames(p) for p in pairing.unmatched_masks)
-                       + len(pairing.duplicates) - dup_images)
+    report.other += [Problem(rel(p), reason, images=frames(p) if p in image_set else 0)
+                     for p, reason in pairing.duplicates]
+    dup_images = sum(frames(p) for p, _ in pairing.duplicates if p in image_set)
+    dup_masks = sum(frames(p) for p, _ in pairing.duplicates if p not in image_set)
+    report.n_unlabelled = sum(frames(p) for p in pairing.unmatched_images)
+    report.n_images = report.n_unlabelled + dup_images + len(unreadable)
+    report.n_masks += sum(frames(p) for p in pairing.unmatched_masks) + dup_masks
     return _Found(pairing, headers, segs, class_names(list(segs.values())), listed)
 
 
@@ -412,7 +436,7 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
     try:
         image = read_file(img, window, defer_ct=True)
     except DataError as e:
-        report.unreadable.append(Problem(rel(img), str(e)))
+        report.unreadable.append(Problem(rel(img), str(e), images=1))
         report.n_images += 1
         report.n_masks += 1
         return []
@@ -421,13 +445,13 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
     try:
         mask_frames = read_mask(img, msk, n)
     except DataError as e:
-        report.unreadable.append(Problem(rel(msk), str(e)))
+        report.unreadable.append(Problem(rel(msk), str(e), images=n))
         report.n_masks += 1
         return []
     report.n_masks += len(mask_frames)
     if n != len(mask_frames):
         report.size_mismatch.append(Problem(rel(img), f"image has {n} frame(s), mask "
-                                                      f"{msk.name} has {len(mask_frames)}"))
+                                                      f"{msk.name} has {len(mask_frames)}", images=n))
         return []
     windows.count(image, n)
     items = []
@@ -435,12 +459,12 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
         suffix = f"#{f}" if n > 1 else ""
         if im.shape[:2] != mk.shape[:2]:
             report.size_mismatch.append(Problem(
-                rel(img) + suffix, f"image is {_wxh(im)} but mask {msk.name} is {_wxh(mk)}"))
+                rel(img) + suffix, f"image is {_wxh(im)} but mask {msk.name} is {_wxh(mk)}", images=1))
             continue
         try:
             frame = analyse_mask(mk)
         except DataError as e:
-            report.other.append(Problem(rel(msk) + suffix, str(e)))
+            report.other.append(Problem(rel(msk) + suffix, str(e), images=1))
             continue
         if image.window == DEFERRED:
             windows.hu.add(im, _foreground(frame))

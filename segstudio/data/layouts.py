@@ -52,12 +52,12 @@ def detect_layout(root_or_images: str | Path, masks: str | Path | None = None) -
 
     A Decathlon root, its imagesTr folder (alone or with its labelsTr) or a KiTS root is
     recognised by its structure; any other folder is paired with `masks`, or split into images and `_seg`-style labels when
-    `masks` is None. Raises DataError only when a folder is missing.
+    `masks` is None. Raises DataError only when a folder is missing or is a file.
     """
     root = Path(root_or_images)
     for folder in (root, masks):
         if folder is not None and not Path(folder).is_dir():
-            raise DataError("folder not found")
+            raise DataError(f"{'not a folder' if Path(folder).exists() else 'folder not found'}: {folder}")
     in_decathlon = root.name.lower() == "imagestr" and _subdir(root.parent, "labelsTr") is not None
     # DICOM series folders make a dataset only of a folder without image files of its own (a
     # folder of DICOM or PNG slices next to subfolders is a 2-D dataset)

@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# "_mask", "-seg", "_Label", "_labels", "_GT"... at the end of a stem
-MASK_SUFFIX = re.compile(r"[_-](mask|seg|labels?|gt)$", re.IGNORECASE)
+# "_mask", "-seg", "_Label", "_labels", "_GT"... at the end of a stem; Cellpose's "_masks" and
+# "_cp_masks" too
+MASK_SUFFIX = re.compile(r"[_-](cp_masks|masks?|seg|labels?|gt)$", re.IGNORECASE)
+MASK_NAMES = "*_mask(s), *_cp_masks, *_seg, *_label(s) or *_gt"  # the names above, for messages
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .pairing import MASK_NAMES
+
 MIN_PAIRS = 2  # one to train on, one to validate
 
 
@@ -19,6 +21,7 @@ def training_blocker(n_pairs: int, n_train: int, n_valid: int, what: str = "imag
 class Problem:
     path: str    # file, relative to the dataset folders when possible
     reason: str  # one line, specific, human readable
+    images: int = 0  # images (frames, scans) it kept out of the dataset; 0 for a mask's own problem
 
 
 @dataclass
@@ -50,7 +53,9 @@ MAX_VOLUME_LINES = 20
 class DatasetReport:
     images_dir: str
     masks_dir: str
-    n_images: int = 0  # image items found (each frame of a multi-frame file counts)
+    # image items found: each frame of a multi-frame file, each scan of a 3-D dataset; with no
+    # masks (images_only), the readable ones
+    n_images: int = 0
     n_masks: int = 0
     n_pairs: int = 0   # usable pairs
     n_train: int = 0
@@ -69,6 +74,19 @@ class DatasetReport:
     layout: str = ""        # 3-D: "decathlon", "kits" or "folders"
     n_unlabelled: int = 0   # images without a mask (not a problem: they can be labelled later)
     n_corrected: int = 0    # masks taken from the corrections folder
+    images_only: bool = False  # no masks: the images were only read and checked
+
+    def accounting(self) -> list[tuple[str, int]]:
+        """Where every image item went, as (line, count): each frame of a multi-frame file and
+        each scan is in exactly one line. With masks the counts add up to `n_images`; with
+        images only, `n_images` is the first line (the readable ones)."""
+        lines = ([("read", self.n_images)] if self.images_only else
+                 [("usable scans" if self.volumes else "in usable pairs", self.n_pairs),
+                  ("unlabelled", self.n_unlabelled)])
+        lines += [(name, sum(p.images for p in problems)) for name, problems in (
+            ("unreadable", self.unreadable), ("with a size mismatch", self.size_mismatch),
+            ("with other problems", self.other))]
+        return [(name, n) for name, n in lines if n]
 
     def problems(self) -> list[Problem]:
         """Every problem, for a list widget (images without a mask are unlabelled, not problems)."""
@@ -77,9 +95,13 @@ class DatasetReport:
 
     def format(self) -> str:
         """A multi-line plain-text report (for the CLI, and copyable from the GUI)."""
-        lines = [f"Images folder: {self.images_dir} ({self.n_images} images)",
+        lines = [f"Images folder: {self.images_dir} ({self.n_images}{' readable' * self.images_only} images)",
                  f"Masks folder:  {self.masks_dir} ({self.n_masks} masks)" if self.masks_dir
                  else "Masks folder:  (none given: images checked only)"]
+        accounted = self.accounting()
+        if len(accounted) > 1:  # how the images add up, when they are not all in one line
+            total = sum(n for _, n in accounted)
+            lines.append(f"Images:        {total} = " + " + ".join(f"{n} {name}" for name, n in accounted))
         if self.volumes:
             n = len(self.volumes)
             lines.append(f"Volumes:       {n} usable ({self.layout} layout), {self.n_train + self.n_valid} "
@@ -90,8 +112,10 @@ class DatasetReport:
         elif self.masks_dir:
             lines.append(f"Usable pairs:  {self.n_pairs} ({self.n_train} train, {self.n_valid} valid)")
         if self.n_unlabelled:
-            lines.append(f"Unlabelled:    {self.n_unlabelled} image(s) without a mask (not used for training; "
-                         "label them in the Review)")
+            files = len(self.unmatched_images)
+            in_files = f" in {files} file(s)" if files and files != self.n_unlabelled else ""
+            lines.append(f"Unlabelled:    {self.n_unlabelled} image(s){in_files} without a mask (not used for "
+                         "training; label them in the Review)")
             shown = self.unmatched_images[:MAX_VOLUME_LINES]
             lines += [f"  {p}" for p in shown]
             if len(self.unmatched_images) > len(shown):
@@ -116,6 +140,9 @@ class DatasetReport:
         if problems:
             lines.append(f"Problems ({len(problems)}):")
             lines += [f"  {p.path}: {p.reason}" for p in problems]
+        elif self.masks_dir and not self.images_only and not self.n_pairs and self.n_images:
+            lines.append(f"No usable pairs: no image has a mask of the same name (a mask may be named "
+                         f"like its image, or {MASK_NAMES})")
         elif self.n_images or self.n_masks:
             lines.append("No problems found.")
         return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 5  # part of every key: a new version never opens an older cache
+VERSION = 6  # part of every key: a new version never opens an older cache
 KEEP = 8  # caches kept; the least recently used beyond this are deleted when a new one is made
 RECORD = "record.json"
 

@@ -167,7 +167,7 @@ def inspect_volume_images(cfg: DataConfig, layout: Layout, progress: ProgressFn 
                           should_stop: StopFn | None = None) -> DatasetReport:
     """Read every scan of a layout without labels: how many, and which cannot be read."""
     report = _new_report(cfg, layout)
-    report.n_unlabelled = 0
+    report.n_unlabelled, report.images_only = 0, True
     for done, case in enumerate(layout.cases):
         if should_stop and should_stop():
             raise Cancelled()
@@ -176,7 +176,7 @@ def inspect_volume_images(cfg: DataConfig, layout: Layout, progress: ProgressFn 
         try:
             read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
         except DataError as e:
-            report.unreadable.append(Problem(_rel(case.images[0], report), str(e)))
+            report.unreadable.append(Problem(_rel(case.images[0], report), str(e), images=1))
             report.n_images -= 1
     return report
 
@@ -208,22 +208,22 @@ def _read_labels(cases: list[Case], axis: int, report: DatasetReport, progress: 
         try:
             geometry = read_geometry(case.images[0])
         except DataError as e:
-            report.unreadable.append(Problem(_rel(case.images[0], report), str(e)))
+            report.unreadable.append(Problem(_rel(case.images[0], report), str(e), images=1))
             continue
         try:
             label = read_label(case, geometry, names)
         except DataError as e:
-            report.unreadable.append(Problem(_rel(case.label, report), str(e)))
+            report.unreadable.append(Problem(_rel(case.label, report), str(e), images=1))
             continue
         report.n_masks += 1
         reason = check_same_geometry(geometry, label)
         if reason:
-            report.size_mismatch.append(Problem(_rel(case.label, report), reason))
+            report.size_mismatch.append(Problem(_rel(case.label, report), reason, images=1))
             continue
         try:
             frame = analyse_mask(label.array, volume=True)
         except DataError as e:
-            report.other.append(Problem(_rel(case.label, report), str(e)))
+            report.other.append(Problem(_rel(case.label, report), str(e), images=1))
             continue
         frame.local = np.zeros(0, np.uint8)  # only the values are needed from here on
         channels = len(case.images) if len(case.images) > 1 else (
@@ -240,7 +240,8 @@ def _without(found: list[_Case], why: Callable, report: DatasetReport, image: bo
     for f in found:
         reason = why(f.frame if why is too_many_for_classes else f)
         if reason:
-            report.other.append(Problem(_rel(f.case.images[0] if image else f.case.label, report), reason))
+            report.other.append(Problem(_rel(f.case.images[0] if image else f.case.label, report), reason,
+                                        images=1))
         else:
             kept.append(f)
     return kept
@@ -273,7 +274,7 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
                 image = read_channels(f.case.images) if len(f.case.images) > 1 else read_volume(f.case.images[0])
                 label = read_label(f.case, image, layout.class_names).array
             except DataError as e:
-                report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e)))
+                report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e), images=1))
                 f.first = -1
                 continue
             to_class = _class_map(classes, f.frame)

@@ -231,3 +231,24 @@ def test_user_class_names_name_instance_foreground(nuclei):
     report = inspect_dataset(DataConfig(str(images), str(masks), class_names=["nucleus"]))
     assert [c.name for c in report.classes] == ["background", "nucleus"]
     assert report.mask_convention.startswith("instance labels")
+
+
+@pytest.mark.parametrize("layout", ["one folder", "one folder given as images", "two folders"])
+def test_cellpose_names_pair_as_instance_masks(tmp_path, layout):
+    """Cellpose's `x.png` + `x_masks.png` (or `x_cp_masks.png`), in its one folder or in two."""
+    images = masks = tmp_path / "cells"
+    if layout == "two folders":
+        images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i, k in enumerate((5, 8, 11, 14)):
+        Image.fromarray(rng.integers(0, 255, (64, 64), np.uint8)).save(images / f"c{i}.png")
+        Image.fromarray(discs(rng, (64, 64), k, radius=(3, 5))).save(
+            masks / f"c{i}{'_masks' if i % 2 else '_cp_masks'}.png")
+    cfg = DataConfig(str(images), "" if layout == "one folder given as images" else str(masks))
+    report = inspect_dataset(cfg)
+    assert (report.n_pairs, report.n_unlabelled, report.problems()) == (4, 0, [])
+    assert report.mask_convention.startswith("instance labels")
+    data, _ = load_dataset(cfg, 32)
+    assert sorted(data.names) == ["c0", "c1", "c2", "c3"] and data.labels == "instances"

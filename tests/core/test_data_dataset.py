@@ -224,3 +224,104 @@ def test_an_image_without_a_mask_that_cannot_be_used_says_why(data_dirs, mk):
     report = inspect_dataset(DataConfig(str(images), str(masks)))
     assert [(p.path, p.reason) for p in report.unreadable] == [("images/plan.dcm", "no pixel data (RT Plan Storage)")]
     assert "images/plan.dcm" not in report.unmatched_images
+
+
+def _adds_up(report) -> None:
+    """Every image item (each frame) is in exactly one line: the lines add up to the total, as
+    the report's "Images:" line shows."""
+    counts = dict(report.accounting())
+    assert sum(counts.values()) == report.n_images, counts
+    line = next(x for x in report.format().splitlines() if x.startswith("Images: "))
+    assert line.split("=")[0].split()[-1] == str(report.n_images)
+    assert [int(part.split()[0]) for part in line.split("=")[1].split("+")] == list(counts.values())
+
+
+def test_every_frame_of_multiframe_files_is_counted_in_one_line(data_dirs, mk):
+    """4 single-frame pairs and a 2-frame pair; a 5-frame image with a 1-frame mask; a 3-frame
+    image and a PNG without a mask; a 2-frame image whose mask frames have another size; an
+    unreadable image; a second 2-frame image of the same name: 20 images in all."""
+    images, masks = data_dirs
+    _pairs(images, masks, mk, 4)
+    frames = lambda n, arr=mk.gradient(): np.stack([arr.astype(np.int16)] * n)  # noqa: E731
+    mk.dicom(images / "dup.dcm", frames(2), multiframe=True)
+    mk.dicom(masks / "dup.dcm", frames(2, mk.square(value=1)), multiframe=True)
+    mk.dicom(images / "dup.dicom", frames(2), multiframe=True)  # same name: skipped
+    mk.dicom(images / "multi.dcm", frames(5), multiframe=True)
+    mk.png(masks / "multi.png", mk.square())
+    mk.dicom(images / "lonely.dcm", frames(3), multiframe=True)
+    mk.png(images / "lonely2.png", mk.gradient())
+    mk.dicom(images / "small.dcm", frames(2), multiframe=True)
+    mk.dicom(masks / "small.dcm", frames(2, mk.square(20, 20, 1)), multiframe=True)
+    (images / "zero.png").write_bytes(b"")
+    mk.png(masks / "zero.png", mk.square())
+    report = inspect_dataset(DataConfig(str(images), str(masks)))
+    assert (report.n_images, report.n_pairs, report.n_unlabelled) == (20, 6, 4)
+    assert dict(report.accounting()) == {"in usable pairs": 6, "unlabelled": 4, "unreadable": 1,
+                                         "with a size mismatch": 7, "with other problems": 2}
+    _adds_up(report)
+    assert "Unlabelled:    4 image(s) in 2 file(s) without a mask" in report.format()
+    _, loaded = load_dataset(DataConfig(str(images), str(masks)), 8)
+    assert loaded.accounting() == report.accounting()
+
+
+def test_pairs_none_of_which_match_do_not_say_no_problems(data_dirs, mk):
+    images, masks = data_dirs
+    mk.png(images / "a.png", mk.gradient())
+    mk.png(images / "b.png", mk.gradient())
+    text = inspect_dataset(DataConfig(str(images), str(masks))).format()
+    assert "No problems found" not in text
+    assert "No usable pairs: no image has a mask of the same name" in text and "_cp_masks" in text
+
+
+@pytest.mark.parametrize("names", [("images", "masks"), ("Images", "labels"), ("img", "GT")])
+def test_one_folder_holding_images_and_masks(tmp_path, mk, names):
+    root = tmp_path / "my data"
+    images, masks = root / names[0], root / names[1]
+    images.mkdir(parents=True)
+    masks.mkdir()
+    _pairs(images, masks, mk, 3)
+    (root / "README.txt").write_text("where the data came from")
+    cfg = DataConfig(str(root))
+    report = inspect_dataset(cfg)
+    assert (report.images_dir, report.masks_dir, report.n_pairs) == (str(images), str(masks), 3)
+    assert report.notes[0] == f"my data/ holds {names[0]}/ and {names[1]}/: read as the images and masks folders"
+    assert f"Images folder: {images} (3 images)" in report.format()
+    data, loaded = load_dataset(cfg, 8)
+    assert len(data) == 3 and data.masks_dir == str(masks) and loaded.masks_dir == str(masks)
+    assert loaded.notes[0] == report.notes[0]
+
+
+def test_split_dataset_root_leaves_other_folders_alone(tmp_path, mk):
+    from segstudio.data.discovery import split_dataset_root
+
+    root = tmp_path / "root"
+    for sub in ("images", "masks", "imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+    assert split_dataset_root(str(root), "") == (str(root / "images"), str(root / "masks"),
+                                                  "root/ holds images/ and masks/: read as the images and masks folders")
+    assert split_dataset_root(str(root), str(root / "masks")) == (str(root), str(root / "masks"), "")  # masks given
+    decathlon = tmp_path / "Task01"
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (decathlon / sub).mkdir(parents=True)
+    assert split_dataset_root(str(decathlon)) == (str(decathlon), "", "")
+    mk.png(root / "x.png", mk.gradient())  # a folder of images itself: its subfolders are not read
+    assert split_dataset_root(str(root)) == (str(root), "", "")
+    mk.png(root / "x_masks.png", mk.square())  # ... unless it holds their masks (Cellpose)
+    assert split_dataset_root(str(root)) == (str(root), str(root), "")
+    for missing in (str(tmp_path / "nowhere"), "", str(root / "x.png")):
+        assert split_dataset_root(missing) == (missing, "", "")
+
+
+@pytest.mark.parametrize("which", ["images", "masks"])
+def test_a_file_given_as_a_folder_says_so(tmp_path, mk, which):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text("# data")
+    cfg = DataConfig(str(tmp_path / "images"), str(tmp_path / "masks"))
+    setattr(cfg, which, str(readme))
+    for fn in (lambda: load_dataset(cfg, 8), lambda: inspect_dataset(cfg)):
+        with pytest.raises(DataError, match=f"^{which.capitalize()} folder is a file, not a folder: .*README.md$"):
+            fn()
+    with pytest.raises(DataError, match="^Images folder is a file, not a folder"):
+        inspect_dataset(DataConfig(str(readme)))

@@ -12,7 +12,7 @@ from segstudio.data.pairing import pair_files, pair_key
 
 
 @pytest.mark.parametrize("suffix", ["", "_mask", "_seg", "_label", "_labels", "_gt",
-                                    "-mask", "_MASK", "-Seg", "_GT", "-labels"])
+                                    "-mask", "_MASK", "-Seg", "_GT", "-labels", "_masks", "_cp_masks"])
 def test_mask_suffixes(suffix):
     img, mask = Path("case_01.png"), Path(f"case_01{suffix}.tif")
     p = pair_files([img], [mask])
@@ -23,6 +23,7 @@ def test_keys_only_strip_known_suffixes():
     assert pair_key(Path("A_Mask.png")) == "a"
     assert pair_key(Path("a_masked.png")) == "a_masked"
     assert pair_key(Path("a_gt_mask.png")) == "a_gt"
+    assert pair_key(Path("a_cp_masks.png")) == "a" and pair_key(Path("a_cp.png")) == "a_cp"
 
 
 def test_unmatched_and_duplicates():

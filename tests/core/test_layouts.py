@@ -173,15 +173,19 @@ def test_two_folders_channels_or_numbered_cases(tmp_path):
 
 
 def test_one_folder_with_seg_files_and_missing_folders(tmp_path):
-    root = tree(tmp_path / "mixed", ["a.nii.gz", "a_seg.nii.gz", "b.nrrd", "b_label.nrrd", "c.mha"])
+    """Labels beside their scans; Cellpose-style "_masks" names are labels too."""
+    root = tree(tmp_path / "mixed", ["a.nii.gz", "a_seg.nii.gz", "b.nrrd", "b_label.nrrd", "c.mha",
+                                     "d.nii.gz", "d_masks.nii.gz"])
     layout = detect_layout(root)
     assert layout.kind == "folders"
     assert summary(layout) == {"a": (["a.nii.gz"], "a_seg.nii.gz"), "b": (["b.nrrd"], "b_label.nrrd"),
-                               "c": (["c.mha"], None)}
+                               "c": (["c.mha"], None), "d": (["d.nii.gz"], "d_masks.nii.gz")}
     with pytest.raises(DataError, match="folder not found"):
         detect_layout(tmp_path / "nowhere")
     with pytest.raises(DataError, match="folder not found"):
         detect_layout(root, tmp_path / "nowhere")
+    with pytest.raises(DataError, match="not a folder: .*c.mha"):  # a file given for a folder
+        detect_layout(root / "c.mha")
 
 
 # --- the volumetric sample ---------------------------------------------------------------------

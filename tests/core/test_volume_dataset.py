@@ -201,6 +201,20 @@ def test_inspect_lists_unreadable_scans_and_a_missing_label_is_not_a_problem(cop
     assert report.n_unlabelled == 1 and "Unlabelled:    1" in report.format()
     assert [p.path for p in report.problems()] == ["imagesTr/case_006_0000.nii.gz"]
     assert len(report.volumes) == 4
+    counts = dict(report.accounting())  # every scan in one line
+    assert counts == {"usable scans": 4, "unlabelled": 1, "unreadable": 1} and sum(counts.values()) == report.n_images
+    assert "Images:        6 = 4 usable scans + 1 unlabelled + 1 unreadable" in report.format()
+
+
+def test_a_folder_holding_images_and_labels_of_scans(copy):
+    """A root with images/ and labels/ of scans (no Decathlon names) reads them as two folders;
+    the Decathlon root itself is still a Decathlon layout."""
+    (copy / "imagesTr").rename(copy / "images")
+    (copy / "labelsTr").rename(copy / "labels")
+    data, report = load_dataset(DataConfig(str(copy)), 32)
+    assert data.volumetric and len(data.volumes) == 6 and report.layout == "folders"
+    assert report.images_dir == str(copy / "images") and data.masks_dir == str(copy / "labels")
+    assert report.notes[0] == "ds/ holds images/ and labels/: read as the images and masks folders"
 
 
 def test_no_usable_scan_is_a_data_error_with_the_report(copy):
