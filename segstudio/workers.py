@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -222,17 +223,18 @@ def load_dataset_task(data: DataConfig, size: int, *, progress: ProgressFn, shou
 
 def review_task(run_dir: str, dataset, data: DataConfig | None = None, *, progress: ProgressFn,
                 should_stop: StopFn):
-    """(predictor, dataset, [ReviewItem...], note): the run's model and, when `dataset` is None,
-    the run's data (or `data`, where it is now), predicted. When that data cannot be read, the
-    dataset is None, there are no items and the note says why (the model still predicts)."""
+    """(predictor, dataset, [ReviewItem...], note): the run's model and, when `dataset` is None
+    or was prepared otherwise (another size or window), the run's data (or `data`, where it is
+    now), predicted. When that data cannot be read, the dataset is None, there are no items and
+    the note says why (the model still predicts). A continued run's items carry its parent's
+    Dice, scored as the parent's own review scores them."""
+    from segstudio.data import load_dataset
     from segstudio.inference import Predictor, review_items
 
     progress(0, 0, "Loading model")
     predictor = Predictor.load(run_dir)
     ds = dataset
-    if ds is None or ds.size != predictor.size:
-        from segstudio.data import load_dataset
-
+    if ds is None or (ds.size, ds.window) != (predictor.size, predictor.window):
         data = data or TrainConfig.load(Path(run_dir) / "config.json").data
         try:
             ds, _ = load_dataset(data, predictor.size, progress=progress, should_stop=should_stop)
@@ -246,12 +248,29 @@ def review_task(run_dir: str, dataset, data: DataConfig | None = None, *, progre
 
         progress(0, 0, "Predicting with the parent run")
         try:
-            add_parent_dice(items, Predictor.load(parent), ds, should_stop)
-        except SegstudioError:
-            pass  # the parent run was moved or deleted: no comparison
+            model = Predictor.load(parent)
+            parent_ds = _as_parent_prepared(ds, model, parent, lambda: data or TrainConfig.load(
+                Path(run_dir) / "config.json").data, should_stop)
+            add_parent_dice(items, model, parent_ds, should_stop)
+        except (SegstudioError, OSError, ValueError):
+            pass  # the parent run was moved or deleted, or its data cannot be read now: no comparison
     if should_stop():
         raise Cancelled()
     return predictor, ds, items, ""
+
+
+def _as_parent_prepared(ds, model, parent: str, data: Callable[[], DataConfig], should_stop: StopFn):
+    """The dataset `ds`'s images prepared as the parent run prepared its own (its size, window and
+    mask reading): `ds` when that is how it was prepared, else read again from `data()`'s folders."""
+    from segstudio.data import load_dataset
+    from segstudio.training.parent import parent_config, parent_data
+
+    recorded = parent_config(parent)
+    labels = recorded.data.labels if recorded is not None else "auto"
+    if (ds.size, ds.window) == (model.size, model.window) and labels in ("auto", ds.labels):
+        return ds
+    own = parent_data(data(), recorded) if recorded is not None else replace(data(), window=model.window)
+    return load_dataset(own, model.size, should_stop=should_stop)[0]
 
 
 def load_mask_task(item, ctx, predictor, *, progress: ProgressFn, should_stop: StopFn):

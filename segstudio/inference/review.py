@@ -172,12 +172,18 @@ def _mean(dice: np.ndarray) -> float:
 
 def add_parent_dice(items: list[ReviewItem], parent: Predictor, data: SegDataset,
                     should_stop: Callable[[], bool] | None = None) -> None:
-    """The parent run's mean Dice on the same validation images (a continued run's review)."""
-    by_index = {it.index: it for it in items if not it.is_scan and it.target is not None}
-    if parent.size != data.size:
-        return
-    for parent_item in review_items(parent, data, sorted(by_index), should_stop):
-        by_index[parent_item.index].parent_dice = parent_item.dice_mean
+    """The parent run's mean Dice on the same validation images (a continued run's review), as
+    its own review scores them: `data` holds those images prepared as the parent prepared its own
+    (its size, window and mask reading; parent.parent_data), matched to `items` by file and frame."""
+    by_file = {(it.source, it.frame): it for it in items if not it.is_scan and it.target is not None}
+    indices = [i for i in range(len(data)) if _file_frame(data, i) in by_file]
+    for parent_item in review_items(parent, data, indices, should_stop):
+        by_file[_file_frame(data, parent_item.index)].parent_dice = parent_item.dice_mean
+
+
+def _file_frame(data: SegDataset, i: int) -> tuple[str, int]:
+    v = data.volumes[data.item_volume[i]]
+    return v.sources[0], v.frame
 
 
 def unlabelled_items(predictor: Predictor, data: SegDataset, should_stop: Callable[[], bool] | None = None,

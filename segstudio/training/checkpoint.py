@@ -3,7 +3,8 @@
 
 Written atomically (a temporary file and a rename) after every epoch, so a run killed at any
 moment, even during the write, leaves the last complete checkpoint; only that one is kept, next
-to the best model (model.pth) the predictor loads.
+to the best model (model.pth) the predictor loads. A run that finishes removes it (unless
+TrainConfig.keep_checkpoint): a finished run is continued from its best model, not resumed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ import torch
 
 from ..errors import SegstudioError
 from ..files import write_atomic
+from . import events as ev
+from .event_json import from_json
+from .event_log import EVENTS
 
 CHECKPOINT = "checkpoint.pth"
 FORMAT = 1
+TAIL = 1 << 16  # the end of events.jsonl read for the run's last event (its last lines are short)
 
 
 def rng_state(learn) -> dict:
@@ -90,6 +95,12 @@ def load_checkpoint(run_dir: str | Path) -> dict:
     """The run's checkpoint; SegstudioError saying why when there is none to resume from."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
+        finished = finished_event(run_dir)
+        if finished is not None:
+            raise SegstudioError(f"{Path(run_dir).name} finished all {finished.epochs_done} epoch(s): there is nothing "
+                                 f"to resume (its {CHECKPOINT} was removed when it finished; --keep-checkpoint keeps "
+                                 "it). To train it further, continue from its best model: Continue training in the "
+                                 f"app, or segstudio train --init-from {run_dir}.")
         raise SegstudioError(f"{Path(run_dir).name} has no checkpoint to resume from ({CHECKPOINT} is written "
                              "after each finished epoch; runs from before segstudio saved one cannot resume).")
     try:
@@ -100,3 +111,16 @@ def load_checkpoint(run_dir: str | Path) -> dict:
     if payload.get("format") != FORMAT:
         raise SegstudioError(f"The checkpoint of {Path(run_dir).name} has an unknown format")
     return payload
+
+
+def finished_event(run_dir: str | Path):
+    """The run's Finished event when the last event in its events.jsonl is one, else None."""
+    try:
+        with open(Path(run_dir) / EVENTS, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - TAIL))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        event = from_json(next(line for line in reversed(lines) if line.strip()))
+    except (OSError, StopIteration, ValueError, TypeError):
+        return None
+    return event if isinstance(event, ev.Finished) else None

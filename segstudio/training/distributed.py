@@ -237,12 +237,13 @@ def launch_record(run_dir: Path, ranks: Ranks, bs: int, device: torch.device) ->
 
 def restarted_run(out_dir: str | Path, ranks: Ranks) -> str:
     """The run folder an elastic restart continues (the newest one this launch started that has a
-    checkpoint), or "" for a first attempt, or a launch without a rendezvous id to tell it by."""
+    checkpoint, or that finished: its checkpoint is gone), or "" for a first attempt, or a launch
+    without a rendezvous id to tell it by."""
     if not ranks.restarts or not ranks.run_id:
         return ""
     import json
 
-    from .checkpoint import CHECKPOINT
+    from .checkpoint import CHECKPOINT, finished_event
     from ..runs import default_runs_dir
 
     root = Path(out_dir) if out_dir else default_runs_dir()
@@ -252,6 +253,6 @@ def restarted_run(out_dir: str | Path, ranks: Ranks) -> str:
             same = json.loads(path.read_text(encoding="utf-8")).get("run_id") == ranks.run_id
         except (OSError, ValueError):
             continue
-        if same and (path.parent / CHECKPOINT).is_file():
+        if same and ((path.parent / CHECKPOINT).is_file() or finished_event(path.parent) is not None):
             found.append(path.parent)
     return str(max(found, key=lambda p: p.stat().st_mtime)) if found else ""

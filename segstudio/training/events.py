@@ -45,6 +45,7 @@ class Started:
     lr_lo: float
     lr_hi: float
     volumetric: bool = False  # Dice is per scan, in 3-D (else over all validation pixels)
+    parent_run: str = ""  # a continued run: the run folder whose best model it starts from
 
 
 @dataclass(frozen=True)

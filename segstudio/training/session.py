@@ -33,11 +33,12 @@ from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
-from .checkpoint import CHECKPOINT, load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CHECKPOINT, finished_event, load_checkpoint, load_optimizer, rng_state, save_checkpoint,
+                         set_rng_state)
 from .event_log import EventLog, tee
 from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
                           shard_loaders, unwrap)
-from .parent import Parent, fine_tune_config, load_parent
+from .parent import Parent, fine_tune_config, inherit_preprocessing, load_parent, parent_config
 from .deep_supervision import deployable_state
 from .schedules import fit_poly
 from .patches import input_mode, preview_tiles
@@ -83,13 +84,19 @@ class TrainingSession:
                 on_event(ev.WarningEvent(warning))
             if not resume and ranks.restarts:
                 resume = group.share(restarted_run(config.out_dir, ranks) if ranks.main else "")
+                ended = finished_event(resume) if resume else None  # rank 0 finished it before the restart
                 on_event(ev.WarningEvent(f"torchrun restarted the launch (restart {ranks.restarts}): " + (
+                    f"{resume} had finished; nothing is left to train." if ended else
                     f"resuming {resume}." if resume else "no checkpoint of it to resume (give torchrun a "
                     "--rdzv-id or --standalone to resume restarts); starting again.")))
+                if ended:
+                    return self._emit(on_event, ended)
             checkpoint = group.share(load_checkpoint(resume) if ranks.main else None) if resume else None
             if checkpoint is not None and config.schedule == Schedule.fine_tune and config.freeze_epochs:
                 raise SegstudioError("Resume continues one_cycle runs; this one used fine_tune with frozen "
                                      "epochs. Continue from its best model instead (--init-from).")
+            if config.init_from and checkpoint is None:  # a new continued run: its parent's preprocessing
+                dataset, config = _inherit(config, dataset)
             with group.main_first():  # rank 0 builds the slice cache; the others open it
                 data = dataset if dataset is not None else self._load(config, on_event)
                 data, config = self._input(config, data, on_event)
@@ -118,7 +125,7 @@ class TrainingSession:
                 self._distribute(built, config, run_dir, device)
             for message in built.warnings:
                 on_event(ev.WarningEvent(message))
-            reporter = self._train(config, data, built, run_dir, device, on_event, checkpoint)
+            reporter = self._train(config, data, built, run_dir, device, on_event, checkpoint, parent)
             guard = built.learn.cbs.filter(lambda c: isinstance(c, StopGuard))[0]
             if guard.failure:
                 return self._emit(on_event, ev.Failed(guard.failure, advice=(
@@ -136,7 +143,10 @@ class TrainingSession:
                 on_event(ev.WarningEvent(
                     f"The best validation Dice is {best:.3f}: the model has not learned the classes yet. "
                     "Train longer, or check the learning rate (Find LR) and the masks."))
-            return self._emit(on_event, ev.Finished(str(run_dir), reporter.best_epoch, best, reporter.epochs_done))
+            finished = self._emit(on_event, ev.Finished(str(run_dir), reporter.best_epoch, best, reporter.epochs_done))
+            if ranks.main and not config.keep_checkpoint:  # recorded as finished first: continued, not resumed
+                _remove_checkpoint(run_dir)
+            return finished
         except Cancelled:
             return self._emit(on_event, ev.Cancelled(str(run_dir or ""), 0, math.nan))
         except BaseException as exc:  # noqa: BLE001 - every failure becomes an event
@@ -203,7 +213,8 @@ class TrainingSession:
         return data
 
     def _train(self, config: TrainConfig, data: SegDataset, built: BuiltLearner, run_dir: Path,
-               device, on_event: EventFn, checkpoint: dict | None = None) -> EventReporter:
+               device, on_event: EventFn, checkpoint: dict | None = None,
+               parent: Parent | None = None) -> EventReporter:
         learn = built.learn
         lo, hi = config.lrs(built.pretrained)
         frozen_epochs = (config.freeze_epochs if config.schedule == Schedule.fine_tune and built.pretrained
@@ -241,9 +252,10 @@ class TrainingSession:
             if main:
                 save_model(run_dir, deployable_state(unwrap(learn.model)),
                            {**meta, "epoch": 0, "dice_mean": reporter.best_dice})
+            inputs = " with this run's inputs (see above)" if parent is not None and parent.changes else ""
             on_event(ev.WarningEvent(f"Continuing from {Path(config.init_from).name}: its model scores Dice "
-                                     f"{reporter.best_dice:.3f} on this validation set; an epoch is kept only "
-                                     "when it does better."))
+                                     f"{reporter.best_dice:.3f} on this validation set{inputs}; an epoch is kept "
+                                     "only when it does better."))
         learn.add_cbs([StopGuard(self._stop, agree=group.most if self.ranks.active else None), reporter])
         plan = lr_plan(lo, hi)
         if not frozen_epochs:
@@ -252,7 +264,8 @@ class TrainingSession:
                             pretrained=built.pretrained, groups=group_info(learn, plan, config.arch.value),
                             codes=tuple(data.codes), n_train=len(data.train_idx), n_valid=len(data.valid_idx),
                             epochs=frozen_epochs + config.epochs, iters_per_epoch=len(learn.dls.train),
-                            run_dir=str(run_dir), lr_lo=lo, lr_hi=hi, volumetric=data.volumetric))
+                            run_dir=str(run_dir), lr_lo=lo, lr_hi=hi, volumetric=data.volumetric,
+                            parent_run=config.init_from))
         done = 0
         if checkpoint is not None:  # after Started: the plots start from the epochs done
             done = self._restore(learn, reporter, checkpoint, data, config, on_event)
@@ -306,6 +319,28 @@ class TrainingSession:
         return event
 
 
+def _inherit(config: TrainConfig, dataset: SegDataset | None) -> tuple[SegDataset | None, TrainConfig]:
+    """A continued run's config with its parent's decisions where it leaves them to the data
+    (parent.inherit_preprocessing); a dataset handed over that was read with other settings is
+    dropped, to be read again as the parent read its images (one without folders is kept)."""
+    recorded = parent_config(config.init_from)
+    if recorded is None:
+        return dataset, config
+    inherited = inherit_preprocessing(config, recorded)
+    if dataset is not None and inherited.data != config.data and config.data.images:
+        dataset = None
+    return dataset, inherited
+
+
+def _remove_checkpoint(run_dir: Path) -> None:
+    """A finished run's checkpoint.pth (about three times the model): it only serves to resume an
+    unfinished run. One that cannot be removed stays; the run has finished all the same."""
+    try:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _failures_only(on_event: EventFn) -> EventFn:
     def emit(event):
         if isinstance(event, ev.Failed):
@@ -329,7 +364,8 @@ def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> di
     mean, std = built.stats
     meta = {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": model_inputs(data),
             "n_out": len(data.codes), "codes": list(data.codes), "size": data.size, "mean": list(mean),
-            "std": list(std), "window": data.window, "pretrained": built.pretrained}
+            "std": list(std), "window": data.window, "pretrained": built.pretrained,
+            "channels": data.n_channels}  # grey (1) or colour (3) images: the predictor says when others come
     if built.norm != "batch":  # the predictor builds the same layers
         meta["norm"] = built.norm
     if config.init_from:
@@ -379,7 +415,7 @@ def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
             "Lower the batch size or the image size, or pick a smaller architecture (resnet18)."),
             run_dir=str(run_dir or ""))
     if isinstance(exc, OSError) and exc.errno in DISK_FULL + UNWRITABLE:
-        return ev.Failed(write_failure(exc), advice=resume_advice(run_dir), run_dir=str(run_dir or ""))
+        return ev.Failed(write_failure(exc), advice=resume_advice(exc, run_dir), run_dir=str(run_dir or ""))
     if isinstance(exc, SegstudioError):
         return ev.Failed(str(exc), run_dir=str(run_dir or ""))
     if isinstance(exc, KeyboardInterrupt):
@@ -401,11 +437,15 @@ def write_failure(exc: OSError) -> str:
     return f"The run folder cannot be written{where}: {exc.strerror or exc}."
 
 
-def resume_advice(run_dir: Path | None) -> str:
+def resume_advice(exc: OSError, run_dir: Path | None) -> str:
+    """What to do after `exc` stopped a run from writing its files: free space (a full disk) or
+    fix the permissions (an unwritable folder), then start again or resume."""
+    fix = ("free some space" if exc.errno in DISK_FULL else
+           "make the folder writable (its permissions, or a read-only disk)")
     if run_dir is None or not (run_dir / CHECKPOINT).is_file():
-        return "Free some space or choose another runs folder, then start the run again."
-    return (f"The last complete checkpoint and the best model in {run_dir} are kept: free some space (or fix the "
-            f"folder's permissions), then resume the run (File > Resume run…, or segstudio train --resume {run_dir}).")
+        return f"Choose another runs folder, or {fix}; then start the run again."
+    return (f"The last complete checkpoint and the best model in {run_dir} are kept: {fix}, then resume the run "
+            f"(File > Resume run…, or segstudio train --resume {run_dir}).")
 
 
 def _release_device_memory() -> None:

@@ -8,15 +8,18 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from segstudio.cli import main
-from segstudio.config import Arch
+from segstudio.config import Arch, DataConfig, TrainConfig
+from segstudio.data.corrections import corrections_dir
 from segstudio.inference import Predictor
 from segstudio.inference.review import unlabelled_items
 from segstudio.training import events as ev
 from segstudio.training.parent import FINE_TUNE_DIVISOR, continue_config
 from segstudio.training.session import TrainingSession
+from segstudio.workers import review_task
 from tests.conftest import tiny_config
 
 DICE_FLOOR = 0.5
@@ -90,3 +93,81 @@ def test_predict_uncertainty_writes_maps_and_a_ranking(trained_run, sample_dirs,
     u = np.asarray(Image.open(out / first.replace(".png", "_uncertainty.png")))
     assert u.shape == np.asarray(Image.open(out / first)).shape and u.dtype == np.uint8
     assert abs(u.mean() / 255 - values[0]) < 0.01  # the map is what the ranking averaged
+
+
+@pytest.fixture(scope="module")
+def corrected(sample_dirs, tmp_path_factory):
+    """A third of the sample (a CT dataset, every patient) with one mask corrected as the review
+    saves it: the liver drawn over body and air, so the window "auto" computes from the masks moves."""
+    root = tmp_path_factory.mktemp("corrected")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    shutil.copytree(sample_dirs[1], masks, ignore=lambda folder, names: [n for n in names if n.endswith(".png")])
+    for image in sorted(sample_dirs[0].iterdir())[::3]:
+        shutil.copy(image, images)
+        shutil.copy(sample_dirs[1] / f"{image.stem}.png", masks)
+    first = sorted(masks.glob("*.png"))[0]
+    mask = np.zeros_like(np.asarray(Image.open(first)))
+    mask[: mask.shape[0] // 2] = 1
+    corrections_dir(masks).mkdir()
+    Image.fromarray(mask).save(corrections_dir(masks) / first.name)
+    return DataConfig(images=str(images), masks=str(masks))
+
+
+def reviewed(run_dir: str, data: DataConfig | None = None) -> dict:
+    """The run's review items by (file, frame), as the app computes them."""
+    _, _, items, note = review_task(run_dir, None, data, progress=lambda *a: None, should_stop=lambda: False)
+    assert items, note
+    return {(it.source, it.frame): it for it in items}
+
+
+def parents_own_review(parent_dir: str, data: DataConfig) -> dict:
+    """The parent's review on the corrected data: its own settings, its data where it is now."""
+    recorded = TrainConfig.load(Path(parent_dir) / "config.json").data
+    return reviewed(parent_dir, DataConfig(**{**vars(recorded), "images": data.images, "masks": data.masks}))
+
+
+def continued(parent_dir: str, data: DataConfig, tmp_path, **data_settings):
+    """A one-epoch run continued from `parent_dir` on `data`, as the app's Continue starts it."""
+    base = tiny_config(tmp_path, data=DataConfig(**{**vars(data), **data_settings}))
+    config = continue_config(parent_dir, base)
+    config.epochs = 1
+    events = []
+    final = TrainingSession().run(config, events.append)
+    assert isinstance(final, ev.Finished), final
+    return final, events
+
+
+def test_a_continued_run_sees_its_inputs_as_its_parent_did(trained_run, corrected, tmp_path):
+    parent_final, _ = trained_run
+    parent = Path(parent_final.run_dir)
+    final, events = continued(parent_final.run_dir, corrected, tmp_path)
+    window = json.loads((parent / "config.json").read_text())["data"]["window"]
+    child = Path(final.run_dir)
+    # not recomputed from the corrected masks: the parent's window, as recorded by both
+    assert json.loads((child / "config.json").read_text())["data"]["window"] == window
+    assert json.loads((child / "model.json").read_text())["window"] == window
+    assert json.loads((child / "config.json").read_text())["data"]["labels"] == "classes"
+    assert not [e for e in events if isinstance(e, ev.WarningEvent) and "prepares images unlike" in e.message]
+    started = next(e for e in events if isinstance(e, ev.Started))
+    assert started.parent_run == str(parent.absolute())  # the log says whose weights it starts from
+    # the Parent Dice beside the child is the parent's own review of the same images
+    own, child_items = parents_own_review(parent_final.run_dir, corrected), reviewed(final.run_dir)
+    assert set(child_items) <= set(own)
+    scores = [(child_items[k].parent_dice, own[k].dice_mean) for k in child_items]
+    assert any(math.isfinite(a) for a, _ in scores)
+    assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in scores), scores
+
+
+def test_a_changed_window_is_said_and_the_parent_still_scored_as_its_own_review(trained_run, corrected, tmp_path):
+    parent_final, _ = trained_run
+    final, events = continued(parent_final.run_dir, corrected, tmp_path, window="2000/300")
+    assert json.loads((Path(final.run_dir) / "model.json").read_text())["window"] == "2000/300"  # the user's
+    recorded = json.loads((Path(parent_final.run_dir) / "config.json").read_text())["data"]["window"]
+    said = [e.message for e in events if isinstance(e, ev.WarningEvent)]
+    assert any(f"window 2000/300 (parent: {recorded})" in m for m in said), said
+    assert any("its model scores Dice" in m and "with this run's inputs" in m for m in said), said
+    own, child_items = parents_own_review(parent_final.run_dir, corrected), reviewed(final.run_dir)
+    scores = [(child_items[k].parent_dice, own[k].dice_mean) for k in child_items]
+    assert any(math.isfinite(a) for a, _ in scores)
+    assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in scores), scores

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from segstudio.config import TrainConfig
+from segstudio.training import events as ev
 from segstudio.training.distributed import Ranks, process_batch, ranks_from_env, restarted_run
+from segstudio.training.event_json import to_json
 from segstudio.training.loaders import build_dataloaders
 from segstudio.training.metrics import VolumeDice
 
@@ -83,6 +85,25 @@ def test_ranks_and_restarts_are_read_from_torchrun(tmp_path):
     assert restarted_run(tmp_path, ranks) == str(tmp_path / "b")
     assert restarted_run(tmp_path, Ranks(0, 2, 0, 0, "job-42")) == ""  # a first attempt starts a run
     assert restarted_run(tmp_path, Ranks(0, 2, 0, 1, "")) == ""  # no id to tell this launch's run by
+
+
+def test_a_restart_after_the_run_finished_trains_nothing_again(tmp_path):
+    """Rank 0 removes a finished run's checkpoint; a rank failing after that restarts the launch."""
+    from segstudio.training.session import TrainingSession
+    from tests.conftest import tiny_config
+
+    run = tmp_path / "runs" / "done"
+    run.mkdir(parents=True)
+    (run / "distributed.json").write_text(json.dumps({"run_id": "job-42"}))
+    finished = ev.Finished(str(run), 1, 0.9, 2)
+    (run / "events.jsonl").write_text(to_json(ev.WarningEvent("earlier")) + "\n" + to_json(finished) + "\n")
+    assert restarted_run(tmp_path / "runs", Ranks(0, 1, 0, 1, "job-42")) == str(run)
+    events = []
+    final = TrainingSession(Ranks(0, 1, 0, 1, "job-42")).run(tiny_config(tmp_path), events.append)
+    assert final == finished, final
+    assert any("restart 1" in e.message and "had finished; nothing is left to train" in e.message
+               for e in events if isinstance(e, ev.WarningEvent))
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["done"]  # no new run started
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ GROUPS = (ev.GroupInfo("encoder 1", 10, 1e-4, True), ev.GroupInfo("head", 5, 1e-
 EXAMPLES = [
     ev.Progress(3, 10, "Reading a.png"),
     ev.Started("cpu", "CPU", False, False, GROUPS, ("background", "liver"), 8, 2, 3, 4, "/runs/r", 1e-4, 1e-3),
+    ev.Started("cpu", "CPU", False, False, GROUPS, ("background", "liver"), 8, 2, 3, 4, "/runs/r", 1e-4, 1e-3,
+               parent_run="/runs/parent"),  # a continued run: whose weights it starts from
     ev.PhaseChanged("unfrozen", GROUPS),
     ev.BatchEnd(0, 7, 12, 0.5, (1e-4, 1e-3)),
     ev.EpochEnd(1, 3, 0.4, 0.3, (0.99, float("nan")), float("nan"), 2.5, True),

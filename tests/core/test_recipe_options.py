@@ -82,7 +82,7 @@ def test_nnunet_recipe_trains_predicts_and_resumes(sample_data, tmp_path):
 
     events = []
     cfg = tiny_config(tmp_path, schedule=Schedule.poly, deep_supervision=True, norm=Norm.instance,
-                      epochs=TRAIN_EPOCHS, bs=4, augment=False)
+                      epochs=TRAIN_EPOCHS, bs=4, augment=False, keep_checkpoint=True)
     final = TrainingSession().run(cfg, events.append, dataset=sample_data)
     assert isinstance(final, ev.Finished), final
     assert final.best_dice > DICE_FLOOR, [e.dice_mean for e in of(events, ev.EpochEnd)]

@@ -30,10 +30,12 @@ EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def uninterrupted(sample_data, tmp_path_factory):
-    cfg = tiny_config(tmp_path_factory.mktemp("whole"), epochs=EPOCHS, bs=4, size=64, augment=False)
+    cfg = tiny_config(tmp_path_factory.mktemp("whole"), epochs=EPOCHS, bs=4, size=64, augment=False,
+                      keep_checkpoint=True)
     events = []
     final = TrainingSession().run(cfg, events.append, dataset=sample_data)
     assert isinstance(final, ev.Finished)
+    assert (Path(final.run_dir) / CHECKPOINT).is_file()  # finished, and kept as asked
     return final, events
 
 
@@ -42,7 +44,7 @@ def uninterrupted_first_batch(uninterrupted):
 
 
 def test_a_stopped_run_resumes_to_the_same_model(uninterrupted, sample_data, tmp_path):
-    cfg = tiny_config(tmp_path, epochs=EPOCHS, bs=4, size=64, augment=False)
+    cfg = tiny_config(tmp_path, epochs=EPOCHS, bs=4, size=64, augment=False, keep_checkpoint=True)
     session = TrainingSession()
 
     def stop_after_first_epoch(e):
@@ -93,7 +95,8 @@ def test_a_run_killed_with_sigkill_resumes_from_the_cli(uninterrupted, sample_di
     assert main(["train", "--resume", str(run_dir)]) == 0
     rows = json.loads((run_dir / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 2))
-    assert load_checkpoint(run_dir)["epochs_done"] == EPOCHS + 1
+    assert not (run_dir / CHECKPOINT).exists()  # finished: removed (--keep-checkpoint keeps it)
+    assert (run_dir / "model.pth").is_file()
 
 
 def test_resume_without_a_checkpoint_says_why(tmp_path):
@@ -120,6 +123,7 @@ def test_a_full_disk_ends_the_run_and_keeps_the_last_checkpoint(sample_data, tmp
     final = TrainingSession().run(cfg, lambda e: None, dataset=sample_data)
     assert isinstance(final, ev.Failed) and "disk is full" in final.message, final
     assert final.run_dir and "--resume" in final.advice and "kept" in final.advice
+    assert "free some space" in final.advice and "permissions" not in final.advice
     assert load_checkpoint(final.run_dir)["epochs_done"] == 1  # the last complete one
     assert (Path(final.run_dir) / "model.pth").is_file()
     assert not [p for p in Path(final.run_dir).iterdir() if p.name.startswith(".")]  # no half-written file
@@ -134,3 +138,4 @@ def test_an_unwritable_runs_folder_is_a_clear_failure(sample_data, tmp_path, mon
     final = TrainingSession().run(tiny_config(tmp_path, epochs=1), lambda e: None, dataset=sample_data)
     assert isinstance(final, ev.Failed) and "cannot be written" in final.message, final
     assert "Permission denied" in final.message and "another runs folder" in final.advice
+    assert "space" not in final.advice and "writable" in final.advice  # the advice fits the problem

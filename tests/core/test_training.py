@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from segstudio.config import Schedule
+from segstudio.config import Schedule, TrainConfig
 from segstudio.training import events as ev
+from segstudio.training.checkpoint import CHECKPOINT
 from segstudio.training.session import TrainingSession
 from tests.conftest import TRAIN_EPOCHS, tiny_config
 
@@ -60,6 +61,7 @@ def test_run_folder_is_complete(trained_run, sample_data):
     state = torch.load(run / "model.pth", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert not list(run.glob(".*"))  # no temporary files left behind
+    assert not (run / CHECKPOINT).exists()  # a finished run is continued from its model, not resumed
     from segstudio.files import FILE_MODE
 
     assert all((p.stat().st_mode & 0o777) == FILE_MODE for p in run.iterdir())  # not mkstemp's 0600
@@ -335,3 +337,12 @@ def test_a_run_that_learned_nothing_says_so(sample_data, tmp_path, monkeypatch, 
     said = any("has not learned" in e.message for e in of(events, ev.WarningEvent))
     assert said == warned
 
+
+
+def test_resuming_a_finished_run_says_it_finished_and_how_to_go_on(trained_run, sample_data):
+    final, _ = trained_run
+    config = TrainConfig.load(f"{final.run_dir}/config.json")
+    failed = TrainingSession().run(config, lambda e: None, dataset=sample_data, resume=final.run_dir)
+    assert isinstance(failed, ev.Failed), failed
+    assert f"finished all {TRAIN_EPOCHS} epoch(s)" in failed.message and "--init-from" in failed.message
+    assert "--keep-checkpoint" in failed.message
