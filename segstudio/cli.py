@@ -18,7 +18,13 @@ from .config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, A
                      Loss, Norm, Precision, Schedule, TrainConfig)
 
 
+IMAGES_HELP = ("image folder (PNG, TIFF, JPEG, DICOM...), a folder of 3-D scans, or a dataset root: a "
+               "Decathlon / nnU-Net or KiTS folder, or one holding images/ and masks/")
+MASKS_HELP = "mask folder, masks paired with images by name"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="segstudio", description="Train and review segmentation networks.")
     p.add_argument("--version", action="store_true", help="print versions and the compute device")
     p.add_argument("--demo", action="store_true", help="open the app with the built-in sample dataset")
@@ -34,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     ins = sub.add_parser("inspect", help="print the dataset report")
-    ins.add_argument("--images", required=True)
-    ins.add_argument("--masks", default="")
+    ins.add_argument("--images", required=True, help=IMAGES_HELP)
+    ins.add_argument("--masks", default="", help=MASKS_HELP + "; without it, the images are checked alone")
     ins.add_argument("--window", default="auto", help="DICOM window: auto, file, percentile, a preset or W/L")
     ins.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"],
                      help="3-D scans: the slices to count")
@@ -45,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = tr.add_mutually_exclusive_group()
     src.add_argument("--demo", action="store_true", help="train on the built-in sample dataset")
     src.add_argument("--demo-volumes", action="store_true", help="train on the built-in sample of 3-D scans")
-    src.add_argument("--images")
-    tr.add_argument("--masks")
+    src.add_argument("--images", help=IMAGES_HELP)
+    tr.add_argument("--masks", help=MASKS_HELP)
     tr.add_argument("--config", help="a saved TrainConfig JSON (e.g. a run's config.json)")
     tr.add_argument("--data-root", help="the folder the config's relative data folders are in (a cluster job)")
     tr.add_argument("--resume", metavar="RUN_DIR",
@@ -54,15 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init-from", metavar="RUN_DIR",
                     help="continue from a run: start from its best model, on its data (with any corrections) "
                          "unless --images is given, for a few epochs at lower learning rates")
-    tr.add_argument("--epochs", type=at_least(1))
+    tr.add_argument("--epochs", type=at_least(1), help=f"default {defaults.epochs}")
     tr.add_argument("--size", type=at_least(32), help="training image size in pixels (square): the whole image "
-                                                      "resized to it, or the patch size")
+                                                      f"resized to it, or the patch size (default {defaults.size})")
     tr.add_argument("--input", dest="input_mode", choices=[m.value for m in InputMode],
                     help="whole images resized, or patches at native resolution predicted by sliding window "
                          "(default auto: patches when the images' longer side is at least 3 x --size)")
     tr.add_argument("--scale", type=scale_factor, help="patches: scale the images by this factor first (0.5: half)")
-    tr.add_argument("--bs", type=at_least(1), help="batch size")
-    tr.add_argument("--arch", choices=[a.value for a in Arch])
+    tr.add_argument("--bs", type=at_least(1), help=f"batch size (default {defaults.bs})")
+    tr.add_argument("--arch", choices=[a.value for a in Arch],
+                    help=f"the U-Net's encoder (default {defaults.arch.value})")
     tr.add_argument("--lr-lo", type=learning_rate, help="learning rate of the earliest encoder group")
     tr.add_argument("--lr-hi", type=learning_rate, help="learning rate of the decoder")
     tr.add_argument("--schedule", choices=[s.value for s in Schedule])
@@ -89,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--empty-share", type=validation_share,
                     help="share of the slices without foreground used each epoch (a fraction or a percentage)")
     tr.add_argument("--out", help="runs folder (default: the user data folder)")
+    tr.add_argument("--keep-checkpoint", action="store_true", default=None,
+                    help="keep checkpoint.pth (model and optimizer, about 3x the model) when the run finishes; "
+                         "it is only needed to resume an unfinished run, and removed otherwise")
     tr.add_argument("--name", help="run name")
     tr.add_argument("--events", choices=["text", "jsonl"], default="text",
                     help="jsonl: print every event (batches, epochs, previews, the end) as one JSON object "
@@ -97,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="write one mask PNG per image")
     pr.add_argument("--model", required=True,
                     help="a run folder holding model.pth + model.json, or a model.onnx `segstudio export` wrote")
-    pr.add_argument("--images", required=True)
-    pr.add_argument("--out", required=True)
+    pr.add_argument("--images", required=True,
+                    help="the images (or 3-D scans) to predict; a Decathlon / nnU-Net dataset root: its imagesTs")
+    pr.add_argument("--out", required=True, help="the folder to write the masks into (segstudio replaces only "
+                                                 "files it wrote there itself)")
     pr.add_argument("--device", default="auto", choices=[d.value for d in Device])
     pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy)")
     pr.add_argument("--dicom-seg", action="store_true",
@@ -121,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_job import add_parser as add_job_parser
 
     add_job_parser(sub)
+    from .cli_evaluate import add_parser as add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return p
 
 
@@ -193,10 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_app(demo=args.demo, demo_volumes=args.demo_volumes, images=args.images, masks=args.masks)
     from .cli_weights import run as cmd_weights
     from .cli_job import run as cmd_job
+    from .cli_evaluate import run as cmd_evaluate
 
     return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict,
             "export": cmd_export, "weights": cmd_weights,
-            "job": cmd_job}[args.command](args)
+            "job": cmd_job, "evaluate": cmd_evaluate}[args.command](args)
 
 
 def prepare_process() -> None:
@@ -264,9 +280,23 @@ def cmd_inspect(args) -> int:
         print(report.format())
     except BrokenPipeError:  # `segstudio inspect … | head`: the reader has what it wanted
         sys.stdout = open(os.devnull, "w", encoding="utf-8")
-    labelled = args.masks or report.n_masks  # a 3-D layout holds its labels itself
-    usable = report.n_pairs and not report.cannot_train if labelled else report.n_images
-    return 0 if usable else 1
+    why = inspect_failure(report, labelled=not report.images_only)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+    return 1 if why else 0
+
+
+def inspect_failure(report, labelled: bool) -> str:
+    """Why `inspect` exits 1 ("" when the dataset can be used): nothing to train on, or no
+    readable image."""
+    if not labelled:
+        return "" if report.n_images else "no readable image found (see the report above)"
+    if report.cannot_train:
+        return f"cannot train: {report.cannot_train}"
+    if not report.n_pairs:
+        return (f"no usable image/mask pairs among {report.n_images} image(s) and {report.n_masks} mask(s): "
+                "masks pair with images by name (see the report above)")
+    return ""
 
 
 def train_config(args) -> TrainConfig:
@@ -300,7 +330,7 @@ def train_config(args) -> TrainConfig:
             "loss": args.loss and Loss(args.loss), "device": args.device and Device(args.device),
             "precision": args.precision and Precision(args.precision), "scale": args.scale,
             "input_mode": args.input_mode and InputMode(args.input_mode), "norm": args.norm and Norm(args.norm),
-            "deep_supervision": args.deep_supervision}
+            "deep_supervision": args.deep_supervision, "keep_checkpoint": args.keep_checkpoint}
     for key, value in opts.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -337,11 +367,21 @@ def cmd_train(args) -> int:
         return 2
     if args.resume and args.device:
         cfg.device = Device(args.device)
+    if args.resume and args.keep_checkpoint:
+        cfg.keep_checkpoint = True
     if not cfg.data.images:
         print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2
+    from .inference.outputs import NotWritable, check_writable
+    from .runs import default_runs_dir
+
+    try:  # before the data is read: a run folder that cannot be written fails at once
+        check_writable(args.resume or cfg.out_dir or default_runs_dir(), "run folder" if args.resume else "runs folder")
+    except NotWritable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     session, result = TrainingSession(), {}
-    printer = EventPrinter(ev) if args.events == "text" else json_lines
+    printer = EventPrinter(ev, cfg.arch.value) if args.events == "text" else json_lines
 
     def stop(signum, frame):
         print("\nStopping after the current batch (the best checkpoint is kept)...", file=sys.stderr)
@@ -373,8 +413,8 @@ def json_lines(event) -> None:
 class EventPrinter:
     """Prints one line per epoch, warnings to stderr, and the run folder at the end."""
 
-    def __init__(self, ev):
-        self.ev, self.codes, self.loading = ev, (), False
+    def __init__(self, ev, arch: str = ""):
+        self.ev, self.arch, self.codes, self.loading = ev, arch, (), False
 
     def __call__(self, e) -> None:
         ev = self.ev
@@ -384,7 +424,8 @@ class EventPrinter:
         elif isinstance(e, ev.Started):
             self.codes = e.codes
             lrs = ", ".join(f"{g.name} {g.lr:.1e}{' (frozen)' if g.frozen else ''}" for g in e.groups)
-            print(f"training on {e.device_name}{' with mixed precision' if e.mixed_precision else ''}: "
+            model = f"a {self.arch} U-Net " if self.arch else ""
+            print(f"training {model}on {e.device_name}{' with mixed precision' if e.mixed_precision else ''}: "
                   f"{e.n_train} train / {e.n_valid} valid images, classes {', '.join(e.codes)}, "
                   f"{'pretrained' if e.pretrained else 'random'} encoder\nlearning rates: {lrs}\nrun folder: {e.run_dir}")
         elif isinstance(e, ev.EpochEnd):
@@ -405,13 +446,18 @@ class EventPrinter:
 def cmd_predict(args) -> int:
     from .errors import SegstudioError
     from .inference import Predictor
+    from .inference.outputs import NotWritable, check_writable
 
     try:
+        check_writable(args.out)  # before the model is loaded and anything predicted
         predictor = Predictor.load(args.model, device=args.device)
         predictor.tta = args.tta
         report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities,
                                           dicom_seg=args.dicom_seg, nifti=args.nifti,
-                                          uncertainty=args.uncertainty)
+                                          uncertainty=args.uncertainty, progress=ProgressPrinter())
+    except NotWritable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -434,12 +480,49 @@ def cmd_predict(args) -> int:
     return 0 if report.written or report.dicom_segs else 1
 
 
+class ProgressPrinter:
+    """predict_folder's progress on stderr: which image (or scan) of how many, time spent and time
+    left; a line when it starts, then at most one every `every` seconds, and one at the end."""
+
+    def __init__(self, every: float = 5.0, clock=None):
+        import time
+
+        self.every, self.clock = every, clock or time.monotonic
+        self.start = self.last = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        now = self.clock()
+        if self.start is None:
+            self.start = now
+        elif done < total and now - self.last < self.every:
+            return
+        self.last = now
+        spent = now - self.start
+        if done >= total:
+            print(f"predicted {total} of {total} in {clock_time(spent)}", file=sys.stderr, flush=True)
+            return
+        left = f", about {clock_time(spent / done * (total - done))} left" if done else ""
+        print(f"predicting {done + 1} of {total}: {name} ({clock_time(spent)} so far{left})",
+              file=sys.stderr, flush=True)
+
+
+def clock_time(seconds: float) -> str:
+    """0:07, 12:30, 1:02:03."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def cmd_export(args) -> int:
     from .errors import SegstudioError
     from .inference.export import export_model
+    from .inference.outputs import NotWritable
 
     try:
         report = export_model(args.model, args.format, args.out)
+    except NotWritable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if "differs from PyTorch" in str(exc) else 2
@@ -448,5 +531,7 @@ def cmd_export(args) -> int:
     print(f"  {meta['arch']} U-Net, classes {', '.join(meta['codes'])}, {meta['size']} px, window {meta['window']}")
     print(f"  input:  {meta['exported']['input']}")
     print(f"  output: {meta['exported']['output']}")
-    print(f"checked against PyTorch: max abs difference {report.max_abs_diff:.2e} (tolerance {report.tolerance:.0e})")
+    print(f"checked against PyTorch on sample images: probabilities differ by at most {report.max_abs_diff:.1e} "
+          f"(tolerance {report.tolerance:.1e}: float32 precision at this model's largest logit, "
+          f"{report.logit_scale:.0f}); the masks agree on {report.mask_agreement:.2%} of the pixels")
     return 0

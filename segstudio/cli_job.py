@@ -12,7 +12,8 @@ def add_parser(subparsers) -> None:
     sub = job.add_subparsers(dest="job_command", required=True)
     ex = sub.add_parser("export", help="write a job folder: config, dataset manifest, job.slurm, run_local.sh")
     ex.add_argument("--config", required=True, help="a saved TrainConfig JSON (e.g. a run's config.json)")
-    ex.add_argument("--data-root", required=True, help="the folder holding the config's data folders")
+    ex.add_argument("--data-root", help="the folder holding the config's data folders (default: the common "
+                                        "parent of the image and mask folders)")
     ex.add_argument("--out", required=True, metavar="JOB_DIR", help="the job folder to write (new or empty)")
     ex.add_argument("--nodes", type=_positive, default=1)
     ex.add_argument("--gpus", type=_positive, default=1, help="GPUs per node")
@@ -32,7 +33,7 @@ def _positive(text: str) -> int:
 
 
 def run(args) -> int:
-    from .cluster_job import check_job, write_job
+    from .cluster_job import check_job, default_data_root, write_job
     from .config import TrainConfig
     from .errors import SegstudioError
 
@@ -44,12 +45,13 @@ def run(args) -> int:
                   file=sys.stdout if check.ok else sys.stderr)
             return 0 if check.ok else 1
         config = TrainConfig.load(args.config)
-        job = write_job(config, args.data_root, args.out, args.nodes, args.gpus, time_limit=args.time,
+        root = args.data_root or default_data_root(config.data.images, config.data.masks)
+        job = write_job(config, root, args.out, args.nodes, args.gpus, time_limit=args.time,
                         cpus_per_task=args.cpus or 0, job_name=args.name)
     except (OSError, ValueError, SegstudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {job.path}: {job.n_files} dataset files in the manifest, {job.nodes} node(s) x "
+    print(f"wrote {job.path}: {job.n_files} dataset files under {root} in the manifest, {job.nodes} node(s) x "
           f"{job.gpus_per_node} GPU(s)\ncopy it and the dataset to the cluster (see README.txt there), then: "
           "sbatch job.slurm in that folder")
     return 0

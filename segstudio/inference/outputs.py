@@ -7,9 +7,11 @@ user's image, mask or hand-corrected prediction with the same name is left alone
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -40,6 +42,45 @@ def check_output_folder(out_dir: str | Path, inputs: Iterable[tuple[str, str | P
     return out
 
 
+class NotWritable(SegstudioError):
+    """A folder no file can be written into (permission, read-only or full disk)."""
+
+
+def check_writable(folder: str | Path, what: str = "output folder") -> Path:
+    """`folder` as a Path, or NotWritable saying why no file can be written into it (or, when it
+    does not exist yet, into the nearest existing folder above it, where it would be made): tried
+    by writing and removing a temporary file, so permissions, read-only disks and full disks all
+    show, for any user (root included)."""
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotWritable(f"Cannot use the {what} {folder}: {existing} is a file, not a folder.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".segstudio-write-test-")
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        where = "" if existing == folder else f" ({existing}, where it would be created)"
+        raise NotWritable(f"Cannot write into the {what} {folder}{where}: {unwritable_reason(exc)}") from exc
+    return folder
+
+
+def unwritable_reason(exc: OSError) -> str:
+    """Why a file could not be written, and what to do: permission, read-only disk or full disk."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied. Choose a folder you can write to, or ask its owner for write access."
+    if exc.errno == errno.EROFS:
+        return "it is on a read-only file system. Choose a folder on another disk."
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (or your quota is used up). Free some space, or choose a folder on another disk."
+    return f"{exc.strerror or exc}."
+
+
 class PredictionFolder:
     """Writes prediction files into one folder, never over a file segstudio did not write."""
 
@@ -52,8 +93,10 @@ class PredictionFolder:
         self._manifest_path = self.out_dir / MANIFEST
         self._hashes = self._load_manifest()
         self._written_now: dict[str, str] = {}  # file name -> the item it was written for
+        self._claimed: dict[str, str] = {}  # file name -> the first item that wanted it
         self._unsaved = 0
-        self.left_alone: list[tuple[str, str]] = []  # (file name, why)
+        self.left_alone: list[tuple[str, str]] = []  # (file name, why): files that were there
+        self.skipped: list[tuple[str, str]] = []  # (item, why): items whose output name was taken
 
     def _load_manifest(self) -> dict[str, str]:
         try:
@@ -83,9 +126,11 @@ class PredictionFolder:
 
     def _may_write(self, name: str, item: str) -> bool:
         path = self.out_dir / name
-        if name in self._written_now:
-            self.left_alone.append((name, f"{item} and {self._written_now[name]} give the same "
-                                          "output name; only the first was written"))
+        first = self._claimed.setdefault(name, item)
+        if first != item:
+            first_done = "written" if name in self._written_now else "not written: a file was in the way"
+            self.skipped.append((item, f"its output would be named {name}, like {first}'s ({first_done}); "
+                                       "rename one of the two to predict both"))
             return False
         if path.exists() or path.is_symlink():
             why = self._why_not_ours(path)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data import Problem, group_series, list_image_files, resize_image
-from ..data.reader import frame_name, read_file, scaled_shape
+from ..data.dicom_series import is_series_folder
+from ..data.reader import frame_name, hu_frames, read_file, scaled_shape
 from ..data.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError, SegstudioError
 from ..palette import colourise
@@ -27,10 +28,11 @@ from ..training.device import resolve_device
 from ..training.norms import INSTANCE, to_instance_norm
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
-from .outputs import PredictionFolder, check_output_folder
+from .fit import FitNotes, refuse_2d_images
+from .outputs import PredictionFolder, check_output_folder, check_writable
 from .sliding_window import Tiled, gaussian_weights, stitch
 from .uncertainty import entropy_map, score, to_uint8, with_flip
-from .volumes import predict_volume_folder, scan_layout
+from .volumes import images_to_predict, predict_volume_folder, scan_layout
 
 
 # Windows per forward pass (a whole image resized to the training size is one window): batches
@@ -86,6 +88,7 @@ class PredictReport:
     left_alone: list[Problem] = field(default_factory=list)  # existing files not replaced
     tables: list[str] = field(default_factory=list)  # volumes.csv: millilitres per structure
     notes: list[Problem] = field(default_factory=list)  # masks written, with something to say
+    images_dir: str = ""  # the folder predicted (a Decathlon root's imagesTs)
     uncertainty: dict[str, float] = field(default_factory=dict)  # mask written -> mean entropy
 
 
@@ -230,70 +233,93 @@ class Predictor:
                        save_probabilities: bool = False, dicom_seg: bool = False,
                        protected: tuple[tuple[str, str], ...] = (), nifti: bool = False,
                        uncertainty: bool = False) -> PredictReport:
-        """Write <name>.png (class indices) and <name>_color.png for every image; bad files are
-        reported. With `dicom_seg`, also one <first slice>_seg.dcm per DICOM series. 3-D scans get
-        a label volume each (inference/volumes.py; `nifti`: a NIfTI beside a DICOM series' SEG).
+        """Write <name>.png (class indices) and <name>_color.png for every image (<name>: the
+        image's own name, see safe_name); bad files are reported. With `dicom_seg`, also one
+        <first slice>_seg.dcm per DICOM series. 3-D scans get a label volume each
+        (inference/volumes.py; `nifti`: a NIfTI beside a DICOM series' SEG); a Decathlon / nnU-Net
+        root gets its test scans (imagesTs) predicted. `progress(done, total, name)` is called as
+        each image (or scan) is predicted.
 
-        `out_dir` may not be the images folder, the run's training folders or a `protected`
-        ((label, folder) pairs) one, and no file segstudio did not write there is replaced
-        (see outputs.PredictionFolder); such files are listed in `left_alone`. `uncertainty`:
-        predictions averaged with the mirrored image's, an <name>_uncertainty.png entropy map
-        each, and uncertainty.csv ranking the images most uncertain first."""
-        images_dir = Path(images_dir)
-        if not images_dir.is_dir():
-            raise DataError(f"Image folder not found: {images_dir}")
-        out = check_output_folder(out_dir, (("images", images_dir),
+        Checked before anything is predicted: `out_dir` may not be the images folder, the run's
+        training folders or a `protected` ((label, folder) pairs) one, and must be writable; a
+        model of 3-D scans is not applied to 2-D images (fit.py: other mismatches become notes).
+        No file segstudio did not write is replaced (see outputs.PredictionFolder); such files
+        are listed in `left_alone`. `uncertainty`: predictions averaged with the mirrored
+        image's, an <name>_uncertainty.png entropy map each, and uncertainty.csv ranking the
+        images most uncertain first."""
+        given = Path(images_dir)
+        if not given.is_dir():
+            raise DataError(f"{given} is a file, not a folder of images" if given.exists()
+                            else f"Image folder not found: {given}")
+        images_dir, why = images_to_predict(given)
+        out = check_output_folder(out_dir, (("images", given), ("images", images_dir),
                                             ("training images", self.training_folders[0]),
                                             ("training masks", self.training_folders[1]),
                                             *protected))
-        folder = PredictionFolder(out)
-        report = PredictReport(out_dir=str(out))
+        check_writable(out)
         layout = scan_layout(images_dir)
-        if layout is not None:
-            try:
-                predict_volume_folder(self, layout, folder, report, progress, should_stop, nifti)
-            finally:
-                folder.save()
-                report.left_alone = [Problem(name, why) for name, why in folder.left_alone]
-            return report
-        files = list_image_files(images_dir)
-        masks: dict[Path, list[np.ndarray]] = {}
+        if layout is None:
+            refuse_2d_images(self.meta, images_dir, is_series_folder(images_dir))
+        folder = PredictionFolder(out)
+        report = PredictReport(out_dir=str(out), images_dir=str(images_dir))
+        if why:
+            report.notes.append(Problem(given.name, why))
+        fit = FitNotes(self.meta)
         try:
-            frames = prefetched(self._frames(files, report, progress, should_stop), PREFETCH)
-            for (path, f, name), probs in self.stream(frames, flip=uncertainty or self.tta):
-                mask = self._write_one(probs.cpu().numpy(), name, (path, f), folder, report,
-                                       save_probabilities, uncertainty)
-                if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
-                    masks.setdefault(path, []).append(mask)
-            if masks:
-                self._write_dicom_segs(masks, folder, report)
-            if uncertainty:
-                ranked = sorted(report.uncertainty.items(), key=lambda kv: -kv[1])
-                folder.write("uncertainty.csv", "rank,mask,mean_entropy\n".encode() + b"".join(
-                    f"{k},{Path(m).name},{u:.6f}\n".encode() for k, (m, u) in enumerate(ranked, 1)), "")
+            if layout is not None:
+                predict_volume_folder(self, layout, folder, report, progress, should_stop, nifti, fit)
+            else:
+                self._predict_images(images_dir, folder, report, progress, should_stop, fit,
+                                     save_probabilities, dicom_seg, uncertainty)
         finally:
             folder.save()
             report.left_alone = [Problem(name, why) for name, why in folder.left_alone]
-        if progress:
-            progress(len(files), len(files), "done")
+            report.problems += [Problem(item, why) for item, why in folder.skipped]
+            report.notes += fit.notes()
         return report
 
-    def _frames(self, files: list[Path], report: PredictReport, progress, should_stop):
-        """((path, frame, name), image size, prepared input) for every frame of `files`, read in
-        order (in the prefetch thread); unreadable files go to the report."""
+    def _predict_images(self, images_dir: Path, folder: PredictionFolder, report: PredictReport, progress,
+                        should_stop, fit: FitNotes, save_probabilities: bool, dicom_seg: bool,
+                        uncertainty: bool) -> None:
+        """predict_folder for a folder of 2-D images."""
+        files = list_image_files(images_dir)
+        masks: dict[Path, list[np.ndarray]] = {}
+        current = None
+        frames = prefetched(self._frames(files, report, should_stop, fit), PREFETCH)
+        for (path, f, name, i), probs in self.stream(frames, flip=uncertainty or self.tta):
+            if progress and i != current:
+                current = i
+                progress(i, len(files), path.name)
+            mask = self._write_one(probs.cpu().numpy(), name, (path, f), folder, report,
+                                   save_probabilities, uncertainty)
+            if dicom_seg:  # None (a frame whose mask was left alone): no SEG for the file
+                masks.setdefault(path, []).append(mask)
+        if masks:
+            self._write_dicom_segs(masks, folder, report)
+        if uncertainty:
+            ranked = sorted(report.uncertainty.items(), key=lambda kv: -kv[1])
+            folder.write("uncertainty.csv", "rank,mask,mean_entropy\n".encode() + b"".join(
+                f"{k},{Path(m).name},{u:.6f}\n".encode() for k, (m, u) in enumerate(ranked, 1)), "")
+        if progress:
+            progress(len(files), len(files), "done")
+
+    def _frames(self, files: list[Path], report: PredictReport, should_stop, fit: FitNotes):
+        """((path, frame, name, file index), image size, prepared input) for every frame of
+        `files`, read in order (in the prefetch thread); unreadable files go to the report."""
         window = parse_window(self.window)
         for i, path in enumerate(files):
             if should_stop and should_stop():
                 raise Cancelled()
-            if progress:
-                progress(i, len(files), path.name)
             try:  # CT in HU when the run's window is a W/L: resized, then windowed
-                frames = read_file(path, window, defer_ct=isinstance(window, tuple)).frames
+                image = read_file(path, window, defer_ct=isinstance(window, tuple))
             except DataError as exc:
                 report.problems.append(Problem(path.name, str(exc)))
                 continue
-            for f, image in enumerate(frames):
-                yield (path, f, frame_name(path, f, len(frames))), image.shape[:2], self.prepare(image)
+            fit.image(path.name, hu_frames(image), image.modality,
+                      any(frame.ndim == 3 for frame in image.frames))
+            n = len(image.frames)
+            for f, frame in enumerate(image.frames):
+                yield (path, f, frame_name(path, f, n), i), frame.shape[:2], self.prepare(frame)
 
     def _write_one(self, probs: np.ndarray, name: str, source: tuple[Path, int], folder: PredictionFolder,
                    report: PredictReport, save_probabilities: bool, uncertainty: bool = False) -> np.ndarray | None:
@@ -360,6 +386,13 @@ def png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+# what a file name cannot hold on Windows, macOS or Linux: path separators, control characters
+# and Windows' reserved punctuation
+NOT_IN_FILE_NAMES = re.compile(r'[\x00-\x1f<>:"/\\|?*]')
+
+
 def safe_name(name: str) -> str:
-    """A file-name-safe version of an item name ("scan#3" -> "scan_3")."""
-    return re.sub(r"[^\w.\-]+", "_", name).strip("_") or "image"
+    """An item's name as an output file name: the user's own name ("slide 00", "gewebe-ä",
+    "scan#3" for a frame), only characters no file name may hold replaced by "_", and Windows'
+    trailing spaces and dots dropped."""
+    return NOT_IN_FILE_NAMES.sub("_", name).rstrip(" .") or "image"

@@ -20,6 +20,7 @@ from ..data.volume import Volume, read_channels, read_volume, volume_suffix, wri
 from ..data.volume_dataset import is_ct, resize_values
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
+from .fit import FitNotes
 from .outputs import PredictionFolder
 
 BATCH = 16
@@ -89,6 +90,21 @@ def structure_volumes(labels: np.ndarray, spacing, codes: list[str]) -> list[tup
     return [(codes[k], int(counts[k]), float(counts[k]) * voxel_ml) for k in range(1, len(codes))]
 
 
+def images_to_predict(folder: Path) -> tuple[Path, str]:
+    """The folder to predict when the user gives `folder`, and why when it is another: a
+    Decathlon / nnU-Net root (imagesTr, labelsTr, imagesTs) has its test scans predicted, in
+    imagesTs (nnU-Net's convention); without imagesTs, its training scans."""
+    subdirs = {d.name.lower(): d for d in folder.iterdir() if d.is_dir()}
+    if "imagestr" not in subdirs:
+        return folder, ""
+    if "imagests" in subdirs:
+        test = subdirs["imagests"]
+        return test, (f"a Decathlon / nnU-Net dataset: its test scans in {test.name}/ were predicted "
+                      f"(nnU-Net's convention; give its {subdirs['imagestr'].name}/ folder for the training scans)")
+    return folder, (f"a Decathlon / nnU-Net dataset without test scans (imagesTs/): its training scans in "
+                    f"{subdirs['imagestr'].name}/ were predicted")
+
+
 def scan_layout(images_dir: Path) -> Layout | None:
     """The 3-D layout of a folder to predict, or None when it holds 2-D images."""
     try:
@@ -99,14 +115,17 @@ def scan_layout(images_dir: Path) -> Layout | None:
 
 
 def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, report,
-                          progress: Callable | None, should_stop: Callable | None, nifti: bool = False) -> None:
+                          progress: Callable | None, should_stop: Callable | None, nifti: bool = False,
+                          fit: FitNotes | None = None) -> None:
     """Every scan of `layout` (a folder of scans, a Decathlon/KiTS layout, or DICOM series
     folders): a label file named after the case in the scan's own format and geometry (a DICOM
     SEG for a DICOM series, and with `nifti` a NIfTI too), and volumes.csv with the millilitres
-    of each structure."""
+    of each structure. `fit` (predict_folder's) collects notes on scans the model may not fit."""
     report.problems += [Problem(p.name, reason) for p, reason in layout.problems]
     cases, rows = layout.cases, []
-    channels = int(scan_settings(predictor.meta)["channels"])
+    settings = scan_settings(predictor.meta)
+    channels = int(settings["channels"])
+    hu = isinstance(parse_window(predictor.meta.get("window", "auto")), tuple)
     for i, case in enumerate(cases):
         if should_stop and should_stop():
             raise Cancelled()
@@ -121,6 +140,8 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
             report.problems.append(Problem(_shown(case), f"{volume.channels} channel(s); the "
                                            f"model was trained on scans of {channels}"))
             continue
+        if fit is not None:
+            fit.scan(_shown(case), is_ct(volume, []), hu and is_ct(volume, settings["modalities"]), volume.modality)
         labels = predict_volume(predictor, volume, should_stop)
         series = volume.format == "dicom"
         name = case.name + (".nii.gz" if series else OUTPUT_SUFFIX[volume_suffix(case.images[0])])
@@ -131,6 +152,8 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
             report.written.append(str(folder.out_dir / name))
             report.sources.append((str(case.images[0]), 0))
         rows += [(case.name, *row) for row in structure_volumes(labels, volume.spacing, predictor.codes)]
+    if progress:
+        progress(len(cases), len(cases), "done")
     if rows:
         buf = io.StringIO()
         writer = csv.writer(buf)

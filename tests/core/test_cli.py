@@ -171,3 +171,161 @@ def test_train_and_predict_scans_from_a_dataset_root(tmp_path):
     assert pred.returncode == 0, pred.stderr
     assert len(list((tmp_path / "pred").glob("case_*.nii.gz"))) == 6
     assert (tmp_path / "pred" / "volumes.csv").read_text().startswith("case,class,voxels,ml")
+
+
+def deny_writes_in(folder: Path, monkeypatch) -> None:
+    """New files in `folder` fail as in a folder without write permission (chmod alone does not
+    stop root, who may run these tests)."""
+    import errno
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_unwritable_output_folders_fail_before_any_work(sample_dirs, tmp_path, monkeypatch, capsys):
+    """predict, export and train into a folder that cannot be written: a clear message and exit
+    status 1 before a model is loaded, an image predicted or data read; nothing written."""
+    from segstudio.cli import main
+    from segstudio.inference import Predictor
+    from segstudio.training.session import TrainingSession
+
+    images, masks = sample_dirs
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    deny_writes_in(locked, monkeypatch)
+    work = []
+    monkeypatch.setattr(Predictor, "load", classmethod(lambda cls, *a, **k: work.append("load")))
+    monkeypatch.setattr(TrainingSession, "run", lambda self, *a, **k: work.append("train"))
+    for argv, what in ((["predict", "--model", "run", "--images", str(images), "--out", str(locked)], "output folder"),
+                       (["predict", "--model", "run", "--images", str(images), "--out", str(locked / "new")],
+                        "where it would be created"),
+                       (["export", "--model", "run", "--out", str(locked / "m.onnx")], "folder to export into"),
+                       (["train", "--images", str(images), "--masks", str(masks), "--out", str(locked)],
+                        "runs folder")):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert what in err and "permission denied" in err and "Traceback" not in err, err
+    assert work == [] and list(locked.iterdir()) == []
+
+
+def test_a_folder_without_write_permission_is_refused(tmp_path):
+    from segstudio.inference.outputs import NotWritable, check_writable
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root) can write into a read-only folder; see the simulated test above")
+        with pytest.raises(NotWritable, match="permission denied"):
+            check_writable(locked)
+        out = cli("predict", "--model", tmp_path / "no-run", "--images", tmp_path, "--out", locked, timeout=120)
+        assert out.returncode == 1 and "permission denied" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        locked.chmod(0o755)
+
+
+def test_unwritable_says_permission_read_only_or_full(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from segstudio.inference.outputs import NotWritable, check_writable
+
+    for code, words in ((errno.EACCES, "permission denied"), (errno.EROFS, "read-only file system"),
+                        (errno.ENOSPC, "the disk is full")):
+        def refuse(*args, code=code, **kwargs):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        with pytest.raises(NotWritable, match=words):
+            check_writable(tmp_path)
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotWritable, match="is a file, not a folder"):
+        check_writable(tmp_path / "file" / "out")
+    assert check_writable(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]  # the probe leaves nothing, creates no folder
+
+
+def test_every_images_and_masks_option_says_what_it_takes():
+    import argparse
+
+    from segstudio.cli import build_parser
+
+    def options(parser, path=""):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from options(sub, f"{path} {name}")
+            else:
+                yield path, action
+
+    found = [(path, action) for path, action in options(build_parser())
+             if {"--images", "--masks"} & set(action.option_strings)]
+    assert {path for path, _ in found} >= {"", " inspect", " train", " predict"}
+    assert all(action.help for _, action in found), [(p, a.option_strings) for p, a in found if not a.help]
+
+
+def test_the_default_architecture_is_train_configs_in_help_and_printout(capsys):
+    from segstudio.cli import EventPrinter, build_parser, train_config
+    from segstudio.config import TrainConfig
+    from segstudio.training import events as ev
+
+    default = TrainConfig().arch.value
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    assert f"default {default}" in next(a for a in train_parser._actions if "--arch" in a.option_strings).help
+    args = parser.parse_args(["train", "--images", "i", "--masks", "m"])
+    arch = train_config(args).arch.value
+    assert arch == default
+    EventPrinter(ev, arch)(ev.Started(device="cpu", device_name="CPU", mixed_precision=False, pretrained=False,
+                                      groups=(), codes=("background", "x"), n_train=2, n_valid=1, epochs=1,
+                                      iters_per_epoch=1, run_dir="r", lr_lo=1e-3, lr_hi=1e-3))
+    assert f"training a {default} U-Net on CPU" in capsys.readouterr().out
+
+
+def test_keep_checkpoint_reaches_the_config():
+    from segstudio.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    assert train_config(parse(["train", "--images", "i", "--keep-checkpoint"])).keep_checkpoint is True
+    assert train_config(parse(["train", "--images", "i"])).keep_checkpoint is False
+
+
+def test_inspect_says_why_it_exits_1(tmp_path, capsys):
+    from segstudio.cli import main
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(images / f"{name}.png")
+        Image.fromarray(np.eye(16, dtype=np.uint8)).save(masks / f"{name}_other.png")
+    assert main(["inspect", "--images", str(images), "--masks", str(masks)]) == 1
+    assert "error: no usable image/mask pairs among 2 image(s) and 2 mask(s)" in capsys.readouterr().err
+    (masks / "a_other.png").rename(masks / "a.png")
+    assert main(["inspect", "--images", str(images), "--masks", str(masks)]) == 1
+    assert "error: cannot train: training needs at least 2" in capsys.readouterr().err
+    (masks / "b_other.png").rename(masks / "b.png")
+    assert main(["inspect", "--images", str(images), "--masks", str(masks)]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
+def test_prediction_progress_says_which_file_and_the_time_left(capsys):
+    from segstudio.cli import ProgressPrinter
+
+    now = [0.0]
+    show = ProgressPrinter(every=5, clock=lambda: now[0])
+    for done, name, t in ((0, "a.png", 0), (1, "b.png", 2), (2, "c.png", 10), (3, "done", 14)):
+        now[0] = t
+        show(done, 3, name)
+    assert capsys.readouterr().err.splitlines() == [
+        "predicting 1 of 3: a.png (0:00 so far)",  # b.png: within 5 s of the last line
+        "predicting 3 of 3: c.png (0:10 so far, about 0:05 left)",
+        "predicted 3 of 3 in 0:14"]

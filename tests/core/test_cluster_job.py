@@ -226,3 +226,13 @@ def test_default_data_root_and_time_limits(tmp_path):
     with pytest.raises(SegstudioError, match="time limit"):
         write_job(TrainConfig(data=DataConfig(images=str(tmp_path))), tmp_path, tmp_path / "job",
                   time_limit="four hours")
+
+
+def test_job_export_data_root_defaults_to_the_data_folders_parent(dataset, tmp_path, capsys):
+    """The README's promise: without --data-root, the common parent of the image and mask folders."""
+    config = tmp_path / "config.json"
+    config.write_text(config_for(dataset).to_json())
+    assert cli.main(["job", "export", "--config", str(config), "--out", str(tmp_path / "job")]) == 0
+    assert f"under {dataset}" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert manifest["data_root"] == str(dataset) and manifest["folders"] == {"images": "images", "masks": "masks"}

@@ -100,14 +100,48 @@ def test_previous_predictions_are_replaced_but_edited_ones_kept(images, tmp_path
     assert (out / "img2.png").read_bytes() == edited_bytes
 
 
-def test_two_images_with_one_output_name_write_once(tmp_path):
+def test_two_images_with_one_output_name_write_once_and_the_skipped_one_is_named(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(image(0)).save(folder / "a.png")
     Image.fromarray(image(1)).save(folder / "a.tif")
     report = predictor().predict_folder(folder, tmp_path / "out")
-    assert len(report.written) == 1
-    assert "same output name" in report.left_alone[0].reason
+    assert len(report.written) == 1 and not report.left_alone  # nothing was in the folder before
+    [skipped] = report.problems
+    assert skipped.path == "a.tif"
+    assert "a.png" in skipped.reason and "(written)" in skipped.reason and "rename" in skipped.reason
+
+
+def test_output_names_keep_the_users_names(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("slide 00.png", "Gewebe-ä 3.png", "片.png"):
+        Image.fromarray(image(0)).save(folder / name)
+    report = predictor().predict_folder(folder, tmp_path / "out")
+    assert sorted(Path(p).name for p in report.written) == ["Gewebe-ä 3.png", "slide 00.png", "片.png"]
+    assert (tmp_path / "out" / "slide 00_color.png").is_file()
+
+
+def test_safe_name_replaces_only_what_a_file_name_cannot_hold():
+    from segstudio.inference.predictor import safe_name
+
+    assert safe_name("slide 00") == "slide 00" and safe_name("scan#3") == "scan#3"
+    assert safe_name('a/b\\c:d*e?"f<g>h|i') == "a_b_c_d_e__f_g_h_i"
+    assert safe_name("trailing. ") == "trailing" and safe_name("..") == "image"
+
+
+def test_cli_names_the_skipped_image_and_suggests_no_empty_folder(tmp_path, capsys, monkeypatch):
+    from segstudio.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(image(0)).save(folder / "a.png")
+    Image.fromarray(image(1)).save(folder / "a.tif")
+    monkeypatch.setattr(Predictor, "load", classmethod(lambda cls, *a, **k: predictor()))
+    assert main(["predict", "--model", "run", "--images", str(folder), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped a.tif: its output would be named a.png" in err
+    assert "empty folder" not in err and "left alone" not in err
 
 
 def test_problem_lines_name_the_file_once(tmp_path):
