@@ -58,7 +58,8 @@ class EditableMask:
         return box
 
     def apply(self, plane: int, op: str, *args) -> tuple | None:
-        """A one-shot operation inside the stroke: "fill" (y, x, value) or "polygon" (points, value)."""
+        """A one-shot operation inside the stroke: a paint function's name ("fill", "paint_region",
+        "polygon") and its arguments after the plane."""
         box = getattr(paint, op)(self.labels[plane], *args)
         self._box = paint.union(self._box, box)
         return box

@@ -1,5 +1,6 @@
 """Paint operations on one label plane (H, W) uint8, in place: brush and eraser strokes, flood
-fill and polygon fill. Each returns the box it may have changed, (y0, y1, x0, x1), or None.
+fill (optionally limited to an intensity range of the image) and polygon fill. Each returns the
+box it may have changed, (y0, y1, x0, x1), or None.
 
 Written here rather than taken from a library because a stroke must cost microseconds per mouse
 event on the GUI thread; PIL draws the polygons and scipy labels the fill regions."""
@@ -47,16 +48,46 @@ def line(plane: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], ra
     return box
 
 
-def fill(plane: np.ndarray, y: int, x: int, value: int) -> Box | None:
-    """Fill the 4-connected region of equal labels around (y, x) (e.g. the inside of an outline)."""
+def fill_region(plane: np.ndarray, y: int, x: int, image: np.ndarray | None = None,
+                tolerance: int = 0) -> np.ndarray | None:
+    """The 4-connected region of equal labels around (y, x) (e.g. the inside of an outline), as a
+    boolean map; None outside the plane. With an `image` (H, W) or (H, W, C) and a `tolerance` > 0,
+    only pixels whose image value is within `tolerance` of the clicked pixel's (in every channel)
+    belong to it: a fill of the background then stops where the tissue changes."""
+    h, w = plane.shape
+    if not (0 <= y < h and 0 <= x < w):
+        return None
+    same = plane == plane[y, x]
+    if image is not None and tolerance > 0:
+        values = np.asarray(image, dtype=np.int32)
+        if values.shape[:2] != plane.shape:
+            raise ValueError(f"image {values.shape[:2]} and labels {plane.shape} differ in size")
+        diff = np.abs(values - values[y, x])
+        same &= (diff.max(axis=-1) if diff.ndim == 3 else diff) <= tolerance
+    regions, _ = ndimage.label(same)
+    return regions == regions[y, x]
+
+
+def paint_region(plane: np.ndarray, region: np.ndarray, value: int) -> Box | None:
+    """Set the pixels of a boolean `region` to `value`."""
+    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+    if not len(rows):
+        return None
+    plane[region] = value
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def fill(plane: np.ndarray, y: int, x: int, value: int, image: np.ndarray | None = None,
+         tolerance: int = 0) -> Box | None:
+    """Fill the region of fill_region(plane, y, x, image, tolerance) with `value`."""
     h, w = plane.shape
     if not (0 <= y < h and 0 <= x < w) or plane[y, x] == value:
         return None
-    regions, _ = ndimage.label(plane == plane[y, x])
-    region = regions == regions[y, x]
-    plane[region] = value
-    ys, xs = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
-    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    return paint_region(plane, fill_region(plane, y, x, image, tolerance), value)
+
+
+def touches_border(region: np.ndarray) -> bool:
+    return bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
 
 
 def polygon(plane: np.ndarray, points: list[tuple[float, float]], value: int) -> Box | None:

@@ -13,12 +13,15 @@ import numpy as np
 
 from ..errors import SegstudioError
 from ..inference.review import ReviewItem
+from . import paint
 from .history import Edit, History
 from .labels import EditableMask
 from .store import MaskContext, SaveJob, autosave, corrections_folder, finish_job, item_key, snapshot, write_job
 
 TOOLS = ("brush", "eraser", "fill", "polygon")
 MAX_RADIUS = 100
+MAX_TOLERANCE = 255
+FILL_CONFIRM_SHARE = 0.25  # a fill larger than this share of the image is done on a second click
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ToolState:
     tool: str = "brush"
     radius: int = 6
     label: int = 1              # the class painted
+    tolerance: int = 0          # fill: only pixels within this of the clicked image value (0: any)
 
 
 Listener = Callable[[str, object], None]  # (what changed, detail)
@@ -56,6 +60,7 @@ class ReviewModel:
         self.ctx: MaskContext | None = None
         self._listeners: list[Listener] = []
         self._polygon: list[tuple[float, float]] = []
+        self._pending_fill: tuple | None = None  # (what it would fill, region) awaiting a second click
 
     def listen(self, fn: Listener) -> None:
         self._listeners.append(fn)
@@ -103,7 +108,8 @@ class ReviewModel:
         self._emit("slice", self.slice)
 
     # -- tools -------------------------------------------------------------------------------
-    def set_tool(self, tool: str | None = None, radius: int | None = None, label: int | None = None) -> None:
+    def set_tool(self, tool: str | None = None, radius: int | None = None, label: int | None = None,
+                 tolerance: int | None = None) -> None:
         if tool is not None:
             if tool not in TOOLS:
                 raise ValueError(f"unknown tool {tool!r}")
@@ -112,6 +118,8 @@ class ReviewModel:
             self.tool.radius = int(min(max(radius, 0), MAX_RADIUS))
         if label is not None and self.ctx is not None and 0 <= label < len(self.ctx.codes):
             self.tool.label = int(label)
+        if tolerance is not None:
+            self.tool.tolerance = int(min(max(tolerance, 0), MAX_TOLERANCE))
         self._emit("tool", self.tool)
 
     def _value(self) -> int:
@@ -123,16 +131,39 @@ class ReviewModel:
         if mask is None:
             return None
         plane = self.slice
-        mask.begin(plane)
         if self.tool.tool == "fill":
-            box = mask.apply(plane, "fill", int(y), int(x), self._value())
-            self._finish(mask, plane)
-            return box
+            return self._fill(mask, plane, int(y), int(x))
+        mask.begin(plane)
         if self.tool.tool == "polygon":
             self._polygon = [(y, x)]
             return None
         box = mask.brush_to(plane, y, x, self.tool.radius, self._value())
         self._emit("labels", box)
+        return box
+
+    def _fill(self, mask: EditableMask, plane: int, y: int, x: int) -> tuple | None:
+        """Fill the region under (y, x), within the tolerance of its image value when one is set.
+        A fill of more than FILL_CONFIRM_SHARE of the image (typically the background, borders
+        included) is only said at first; a second click in that region does it."""
+        labels, value, tol = mask.labels[plane], self._value(), self.tool.tolerance
+        h, w = labels.shape
+        if not (0 <= y < h and 0 <= x < w) or labels[y, x] == value:
+            return None
+        region = paint.fill_region(labels, y, x, mask.image[plane] if tol else None, tol)
+        what = (mask.key, plane, mask.version, value, tol)
+        pending, self._pending_fill = self._pending_fill, None
+        share = float(region.mean())
+        confirmed = pending is not None and pending[0] == what and pending[1][y, x]
+        if share > FILL_CONFIRM_SHARE and not confirmed:
+            self._pending_fill = (what, region)
+            edges = ", up to the image's edges" if paint.touches_border(region) else ""
+            self._emit("warning", f"This fill would cover {share:.0%} of the image{edges}: click the same "
+                                  "region again to fill it, or set a fill tolerance (±) to keep it to "
+                                  "similar grey values.")
+            return None
+        mask.begin(plane)
+        box = mask.apply(plane, "paint_region", region, value)
+        self._finish(mask, plane)
         return box
 
     def drag(self, y: float, x: float) -> tuple | None:

@@ -1,17 +1,14 @@
-"""Mask colouring (pure numpy) and numpy -> QImage/QPixmap conversion for thumbnails and tiles."""
+"""Mask colouring and the review's overlays (pure numpy; colours from segstudio.palette), and
+numpy -> QImage/QPixmap conversion for thumbnails and tiles."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-from segstudio.palette import class_colours
+from segstudio.palette import class_colours, compare_colours, compare_map
 
-TP_COLOR = (46, 204, 113)   # green: predicted and true
-FP_COLOR = (231, 76, 60)    # red: predicted, not true
-FN_COLOR = (52, 152, 219)   # blue: true, missed
-
-
+GT_OUTLINE = (255, 255, 255)  # the ground truth's outline over a prediction
 _LUT = class_colours(256)  # class index -> RGB: the colours of the exported *_color.png masks
 
 
@@ -47,18 +44,42 @@ def colorize(mask: np.ndarray, alpha: int = 255, outline: bool = False,
 
 
 def compare(target: np.ndarray, pred: np.ndarray, alpha: int = 255) -> np.ndarray:
-    """RGBA map of agreement over foreground: TP green, FP red, FN blue.
+    """RGBA of palette.compare_map (correct, false positive, missed, wrong class), transparent
+    where both are background."""
+    m = compare_map(target, pred)
+    rgba = np.zeros(m.shape + (4,), dtype=np.uint8)
+    rgba[..., :3] = compare_colours()[m]
+    rgba[..., 3] = np.where(m > 0, alpha, 0).astype(np.uint8)
+    return rgba
 
-    A pixel whose true and predicted classes are different foreground classes counts as FP.
-    """
-    t, p = np.asarray(target), np.asarray(pred)
-    rgba = np.zeros(t.shape + (4,), dtype=np.uint8)
-    tp = (t > 0) & (p == t)
-    fp = (p > 0) & (p != t)
-    fn = (t > 0) & (p == 0)
-    for sel, col in ((tp, TP_COLOR), (fp, FP_COLOR), (fn, FN_COLOR)):
-        rgba[sel, :3] = col
-        rgba[sel, 3] = alpha
+
+def compose(pred: np.ndarray, target: np.ndarray | None, show_pred: bool, show_truth: bool,
+            outline: bool, comparing: bool) -> np.ndarray:
+    """The RGBA overlay of one (slice's) prediction and ground truth under the display options."""
+    pred = np.asarray(pred)
+    target = None if target is None else np.asarray(target)
+    if comparing and target is not None:
+        return compare(target, pred)
+    rgba = np.zeros(pred.shape + (4,), dtype=np.uint8)
+    if show_pred:
+        rgba = colorize(pred, outline=outline)
+    if show_truth and target is not None:
+        if show_pred:  # truth as a white outline over the prediction
+            edge = contour(target)
+            rgba[edge, :3] = GT_OUTLINE
+            rgba[edge, 3] = 255
+        else:
+            rgba = colorize(target, outline=outline)
+    return rgba
+
+
+def compose_edit(labels: np.ndarray, pred: np.ndarray | None, show_pred: bool, outline: bool) -> np.ndarray:
+    """The overlay while correcting: the labels being edited, and the prediction's outline."""
+    rgba = colorize(labels, outline=outline)
+    if show_pred and pred is not None:
+        edge = contour(pred)
+        rgba[edge, :3] = GT_OUTLINE
+        rgba[edge, 3] = 255
     return rgba
 
 

@@ -35,6 +35,22 @@ def test_fill_fills_the_inside_of_an_outline_only():
     assert paint.fill(plane, 20, 20, 2) is None  # already that class
 
 
+def test_fill_limited_to_an_intensity_range_stops_where_the_image_changes():
+    plane = np.zeros((30, 30), np.uint8)
+    image = np.full((30, 30), 20, np.uint8)
+    image[8:22, 8:22] = 180  # an organ, not outlined in the labels
+    image[14, 14] = 200      # within the tolerance
+    box = paint.fill(plane.copy(), 15, 15, 1)  # no tolerance: the whole background, borders too
+    assert box == (0, 30, 0, 30)
+    box = paint.fill(plane, 15, 15, 1, image, tolerance=30)
+    assert box == (8, 22, 8, 22) and plane.sum() == 14 * 14 and not plane[0].any()
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    rgb[10, 10, 2] = 20  # one channel far off: not similar
+    region = paint.fill_region(np.zeros((30, 30), np.uint8), 15, 15, rgb, 30)
+    assert region.sum() == 14 * 14 - 1 and not region[10, 10] and not paint.touches_border(region)
+    assert paint.touches_border(paint.fill_region(np.zeros((30, 30), np.uint8), 15, 15))
+
+
 def test_a_polygon_fills_its_inside():
     plane = np.zeros((50, 50), np.uint8)
     paint.polygon(plane, [(10, 10), (10, 40), (40, 40), (40, 10)], 3)
@@ -113,6 +129,8 @@ def test_undo_and_redo_cross_items_and_restore_exactly(dataset):
         before[index] = model.mask.labels.copy()
         model.set_tool("fill" if index else "brush", label=1)
         model.press(2, 2)
+        if index:  # a fill of most of the image is said first, done on a second click
+            model.press(2, 2)
         model.drag(30, 40)
         model.release()
     after = {i: model.masks[item_key(model.items[i])].labels.copy() for i in (0, 1)}
@@ -125,6 +143,35 @@ def test_undo_and_redo_cross_items_and_restore_exactly(dataset):
     model.redo()
     assert all(np.array_equal(model.masks[item_key(model.items[i])].labels, after[i]) for i in (0, 1))
     assert model.current == 1 and not model.history.can_redo
+
+
+def test_a_fill_of_most_of_the_image_is_said_first_and_a_tolerance_limits_it(dataset):
+    images, masks = dataset
+    data, _ = load_dataset(DataConfig(str(images), str(masks)), 32)
+    model = ReviewModel()
+    warnings = []
+    model.listen(lambda what, detail: warnings.append(detail) if what == "warning" else None)
+    model.set_items([_item(data, "c0")], MaskContext.of(data))
+    model.select(0)
+    model.add_mask(load_mask(model.item, model.ctx, None))
+    mask = model.mask
+    mask.image = np.full(mask.labels.shape, 30, np.uint8)
+    mask.image[0, :, 24:] = 200  # the right half is bright
+    before = mask.labels.copy()
+    model.set_tool("fill", label=1)
+    assert model.press(35, 5) is None and np.array_equal(mask.labels, before)  # not yet
+    assert "would cover" in warnings[-1] and "% of the image, up to the image's edges" in warnings[-1]
+    assert not model.history.can_undo
+    box = model.press(30, 40)  # a second click in that region fills it
+    assert box == (0, 40, 0, 48) and (mask.labels[0] == 1).all() and model.history.can_undo
+    model.undo()
+    model.set_tool(tolerance=40)  # the dark half only: less than the share that asks first
+    mask.image[0, :, :14] = 200   # ... once the left columns are bright too
+    n = len(warnings)
+    box = model.press(35, 20)
+    assert len(warnings) == n and box is not None
+    filled = (mask.labels[0] == 1) & (before[0] == 0)
+    assert filled[:, 14:24].any() and not filled[:, 24:].any() and not filled[:, :14].any()
 
 
 def test_accept_prediction_and_reset_to_truth_are_undoable(dataset):

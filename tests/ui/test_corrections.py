@@ -127,7 +127,9 @@ def test_closing_with_unsaved_corrections_asks_and_the_model_exports(corrected_r
     mask = _loaded(panel, qtbot)
     panel.tools.button_edit.setChecked(True)
     panel.model.set_tool("fill", label=1)
-    stroke(panel, [(1, 1)])
+    stroke(panel, [(1, 1)])  # the background, up to the borders: said first
+    assert not mask.unsaved and "would cover" in window.state.message.text
+    stroke(panel, [(2, 1)])  # a second click in that region fills it
     assert mask.unsaved
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Cancel)
     assert not window.confirm_unsaved_corrections() and mask.unsaved

@@ -37,7 +37,7 @@ def test_drop_parent_folder_loads_dataset(window, qtbot, sample_dirs):
     assert report.n_pairs == 40 and panel.dataset.images.shape[0] == 40
     assert panel.report_view.table_classes.rowCount() == len(report.classes) == 3
     assert panel.report_view.table_classes.item(1, 1).text() == "liver"
-    assert panel.thumbnails.list_thumbnails.count() == 40
+    assert panel.thumbnails.count() == 40
     assert "40 images" in window.label_dataset.text()
     assert panel.button_load.isEnabled() and not panel.button_cancel_load.isEnabled()
     # a DICOM window preset reloads the data with that window
@@ -87,9 +87,9 @@ def _load(panel, qtbot, images, masks):
 def test_a_failed_load_clears_the_previous_dataset(window, qtbot, sample_dirs, tmp_path):
     panel = window.data_panel
     _load(panel, qtbot, *sample_dirs)
-    assert panel.dataset is not None and panel.thumbnails.list_thumbnails.count() > 0
+    assert panel.dataset is not None and panel.thumbnails.count() > 0
     _load(panel, qtbot, tmp_path / "missing", sample_dirs[1])
-    assert panel.dataset is None and panel.thumbnails.list_thumbnails.count() == 0
+    assert panel.dataset is None and panel.thumbnails.count() == 0
     assert panel.report_view.table_classes.rowCount() == 0 and window.label_dataset.text() == "No dataset"
 
 
@@ -154,6 +154,27 @@ def test_a_dropped_dataset_root_of_scans_loads_as_scans(window, qtbot, tmp_path)
     qtbot.waitUntil(lambda: not panel.busy, timeout=10000)
     data = panel.dataset
     assert data.volumetric and len(data.volumes) == 6 and panel.path_masks.text().endswith("labelsTr")
-    assert panel.thumbnails.list_thumbnails.count() == 6  # one per scan
+    assert panel.thumbnails.count() == 6  # one per scan
     assert "6 scans" in window.label_dataset.text()
     assert "labelled scans (decathlon layout)" in panel.report_view.label_summary.toPlainText()
+
+
+def test_one_folder_holding_images_and_masks_typed_into_the_images_field(window, qtbot, tmp_path):
+    """As the README and the Data area's tip promise: the Masks field left empty."""
+    root = tmp_path / "my data"
+    for i in range(6):
+        image = np.full((16, 20), 30 + 20 * i, np.uint8)
+        mask = np.zeros((16, 20), np.uint8)
+        mask[4:10, 5:12] = 1
+        _png(root / "images" / f"case {i}.png", image)
+        _png(root / "masks" / f"case {i}.png", mask)
+    panel = window.data_panel
+    panel.path_masks.setText("")
+    qtbot.keyClicks(panel.path_images, str(root))  # typed, then Load clicked (no Return)
+    with qtbot.waitSignal(panel.runner.busy_changed, timeout=60000, check_params_cb=lambda b: not b):
+        qtbot.mouseClick(panel.button_load, Qt.MouseButton.LeftButton)
+    assert window.state.data_config.images == str(root) and window.state.data_config.masks == ""
+    assert panel.dataset is not None, panel.report_view.label_summary.toPlainText()
+    assert panel.report.n_pairs == 6 and panel.thumbnails.count() == 6
+    summary = panel.report_view.label_summary.toPlainText()
+    assert f"masks from {root / 'masks'}" in summary  # the folders used are shown

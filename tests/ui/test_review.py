@@ -24,6 +24,8 @@ def make_item(name, dice_mean, index=0):
     pred[8:24, 8:24] = 1          # true positive (liver)
     pred[40:56, 40:56] = 2        # false positive (kidney where there is none)
     target[40:56, 8:24] = 2       # missed kidney
+    target[8:24, 40:56] = 2       # kidney predicted as liver: wrong class
+    pred[8:24, 40:56] = 1
     return ReviewItem(index, name, image, target, pred, (1.0, 1.0, 0.0), dice_mean)
 
 
@@ -75,12 +77,16 @@ def test_contour_mode_leaves_the_inside_clear(review):
     assert close(pixel(review, 8, 16), overlay.class_color(1))
 
 
-def test_compare_mode_tp_fp_fn(review):
+def test_compare_mode_tp_fp_fn_and_wrong_class(review):
+    from segstudio.palette import COMPARE, CORRECT, FALSE_POSITIVE, MISSED, WRONG_CLASS
+
     review.viewer.bool_compare.setChecked(True)
-    assert close(pixel(review, 16, 16), overlay.TP_COLOR)
-    assert close(pixel(review, 48, 48), overlay.FP_COLOR)
-    assert close(pixel(review, 16, 48), overlay.FN_COLOR)
-    assert "missed" in review.viewer.label_legend.text()
+    assert close(pixel(review, 16, 16), COMPARE[CORRECT][1])
+    assert close(pixel(review, 48, 48), COMPARE[FALSE_POSITIVE][1])
+    assert close(pixel(review, 16, 48), COMPARE[MISSED][1])
+    assert close(pixel(review, 48, 16), COMPARE[WRONG_CLASS][1])  # true kidney predicted as liver
+    legend = review.viewer.label_legend.text()
+    assert "missed" in legend and "wrong class" in legend and "wrong class" in review.viewer.bool_compare.toolTip()
 
 
 def test_ground_truth_toggle(review):
@@ -257,3 +263,162 @@ def test_a_scan_steps_through_its_slices(window, qtbot):
     assert panel.items[panel.current].name == "b"
     panel.set_items([make_item("png", 0.5)], CODES)
     assert viewer.slider_slice.isHidden()
+
+
+def test_left_right_step_slices_wherever_the_viewer_area_has_the_focus(window, qtbot):
+    window.tabs.setCurrentIndex(2)
+    panel, viewer = window.review_panel, window.review_panel.viewer
+    panel.set_items([make_scan("a", 0.6), make_scan("b", 0.8)], CODES)
+    t = panel.table_review
+    assert viewer.slice == 3
+    t.setFocus()
+    qtbot.keyClick(t, Qt.Key.Key_Left)  # the table's focus: a slice, not the table scrolled sideways
+    assert viewer.slice == 2 and t.currentColumn() == 0 and t.horizontalScrollBar().value() == 0
+    qtbot.keyClick(viewer.bool_compare, Qt.Key.Key_Right)  # a checkbox of the viewer
+    assert viewer.slice == 3
+    qtbot.keyClick(panel.tools.button_edit, Qt.Key.Key_Left)  # the correction tools above it
+    assert viewer.slice == 2
+    qtbot.keyClick(t, Qt.Key.Key_Down)  # up/down in the table: still the next scan
+    assert panel.items[panel.current].name == "b"
+    panel.set_items([make_item("x", 0.2, 0), make_item("y", 0.4, 1)], CODES)  # 2-D: the next image
+    qtbot.keyClick(t, Qt.Key.Key_Right)
+    assert panel.items[panel.current].name == "y" and t.currentColumn() == 0
+
+
+def test_the_cursor_readout_is_cleared_when_the_item_or_the_run_changes(review):
+    v = review.viewer
+
+    def hover(x, y):
+        v._on_mouse(v.viewbox.mapViewToScene(QPointF(x, y)))
+        return v.label_readout.text()
+
+    assert "prediction liver" in hover(16.5, 16.5)
+    review.step(1)
+    assert v.label_readout.text() == ""
+    assert "prediction liver" in hover(16.5, 16.5)
+    review.set_items([make_item("another run", 0.1)], CODES)
+    assert v.label_readout.text() == ""
+
+
+def _open_fake_run(panel, run_dir, items):
+    """What the review worker hands back for a run: (predictor, dataset, items, note)."""
+    from types import SimpleNamespace
+
+    panel._on_review(run_dir, None, (SimpleNamespace(codes=list(CODES), window=""), None, items, ""))
+
+
+def test_opening_a_run_shows_its_folder_size_and_leaves_correcting(window, tmp_path):
+    window.tabs.setCurrentIndex(2)
+    panel = window.review_panel
+    run = tmp_path / "runs" / "20250101-120000"
+    (run / "previews").mkdir(parents=True)
+    (run / "model.pth").write_bytes(bytes(2_500_000))
+    (run / "previews" / "e1.png").write_bytes(bytes(500_000))
+    panel.tools.button_edit.setChecked(True)
+    _open_fake_run(panel, str(run), [make_item("a", 0.5)])
+    assert "20250101-120000</b> · run folder 3.0 MB" in panel.label_run.text()
+    assert not panel.tools.button_edit.isChecked() and not panel.viewer.editing
+    panel.tools.button_edit.setChecked(True)
+    _open_fake_run(panel, str(run), [make_item("a", 0.5)])  # the same run opened again
+    assert not panel.tools.button_edit.isChecked()
+
+
+def test_the_correct_toggle_is_unmistakable_when_on(review):
+    button = review.tools.button_edit
+
+    def background():
+        image = button.grab().toImage()
+        return image.pixelColor(image.width() - 4, image.height() // 2)
+
+    off = background()
+    button.setChecked(True)
+    on = background()
+    assert button.text() == "✎ Correcting" and button.minimumWidth() >= button.fontMetrics().horizontalAdvance(
+        "✎ Correcting")
+    assert on.red() > 180 and on.blue() < 100 and off.blue() > 150  # orange, where it was pale
+    assert "border" in review.viewer.view_review.styleSheet()  # the image is framed in that colour
+    button.setChecked(False)
+    assert review.viewer.view_review.styleSheet() == ""
+
+
+def test_review_columns_fit_parent_dice_each_class_and_millilitres(window, qtbot):
+    from dataclasses import replace
+
+    window.tabs.setCurrentIndex(2)
+    panel = window.review_panel
+    scans = [replace(make_scan(f"case_{k:03d}", 0.5 + k / 10), parent_dice=0.4) for k in range(3)]
+    panel.set_items(scans, CODES)
+    qtbot.wait(50)
+    t = panel.table_review
+    heads = [t.horizontalHeaderItem(c).text() for c in range(t.columnCount())]
+    assert heads == ["Scan", "Dice", "Parent Dice", "liver", "kidney", "liver mL", "kidney mL"]
+    fm = t.horizontalHeader().fontMetrics()
+    for c, head in enumerate(heads):
+        shown = t.columnWidth(c)
+        assert shown >= fm.horizontalAdvance(head) and shown >= t.sizeHintForColumn(c), head
+    assert panel.split.sizes()[0] > 400  # the list got wider to show them
+
+
+def test_predict_folder_offers_the_suggested_folder_and_creates_it(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+    from segstudio.ui.panels.review_predict import OutputFolderDialog
+
+    panel = window.review_panel
+    panel.run_dir = str(tmp_path / "run")
+    images = tmp_path / "new scans"
+    images.mkdir()
+    (images / "mine.txt").write_text("a file of the user's")
+    started = []
+    monkeypatch.setattr(panel.runner, "start", lambda fn, *args, **kw: started.append(args) or True)
+    seen = []
+
+    def answer(ok: bool):
+        dialog = QApplication.activeModalWidget()
+        if dialog is None:
+            return QTimer.singleShot(10, lambda: answer(ok))
+        if not isinstance(dialog, OutputFolderDialog):
+            return dialog.reject()
+        button = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        seen.append((dialog.path_out.text(), button.isEnabled(), dialog.label_note.text()))
+        (button.click if ok else dialog.reject)()
+
+    QTimer.singleShot(0, lambda: answer(False))  # cancelled: nothing made
+    assert not panel.export_masks(str(images))
+    suggested = tmp_path / "new scans-predictions"
+    assert seen[0][:2] == (str(suggested), True) and "created" in seen[0][2] and not suggested.exists()
+    QTimer.singleShot(0, lambda: answer(True))
+    assert panel.export_masks(str(images))
+    assert suggested.is_dir() and started[0][2] == str(suggested)
+    assert (images / "mine.txt").read_text() == "a file of the user's"
+    dialog = OutputFolderDialog(str(images / "mine.txt"))  # a file: not accepted
+    assert not dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()
+    dialog.deleteLater()
+
+
+def test_the_banner_says_how_many_dicom_seg_files_were_not_written_and_why(window):
+    from segstudio.data import Problem
+    from segstudio.inference.predictor import PredictReport
+
+    why = "Cannot write the DICOM SEG: the source images lack ImagePositionPatient"
+    report = PredictReport(out_dir="/out", written=[f"/out/s{i}.png" for i in range(20)],
+                           dicom_segs=[f"/out/s{i}_seg.dcm" for i in range(11)],
+                           notes=[Problem(f"s{i}.dcm", f"mask written, but no DICOM SEG: {why}") for i in range(9)])
+    window.tabs.setCurrentIndex(2)
+    window.review_panel._on_predicted((report, []))
+    banner = window.review_panel.findChild(QLabel, "label_message_review")
+    assert f"9 of 20 DICOM SEG files not written: {why}" in banner.text()
+    assert window.state.message.level == "warning"
+
+
+def test_the_fill_tolerance_box_sets_the_model_and_is_live_with_the_fill_tool(review):
+    tools = review.tools
+    tools.button_edit.setChecked(True)
+    assert not tools.spin_tolerance.isEnabled()  # the brush is chosen
+    tools.tool_buttons["fill"].click()
+    assert tools.spin_tolerance.isEnabled()
+    tools.spin_tolerance.setValue(25)
+    assert review.model.tool.tolerance == 25 and "grey value" in tools.spin_tolerance.toolTip()
+    tools.button_edit.setChecked(False)
+    assert not tools.spin_tolerance.isEnabled()

@@ -14,7 +14,8 @@ from segstudio.config import DataConfig
 from segstudio.ui import resources
 from segstudio.ui.binding import COMMA_LIST, PERCENT, Binding
 from segstudio.ui.message_bar import MessageBar
-from segstudio.ui.panels.dataset_view import ReportView, Thumbnails
+from segstudio.ui.panels.dataset_view import ReportView
+from segstudio.ui.panels.gallery import Thumbnails
 from segstudio.ui.panels.folders import classify_folders
 from segstudio.ui.state import AppState
 from segstudio.ui.tasks import TaskRunner, show_state
@@ -201,14 +202,15 @@ class DataPanel(QWidget):
     # -- loading -----------------------------------------------------------------------------
     @Slot()
     def load(self) -> None:
-        cfg = self.state.data_config
+        """Load the folders as the fields show them now (a path typed without Return included)."""
+        if self.runner.busy:
+            self.state.post("data", "info", "A dataset is being loaded; cancel it first to load another.")
+            return
+        cfg = self.state.data_config = self.binding.read(self.state.data_config)
         if not cfg.images:
             self.state.post("data", "warning", "Choose an image folder (and its mask folder) first.")
             return
         key = (cfg, int(self.state.train_config.size))
-        if self.runner.busy:
-            self.state.post("data", "info", "A dataset is being loaded; cancel it first to load another.")
-            return
         self._attempt = cfg
         self.runner.start(load_dataset_task, *key, label="Reading files…",
                           on_done=lambda result: self._on_loaded(result, key),
@@ -233,10 +235,10 @@ class DataPanel(QWidget):
             first = error.splitlines()[0]
             self._on_failed(first, "")
             self.state.report = report
-            self.report_view.show_report(report, first)
+            self.report_view.show_report(report, first, folders_used(key[0], report))
             return
         self.state.set_dataset(dataset, report, key)
-        self.report_view.show_report(report)
+        self.report_view.show_report(report, folders=folders_used(key[0], report))
         self.thumbnails.show_dataset(dataset)
         loaded = (f"Loaded {len(dataset.volumes)} scans ({len(dataset)} slices)" if dataset.volumetric
                   else f"Loaded {len(dataset)} pairs")
@@ -260,6 +262,18 @@ class DataPanel(QWidget):
         self.state.set_dataset(None, None, None)
         self.thumbnails.clear()
         self.report_view.clear()
+
+
+def folders_used(cfg: DataConfig, report) -> str:
+    """"Images from …, masks from …" when the folders read are not the ones given (one folder
+    holding images/ and masks/, masks left empty); "" otherwise."""
+    def norm(path: str) -> str:
+        return str(Path(path).expanduser().absolute()) if str(path or "").strip() else ""
+
+    given, used = (norm(cfg.images), norm(cfg.masks)), (norm(report.images_dir), norm(report.masks_dir))
+    if used == given or not used[1] or used[1] == used[0]:
+        return ""
+    return f"Images from {used[0]}, masks from {used[1]}"
 
 
 def window_choices() -> list[str]:

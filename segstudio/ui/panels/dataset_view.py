@@ -1,22 +1,19 @@
-"""The dataset report (summary, classes, problems) and thumbnails of the loaded pairs: display only."""
+"""The dataset report (summary, classes, problems): display only."""
 
 from __future__ import annotations
 
 import html
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QIcon
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListView, QListWidget,
-    QListWidgetItem, QPlainTextEdit, QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem,
-    QTextBrowser, QVBoxLayout,
+    QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QPushButton, QSizePolicy,
+    QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
 )
 
 from segstudio.ui import overlay, resources
 
-THUMB = 96
-MAX_THUMBS = 240
 MAX_NOTES = 6
 
 
@@ -66,7 +63,9 @@ class ReportView(QGroupBox):
         header = t.horizontalHeader().sizeHint().height()
         t.setFixedHeight(header + rows * t.verticalHeader().defaultSectionSize() + 2 * t.frameWidth() + 2)
 
-    def show_report(self, report, headline: str = "") -> None:
+    def show_report(self, report, headline: str = "", folders: str = "") -> None:
+        """The report; `headline`: why loading failed; `folders`: the folders read, when they
+        are not the ones given."""
         if report.volumes:
             lines = [f"<b>{len(report.volumes)}</b> labelled scans ({report.layout} layout), "
                      f"{report.n_train + report.n_valid} slices — <b>{report.n_train}</b> train, "
@@ -75,6 +74,8 @@ class ReportView(QGroupBox):
             lines = [f"<b>{report.n_pairs}</b> image/mask pairs ({report.n_images} images, "
                      f"{report.n_masks} masks) — <b>{report.n_train}</b> train, "
                      f"<b>{report.n_valid}</b> validation"]
+        if folders:
+            lines.append(html.escape(folders))
         if report.n_unlabelled:
             lines.append(f"{report.n_unlabelled} image(s) without a mask: not used for training")
         if headline:
@@ -123,42 +124,3 @@ class ReportView(QGroupBox):
     @Slot()
     def copy_problems(self) -> None:
         QGuiApplication.clipboard().setText(self.text_problems.toPlainText())
-
-
-class Thumbnails(QGroupBox):
-    """Each image with its mask blended in; validation items say so in their tooltip."""
-
-    def __init__(self, parent=None):
-        super().__init__("Images with their masks", parent)
-        self.list_thumbnails = QListWidget(objectName="list_thumbnails")
-        self.list_thumbnails.setViewMode(QListView.ViewMode.IconMode)
-        self.list_thumbnails.setIconSize(QSize(THUMB, THUMB))
-        self.list_thumbnails.setGridSize(QSize(THUMB + 30, THUMB + 30))
-        self.list_thumbnails.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.list_thumbnails.setResizeMode(QListView.ResizeMode.Adjust)
-        self.list_thumbnails.setMovement(QListView.Movement.Static)
-        self.list_thumbnails.setUniformItemSizes(True)
-        self.list_thumbnails.setWordWrap(False)
-        QVBoxLayout(self).addWidget(self.list_thumbnails)
-
-    def show_dataset(self, dataset) -> None:
-        """One thumbnail per image; a scan shows its slice with the most foreground."""
-        self.list_thumbnails.clear()
-        n = min(len(dataset.volumes), MAX_THUMBS)
-        valid = set(int(k) for k in dataset.item_volume[np.asarray(dataset.valid_idx, dtype=np.int64)])
-        self.setTitle("Scans with their masks (the slice with the most foreground)" if dataset.volumetric
-                      else "Images with their masks")
-        for k, v in enumerate(dataset.volumes[:n]):
-            masks = dataset.masks[v.first:v.first + v.n_slices]
-            i = v.first + int(np.argmax((masks > 0).reshape(len(masks), -1).sum(axis=1)))
-            pix = overlay.overlay_pixmap(dataset.images[i], dataset.masks[i], THUMB, 0.45)
-            item = QListWidgetItem(QIcon(pix), v.name)
-            shape = f"\n{v.shape[2]}x{v.shape[1]}x{v.shape[0]} voxels" if dataset.volumetric else ""
-            item.setToolTip(f"{v.name}{shape}\n{'validation' if k in valid else 'training'}")
-            item.setData(Qt.ItemDataRole.UserRole, i)
-            self.list_thumbnails.addItem(item)
-        if len(dataset.volumes) > n:
-            self.list_thumbnails.addItem(QListWidgetItem(f"+{len(dataset.volumes) - n} more"))
-
-    def clear(self) -> None:
-        self.list_thumbnails.clear()

@@ -7,11 +7,10 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
-    QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractButton, QAbstractItemView, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+    QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from segstudio.config import TrainConfig
@@ -20,13 +19,33 @@ from segstudio.editing.store import MaskContext, item_key
 from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
 from segstudio.ui.panels.review_corrections import CorrectionsMixin
+from segstudio.ui.panels.review_predict import PredictMixin
 from segstudio.ui.panels.review_tools import ReviewTools
 from segstudio.ui.panels.review_viewer import ReviewViewer
 from segstudio.ui.state import AppState, RunRef
 from segstudio.ui.tasks import TaskRunner, show_state
-from segstudio.workers import display_frame_task, export_task, predict_folder_task, review_task
+from segstudio.workers import display_frame_task, review_task
 
 FRAME_CACHE = 64  # decoded DICOM frames kept while stepping through the list
+MIN_COLUMN, NAME_WIDTH = 56, (120, 240)  # px: any column; the name column (its contents within these)
+LIST_SHARE = 0.35  # the list may take this share of the area's width to show its columns
+
+
+def folder_size(path: str) -> int | None:
+    """The bytes of the files under `path` (None when it cannot be read)."""
+    try:
+        return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+    except OSError:
+        return None
+
+
+def human_size(n: int) -> str:
+    """497 MB, 1.2 GB, 12 KB (decimal units, as file managers show them)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{n} bytes"
 
 
 class NumItem(QTableWidgetItem):
@@ -42,7 +61,7 @@ class NumItem(QTableWidgetItem):
         return key(self.value) < key(getattr(other, "value", math.inf))
 
 
-class ReviewPanel(CorrectionsMixin, QWidget):
+class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
     """Lists ReviewItems (computed in a worker) and shows the selected one in the viewer.
 
     Watches `state.run`; reads the loaded dataset (reused when the run used it) and the data
@@ -93,8 +112,10 @@ class ReviewPanel(CorrectionsMixin, QWidget):
         self.table_review.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table_review.setAlternatingRowColors(True)
         self.table_review.setSortingEnabled(True)
-        self.table_review.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table_review.horizontalHeader().setStretchLastSection(True)
+        header = self.table_review.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # numbers and their names
+        header.setMinimumSectionSize(MIN_COLUMN)
+        self.table_review.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table_review.currentCellChanged.connect(lambda r, *_: self._show_row(r))
         # sorting moves the current row: refresh its "(k/n)" position once the sort is done
         self.table_review.horizontalHeader().sortIndicatorChanged.connect(
@@ -140,24 +161,20 @@ class ReviewPanel(CorrectionsMixin, QWidget):
         loop.addWidget(self.button_continue)
         lv.addLayout(loop)
         self.viewer = ReviewViewer(self.model)
-        self.viewer.view_review.installEventFilter(self)
         self.tools = ReviewTools(self.model)
         self.tools.install_shortcuts(self)
         self.tools.save_requested.connect(self.save_corrections)
         self.tools.editing_changed.connect(self.viewer.set_editing)
-        right = QWidget()
-        rv = QVBoxLayout(right)
-        rv.setContentsMargins(0, 0, 0, 0)
-        rv.addWidget(self.tools)
-        rv.addWidget(self.viewer, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = self.split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.group_items)
-        split.addWidget(right)
+        split.addWidget(self.viewer)
         split.setStretchFactor(1, 1)
         split.setSizes([400, 800])
         v = QVBoxLayout(self)
         v.addWidget(MessageBar("review", self.state))
+        v.addWidget(self.tools)  # across the area: the list keeps the room its columns need
         v.addWidget(split, 1)
+        self._install_keys()
 
     def post(self, level: str, text: str, action=None) -> None:
         self.state.post("review", level, text, action)
@@ -200,6 +217,7 @@ class ReviewPanel(CorrectionsMixin, QWidget):
             for col, (_, predicted, _) in enumerate(item.volume_ml, start=first + len(fg)):
                 t.setItem(row, col, NumItem(predicted, digits=1))
         t.setSortingEnabled(True)
+        self._fit_columns()
         if unsure:
             t.sortItems(1, Qt.SortOrder.DescendingOrder)
         else:
@@ -210,6 +228,26 @@ class ReviewPanel(CorrectionsMixin, QWidget):
             self.viewer.fit()
         else:
             self.viewer.clear()
+
+    def _fit_columns(self) -> None:
+        """Number columns as wide as their numbers and names (Parent Dice, each class, mL), the
+        name column as its names within NAME_WIDTH (longer ones elided in the middle, widened
+        by hand); the list takes the room they need up to LIST_SHARE of the area, then scrolls."""
+        t, header = self.table_review, self.table_review.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        t.setColumnWidth(0, min(max(t.sizeHintForColumn(0), header.sectionSizeHint(0), NAME_WIDTH[0]),
+                                NAME_WIDTH[1]))
+        for c in range(1, t.columnCount()):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        header.resizeSections()
+        margins = self.group_items.layout().contentsMargins()
+        needed = (header.length() + t.verticalScrollBar().sizeHint().width() + 2 * t.frameWidth()
+                  + margins.left() + margins.right() + 4)
+        sizes = self.split.sizes()
+        total = sum(sizes)
+        if total and sizes[0] < needed:
+            left = min(needed, int(total * LIST_SHARE))
+            self.split.setSizes([left, total - left])
 
     def _item_at_row(self, row: int):
         cell = self.table_review.item(row, 0) if row >= 0 else None
@@ -277,19 +315,33 @@ class ReviewPanel(CorrectionsMixin, QWidget):
             row = min(max(t.currentRow() + delta, 0), t.rowCount() - 1)
             t.setCurrentCell(row, 0)
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # arrow keys over the image
-        if obj is self.viewer.view_review and event.type() == QEvent.Type.KeyPress:
-            key, scan = event.key(), self.viewer.item is not None and self.viewer.item.is_scan
-            if scan and key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+    def _install_keys(self) -> None:
+        """Arrow keys step slices (←/→, a scan) and items wherever in the viewer area the focus is
+        (the image, its buttons and boxes, the table): never scrolling the table sideways. The
+        sliders keep their own arrow keys."""
+        self._arrow_widgets = {self.table_review, self.viewer.view_review,
+                               *self.viewer.findChildren(QAbstractButton), *self.viewer.findChildren(QComboBox),
+                               *self.tools.findChildren(QAbstractButton)}
+        for w in self._arrow_widgets:
+            w.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() != QEvent.Type.KeyPress or obj not in self._arrow_widgets:
+            return super().eventFilter(obj, event)
+        key, scan = event.key(), self.viewer.item is not None and self.viewer.item.is_scan
+        if event.modifiers() not in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+            return False
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            if scan:
                 self.viewer.step_slice(1 if key == Qt.Key.Key_Right else -1)
-                return True
-            if key in (Qt.Key.Key_Down, Qt.Key.Key_Right, Qt.Key.Key_PageDown):
-                self.step(1)
-                return True
-            if key in (Qt.Key.Key_Up, Qt.Key.Key_Left, Qt.Key.Key_PageUp):
-                self.step(-1)
-                return True
-        return super().eventFilter(obj, event)
+            else:
+                self.step(1 if key == Qt.Key.Key_Right else -1)
+            return True
+        if obj is self.viewer.view_review and key in (Qt.Key.Key_Down, Qt.Key.Key_PageDown,
+                                                      Qt.Key.Key_Up, Qt.Key.Key_PageUp):
+            self.step(1 if key in (Qt.Key.Key_Down, Qt.Key.Key_PageDown) else -1)
+            return True
+        return False
 
     # -- runs --------------------------------------------------------------------------------
     @property
@@ -352,7 +404,11 @@ class ReviewPanel(CorrectionsMixin, QWidget):
         self.viewer.forget_levels()
         if self.state.run is None or self.state.run.run_dir != run_dir:
             self.state.run = RunRef(run_dir, config)
-        self.label_run.setText(f"Run: <b>{Path(run_dir).name}</b>")
+        self.tools.button_edit.setChecked(False)  # a run (re)opened starts by looking, not painting
+        size = folder_size(run_dir)
+        self.label_run.setText(f"Run: <b>{Path(run_dir).name}</b>"
+                               + (f" · run folder {human_size(size)}" if size is not None else ""))
+        self.label_run.setToolTip(run_dir)
         scans = bool(items) and items[0].is_scan
         self._validation_title = "Validation scans (Dice in 3-D)" if scans else "Validation images"
         self.group_items.setTitle(self._validation_title)
@@ -369,78 +425,6 @@ class ReviewPanel(CorrectionsMixin, QWidget):
             what = f"{len(items)} validation {'scan' if scans else 'image'}{'' if len(items) == 1 else 's'}"
             show_state(self.progress_review, what, full=True)
             self.post("info", f"Review ready: {what}, worst first.")
-
-    # -- predict a folder --------------------------------------------------------------------
-    def export_masks(self, images_dir: str | None = None, out_dir: str | None = None) -> bool:
-        """Predict a folder of images with the current run's model, writing PNG masks."""
-        if not self.run_dir:
-            self.post("warning", "Open or train a run first.")
-            return False
-        if self.runner.busy:
-            self.post("warning", "The review is busy; predict the folder when it is done.")
-            return False
-        images_dir = images_dir or QFileDialog.getExistingDirectory(self, "Images to predict")
-        if not images_dir:
-            return False
-        suggestion = str(Path(images_dir).parent / f"{Path(images_dir).name}-predictions")
-        out_dir = out_dir or QFileDialog.getExistingDirectory(
-            self, "Write masks to (a folder of their own; your images and masks are never replaced)",
-            suggestion)
-        if not out_dir:
-            return False
-        data, run_data = self.state.data_config, self.run_config.data if self.run_config else None
-        protected = (("dataset images", data.images), ("dataset masks", data.masks),
-                     *((("training images", run_data.images), ("training masks", run_data.masks))
-                       if run_data else ()))
-        return self.runner.start(predict_folder_task, self.run_dir, images_dir, out_dir, self.predictor,
-                                 protected, label="Predicting folder…", on_done=self._on_predicted)
-
-    def _on_predicted(self, result) -> None:
-        report, items = result
-        self.last_export = report
-        segs = f" and {len(report.dicom_segs)} DICOM SEG file(s)" if report.dicom_segs else ""
-        lines = [f"Wrote {len(report.written)} masks{segs} to {report.out_dir}"]
-        lines += [f"skipped {p.path}: {p.reason}" for p in report.problems]
-        lines += [f"left alone {p.path}: {p.reason}" for p in report.left_alone]
-        lines += [f"{p.path}: {p.reason}" for p in report.notes]
-        if report.left_alone:
-            lines[0] += f"; {len(report.left_alone)} existing file(s) left alone"
-        level = "warning" if report.problems or report.left_alone else "info"
-        self.post(level, "\n".join(lines), ("Open folder", lambda: self.open_folder(report.out_dir)))
-        if items:
-            self.group_items.setTitle(f"Predicted {'scans' if items[0].is_scan else 'images'} (no ground truth)")
-            self.set_items(items, tuple(self.predictor.codes))
-            self.button_show_validation.setVisible(bool(self.validation_items))
-        shown = f"; showing {len(items)}" if len(items) < len(report.written) else ""
-        show_state(self.progress_review, f"Wrote {len(report.written)} masks{segs}{shown}", full=True)
-
-    def export_model(self, out: str | None = None) -> bool:
-        """Write the run's model as ONNX or TorchScript (chosen by the file's ending), checked
-        against PyTorch, in a worker."""
-        if not self.run_dir:
-            self.post("warning", "Open or train a run first.")
-            return False
-        if self.runner.busy:
-            self.post("warning", "The review is busy; export the model when it is done.")
-            return False
-        if out is None:
-            out, _ = QFileDialog.getSaveFileName(self, "Export the model", str(Path(self.run_dir) / "model.onnx"),
-                                                 "ONNX (*.onnx);;TorchScript (*.pt)")
-        if not out:
-            return False
-        fmt = "torchscript" if Path(out).suffix.lower() in (".pt", ".pth", ".ts") else "onnx"
-        return self.runner.start(export_task, self.run_dir, fmt, out, label="Exporting the model…",
-                                 on_done=self._on_exported)
-
-    def _on_exported(self, report) -> None:
-        show_state(self.progress_review, f"Exported {Path(report.path).name}", full=True)
-        self.post("info", f"Wrote {report.path} ({report.format}); its outputs match PyTorch within "
-                          f"{report.max_abs_diff:.1e}. Classes, size, window and normalisation are in its "
-                          "metadata (\"segstudio\").", ("Open folder", lambda: self.open_folder(str(Path(report.path).parent))))
-
-    @staticmethod
-    def open_folder(path: str) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
     def cancel(self) -> None:
         self.runner.cancel()

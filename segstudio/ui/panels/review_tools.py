@@ -4,17 +4,25 @@ the edits and the history), with the keys a labelling tool is expected to have."
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QToolButton,
                                QWidget)
 
-from segstudio.editing.review_model import MAX_RADIUS, ReviewModel
+from segstudio.editing.review_model import MAX_RADIUS, MAX_TOLERANCE, ReviewModel
 from segstudio.ui import overlay
+
+# the Correct toggle while on: unmistakable (the app's buttons have no checked look of their own)
+EDIT_ON_STYLE = ("QPushButton#button_edit_masks:checked { background: #dd6b20; color: white; font-weight: bold;"
+                 " border: 1px solid #9c4221; }"
+                 "QPushButton#button_edit_masks:checked:hover { background: #ed8936; }")
+EDIT_OFF, EDIT_ON = "✎ Correct", "✎ Correcting"
 
 TOOL_KEYS = {"brush": "B", "eraser": "E", "fill": "F", "polygon": "P"}
 TOOL_TIPS = {"brush": "Brush: paint the chosen class (B; [ and ] change the radius)",
              "eraser": "Eraser: paint background (E)",
-             "fill": "Fill: fill the closed region under the click with the chosen class (F)",
+             "fill": "Fill: fill the closed region under the click with the chosen class (F); ± limits it\n"
+                     "to pixels of similar grey value. A fill of most of the image (e.g. the background,\n"
+                     "up to the edges) is only done on a second click",
              "polygon": "Polygon: drag a lasso around a region to fill it with the chosen class (P)"}
 
 
@@ -29,7 +37,11 @@ class ReviewTools(QWidget):
         self.model = model
         h = QHBoxLayout(self)
         h.setContentsMargins(0, 0, 0, 0)
-        self.button_edit = QPushButton("✎ Correct", objectName="button_edit_masks", checkable=True)
+        self.button_edit = QPushButton(EDIT_OFF, objectName="button_edit_masks", checkable=True)
+        self.button_edit.setStyleSheet(EDIT_ON_STYLE)
+        bold = QFont(self.button_edit.font())
+        bold.setBold(True)  # as wide as its bold "Correcting" text: no jump when it turns on
+        self.button_edit.setMinimumWidth(QFontMetrics(bold).horizontalAdvance(EDIT_ON) + 36)  # + padding
         self.button_edit.setToolTip("Correct the mask: left button paints, right button drags the view,\n"
                                     "Ctrl+wheel zooms. Corrections are saved beside your masks folder,\n"
                                     "never over your masks.")
@@ -49,6 +61,13 @@ class ReviewTools(QWidget):
         self.spin_radius.setFixedWidth(64)
         self.spin_radius.setToolTip("Brush radius in image pixels ([ smaller, ] larger)")
         self.spin_radius.valueChanged.connect(lambda r: self.model.set_tool(radius=r))
+        self.spin_tolerance = QSpinBox(objectName="spin_fill_tolerance", minimum=0, maximum=MAX_TOLERANCE)
+        self.spin_tolerance.setPrefix("± ")
+        self.spin_tolerance.setSpecialValueText("± any")
+        self.spin_tolerance.setFixedWidth(72)
+        self.spin_tolerance.setToolTip("Fill tolerance: only pixels whose grey value is within this of the\n"
+                                       "clicked pixel's are filled (any: the whole region of that label)")
+        self.spin_tolerance.valueChanged.connect(lambda t: self.model.set_tool(tolerance=t))
         self.combo_class = QComboBox(objectName="combo_paint_class")
         self.combo_class.setToolTip("The class painted (number keys 1-9)")
         self.combo_class.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -70,8 +89,8 @@ class ReviewTools(QWidget):
         self.button_accept.clicked.connect(self.model.accept_prediction)
         self.button_reset.clicked.connect(self.model.reset_to_truth)
         self.button_save.clicked.connect(self.save_requested)
-        for w in (self.spin_radius, self.combo_class, self.button_undo, self.button_redo, self.button_accept,
-                  self.button_reset, self.button_save, self.label_unsaved):
+        for w in (self.spin_radius, self.spin_tolerance, self.combo_class, self.button_undo, self.button_redo,
+                  self.button_accept, self.button_reset, self.button_save, self.label_unsaved):
             h.addWidget(w)
         h.addStretch(1)
         model.listen(self._on_model)
@@ -110,13 +129,14 @@ class ReviewTools(QWidget):
         return self.button_edit.isChecked()
 
     def _on_edit(self, on: bool) -> None:
+        self.button_edit.setText(EDIT_ON if on else EDIT_OFF)
         self.update_state()
         self.editing_changed.emit(on)
 
     def _on_model(self, what: str, _detail) -> None:
         if what == "tool":
             self._sync_tool()
-        if what in ("history", "labels", "saved", "current", "items"):
+        if what in ("tool", "history", "labels", "saved", "current", "items"):
             self.update_state()
 
     def _sync_tool(self) -> None:
@@ -124,6 +144,8 @@ class ReviewTools(QWidget):
         self.tool_buttons[t.tool].setChecked(True)
         if self.spin_radius.value() != t.radius:
             self.spin_radius.setValue(t.radius)
+        if self.spin_tolerance.value() != t.tolerance:
+            self.spin_tolerance.setValue(t.tolerance)
         if 0 <= t.label - 1 < self.combo_class.count():
             self.combo_class.setCurrentIndex(t.label - 1)
 
@@ -132,6 +154,7 @@ class ReviewTools(QWidget):
         can = self.editing and mask is not None and not busy
         for w in (*self.tool_buttons.values(), self.spin_radius, self.combo_class):
             w.setEnabled(self.editing)
+        self.spin_tolerance.setEnabled(self.editing and self.model.tool.tool == "fill")
         self.button_undo.setEnabled(self.model.history.can_undo and not busy)
         self.button_redo.setEnabled(self.model.history.can_redo and not busy)
         self.button_accept.setEnabled(can and mask.pred is not None)

@@ -1,6 +1,6 @@
 """The review's image view: an item's image with its prediction and ground truth over it, window
-and level (in HU for CT), presets, and what is under the cursor. Display only: decoding happens in
-workers, and the panel hands over what they return."""
+and level (in HU for CT, review_levels.py), and what is under the cursor. Display only: decoding
+happens in workers, and the panel hands over what they return."""
 
 from __future__ import annotations
 
@@ -17,45 +17,16 @@ from superqt.utils import signals_blocked
 
 from segstudio.data.windowing import WINDOW_PRESETS
 from segstudio.editing.review_model import ReviewModel
+from segstudio.palette import COMPARE
 from segstudio.ui import overlay
 from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
+from segstudio.ui.panels.review_levels import CUSTOM, PRESET_HINT, LevelsMixin
 
-GT_OUTLINE = (255, 255, 255)
 LEGEND_CLASSES = 8  # more classes than this: the legend names the first ones, the tooltip all
-CUSTOM, PRESET_HINT = "Custom", "Preset…"
+EDITING_FRAME = "QGraphicsView { border: 3px solid #dd6b20; }"  # the view while correcting (as the toggle)
 
 
-def compose(pred: np.ndarray, target: np.ndarray | None, show_pred: bool, show_truth: bool,
-            outline: bool, compare: bool) -> np.ndarray:
-    """The RGBA overlay of one (slice's) prediction and ground truth under the display options."""
-    pred = np.asarray(pred)
-    target = None if target is None else np.asarray(target)
-    if compare and target is not None:
-        return overlay.compare(target, pred)
-    rgba = np.zeros(pred.shape + (4,), dtype=np.uint8)
-    if show_pred:
-        rgba = overlay.colorize(pred, outline=outline)
-    if show_truth and target is not None:
-        if show_pred:  # truth as a white outline over the prediction
-            edge = overlay.contour(target)
-            rgba[edge, :3] = GT_OUTLINE
-            rgba[edge, 3] = 255
-        else:
-            rgba = overlay.colorize(target, outline=outline)
-    return rgba
-
-
-def compose_edit(labels: np.ndarray, pred: np.ndarray | None, show_pred: bool, outline: bool) -> np.ndarray:
-    """The overlay while correcting: the labels being edited, and the prediction's outline."""
-    rgba = overlay.colorize(labels, outline=outline)
-    if show_pred and pred is not None:
-        edge = overlay.contour(pred)
-        rgba[edge, :3] = GT_OUTLINE
-        rgba[edge, 3] = 255
-    return rgba
-
-
-class ReviewViewer(QWidget):
+class ReviewViewer(LevelsMixin, QWidget):
     """Shows one ReviewItem (a 3-D scan one slice at a time: slider, wheel, arrow keys, a jump to
     the slices with the largest errors); `set_frame` swaps in an image in modality units once
     decoded. Once the model holds the item's mask at its original size, that is shown, and in
@@ -113,15 +84,18 @@ class ReviewViewer(QWidget):
         self.label_readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         for label in (self.label_info, self.label_readout):
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        info.addWidget(self.label_info, 1)
-        info.addWidget(self.label_readout, 1)
+        info.addWidget(self.label_info, 3)
+        info.addWidget(self.label_readout, 2)
         v.addLayout(info)
 
     def _build_controls(self) -> QVBoxLayout:
         self.bool_show_pred = QCheckBox("Prediction", objectName="bool_show_pred", checked=True)
         self.bool_show_truth = QCheckBox("Ground truth", objectName="bool_show_truth")
-        self.bool_compare = QCheckBox("Compare (TP/FP/FN)", objectName="bool_compare")
-        self.bool_compare.setToolTip("Green: correct, red: false positive, blue: missed")
+        self.bool_compare = QCheckBox("Compare", objectName="bool_compare")
+        self.bool_compare.setToolTip("The prediction against the ground truth:\n"
+                                     "green: correct, red: false positive (predicted on background),\n"
+                                     "blue: missed (predicted as background), yellow: wrong class\n"
+                                     "(another foreground class predicted, e.g. kidney as liver)")
         self.bool_uncertainty = QCheckBox("Uncertainty", objectName="bool_uncertainty")
         self.bool_uncertainty.setToolTip("Where the model is unsure: the entropy of its class probabilities\n"
                                          "(dark: certain, bright yellow: all classes equally likely)")
@@ -147,13 +121,12 @@ class ReviewViewer(QWidget):
         self.combo_style.currentIndexChanged.connect(self._options_changed)
         self.slider_opacity.valueChanged.connect(self._options_changed)
         top = QHBoxLayout()
-        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.bool_uncertainty,
-                  self.combo_style):
+        for w in (self.bool_show_pred, self.bool_show_truth, self.bool_compare, self.bool_uncertainty):
             top.addWidget(w)
         self.label_legend = QLabel("", objectName="label_legend")
         self.label_legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.label_legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        top.addWidget(self.label_legend, 1)
+        top.addWidget(self.label_legend, 1)  # the row to itself: the compare legend has four names
         bottom = QHBoxLayout()
         self.combo_preset = QComboBox(objectName="combo_window_preset", enabled=False)
         self.combo_preset.addItem(PRESET_HINT)
@@ -161,7 +134,7 @@ class ReviewViewer(QWidget):
         self.combo_preset.addItem(CUSTOM)
         self.combo_preset.setToolTip("CT window presets (width/level in HU)")
         self.combo_preset.activated.connect(self._apply_preset)
-        for w in (QLabel("Opacity"), self.slider_opacity, QLabel("   Window"), self.slider_levels,
+        for w in (self.combo_style, QLabel("  Opacity"), self.slider_opacity, QLabel("   Window"), self.slider_levels,
                   self.label_levels, self.combo_preset):
             bottom.addWidget(w)
         bottom.addStretch(1)
@@ -203,6 +176,8 @@ class ReviewViewer(QWidget):
         """Show `item`, in modality units when its decoded `frame` is already known; a scan
         opens at the slice with the most foreground."""
         first = self.item is None
+        if item is not self.item:  # what was under the cursor belonged to the previous item
+            self.label_readout.clear()
         self._item_shown = self.item
         self.item, self.frame = item, frame
         self.placeholder.setVisible(False)
@@ -285,6 +260,7 @@ class ReviewViewer(QWidget):
 
     def set_editing(self, on: bool) -> None:
         self.editing = bool(on)
+        self.view_review.setStyleSheet(EDITING_FRAME if on else "")
         self.brush_cursor.setVisible(False)
         self.redraw()
 
@@ -343,7 +319,7 @@ class ReviewViewer(QWidget):
         _, pred, labels = self.planes()
         h, w = labels.shape
         y0, y1, x0, x1 = max(box[0] - 1, 0), min(box[1] + 1, h), max(box[2] - 1, 0), min(box[3] + 1, w)
-        self._rgba[y0:y1, x0:x1] = compose_edit(labels[y0:y1, x0:x1], pred[y0:y1, x0:x1],
+        self._rgba[y0:y1, x0:x1] = overlay.compose_edit(labels[y0:y1, x0:x1], pred[y0:y1, x0:x1],
                                                 self.bool_show_pred.isChecked(), self.combo_style.currentIndex() == 1)
         self.mask_item.updateImage(self._rgba)
 
@@ -352,10 +328,6 @@ class ReviewViewer(QWidget):
         if self._shown_shape is not None:
             h, w = self._shown_shape
             self.viewbox.setRange(QRectF(0, 0, w, h), padding=0)
-
-    def forget_levels(self) -> None:
-        """A new run: start again from its training window."""
-        self._levels_by_unit.clear()
 
     def set_frame(self, frame) -> None:
         """The current item's decoded frame arrived (None: the item has no modality values)."""
@@ -369,6 +341,7 @@ class ReviewViewer(QWidget):
         self.mask_item.clear()
         self.placeholder.setVisible(True)
         self.label_info.setText("")
+        self.label_readout.clear()
 
     def _show_image(self) -> None:
         image = self.frame.values if self.frame is not None else self.planes()[0]
@@ -385,60 +358,6 @@ class ReviewViewer(QWidget):
             self.label_slice.setText(f"{self.slice + 1}/{len(self.item.pred)}")
         self.redraw()
 
-    def _set_level_range(self, frame) -> None:
-        """Slider range in the displayed units; reset to the training window when they change."""
-        if frame is None:
-            lo, hi, unit, default = 0, 255, None, (0, 255)
-        else:
-            width, level = frame.window
-            default = (math.floor(level - width / 2), math.ceil(level + width / 2))
-            lo = min(math.floor(float(frame.values.min())), default[0])
-            hi = max(math.ceil(float(frame.values.max())), default[1], lo + 1)
-            unit = frame.unit
-        slider = self.slider_levels
-        self.combo_preset.setEnabled(unit == "HU")
-        if unit != self._level_unit:  # back in a unit: the window the user had there
-            self._level_unit = unit
-            levels = self._levels_by_unit.get(unit, default)
-            slider.setRange(min(lo, levels[0]), max(hi, levels[1]))
-            slider.setValue(levels)
-        elif unit is not None:
-            keep = slider.value()
-            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
-            slider.setValue(keep)
-        self._show_levels(slider.value())
-
-    @Slot(int)
-    def _apply_preset(self, index: int) -> None:
-        name = self.combo_preset.itemText(index)
-        if name in WINDOW_PRESETS and self._level_unit == "HU":
-            width, level = WINDOW_PRESETS[name]
-            lo, hi = math.floor(level - width / 2), math.ceil(level + width / 2)
-            slider = self.slider_levels
-            slider.setRange(min(lo, slider.minimum()), max(hi, slider.maximum()))
-            slider.setValue((lo, hi))
-        self._show_levels(self.slider_levels.value())
-
-    @Slot(object)
-    def _show_levels(self, value) -> None:
-        lo, hi = (float(v) for v in value)
-        self._levels_by_unit[self._level_unit] = tuple(int(v) for v in value)
-        self.image_item.setLevels((lo, hi))
-        if self._level_unit is None:
-            self.label_levels.setText(f"{int(lo)}–{int(hi)}")
-        else:
-            self.label_levels.setText(f"W {hi - lo:.0f} L {(lo + hi) / 2:.0f} {self._level_unit}".rstrip())
-        self.combo_preset.setCurrentText(self._active_preset(lo, hi))
-
-    def _active_preset(self, lo: float, hi: float) -> str:
-        """The preset the levels are at, "Custom" for others, the hint outside HU."""
-        if self._level_unit != "HU":
-            return PRESET_HINT
-        for name, (width, level) in WINDOW_PRESETS.items():
-            if (math.floor(level - width / 2), math.ceil(level + width / 2)) == (round(lo), round(hi)):
-                return name
-        return CUSTOM
-
     @Slot()
     def redraw(self, *_args) -> None:
         if self.item is None:
@@ -449,9 +368,9 @@ class ReviewViewer(QWidget):
         if uncertainty is not None:
             rgba = overlay.heat(uncertainty)
         elif self.editing and self.mask is not None:
-            rgba = compose_edit(target, pred, self.bool_show_pred.isChecked(), outline)
+            rgba = overlay.compose_edit(target, pred, self.bool_show_pred.isChecked(), outline)
         else:
-            rgba = compose(pred, target, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
+            rgba = overlay.compose(pred, target, self.bool_show_pred.isChecked(), self.bool_show_truth.isChecked(),
                            outline, self.bool_compare.isChecked())
         self._rgba = rgba
         self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
@@ -459,8 +378,7 @@ class ReviewViewer(QWidget):
 
     def _update_legend(self) -> None:
         if self.bool_compare.isChecked() and self.item is not None and self.item.target is not None:
-            parts = [("correct", overlay.TP_COLOR), ("false positive", overlay.FP_COLOR),
-                     ("missed", overlay.FN_COLOR)]
+            parts = list(COMPARE.values())
         else:
             parts = [(str(c), overlay.class_color(k)) for k, c in enumerate(self.codes) if k > 0]
         shown = parts[:LEGEND_CLASSES]
