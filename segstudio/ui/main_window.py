@@ -7,6 +7,7 @@ import platform
 import sys
 from dataclasses import replace
 from importlib import metadata
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QKeySequence
@@ -40,6 +41,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.state = AppState()
         self._close_after_stop = False
+        self._activities: dict[str, str] = {}  # what runs, by runner: the status bar shows the latest
         self.tasks = TaskRunner(self, "app", on_error=lambda m, d: self.state.post(
             "data", "error", m + (f"\n{d}" if d else "")))  # the samples are the Data area's
         self.probe = TaskRunner(self, "probe", on_error=self._on_probe_failed)
@@ -130,7 +132,8 @@ class MainWindow(QMainWindow):
         s.watch("run", self._on_run)
         s.watch("train_config", lambda c: self.settings.set_train_config(replace(c, data=s.data_config)))
         s.watch("data_config", self._remember_folders)
-        self.data_panel.runner.busy_changed.connect(lambda b: self._set_state("Loading data…" if b else "Idle"))
+        for runner in (self.data_panel.runner, self.review_panel.runner, self.tasks):
+            runner.busy_changed.connect(lambda busy, r=runner: self._show_activity(r.name, r.label if busy else ""))
 
     def _restore(self) -> None:
         config = self.settings.train_config()
@@ -169,7 +172,7 @@ class MainWindow(QMainWindow):
     def open_sample(self) -> None:
         self.state.post("data", "info", "Preparing the built-in CT phantom sample dataset…")
         self.train_panel.settings.update(**DEMO_SETTINGS)
-        self.tasks.start(sample_dataset_task,
+        self.tasks.start(sample_dataset_task, label="Preparing the sample dataset…",
                          on_done=lambda r: self.data_panel.set_folders(str(r[0]), str(r[1]), load=True))
         self.tabs.setCurrentIndex(DATA)
 
@@ -178,7 +181,7 @@ class MainWindow(QMainWindow):
         self.state.post("data", "info", "Preparing the built-in sample of 3-D phantom CT scans…")
         self.train_panel.settings.update(**DEMO_VOLUME_SETTINGS)
         self.data_panel.set_data_config(replace(self.state.data_config, context=DEMO_VOLUME_CONTEXT))
-        self.tasks.start(sample_volumes_task,
+        self.tasks.start(sample_volumes_task, label="Preparing the sample scans…",
                          on_done=lambda root: self.data_panel.set_folders(str(root), "", load=True))
         self.tabs.setCurrentIndex(DATA)
 
@@ -212,13 +215,11 @@ class MainWindow(QMainWindow):
         for w in (self.action_open_images, self.action_open_masks, self.action_open_sample,
                   self.action_open_volume_sample):
             w.setEnabled(not mode)
-        if mode:
-            size = self.state.train_config.size
-            self._set_state(f"{'Training' if mode == 'train' else 'Finding LR'} at {size} px")
-        else:
-            self._set_state("Idle")
-            if self._close_after_stop:
-                self.close()
+        size = self.state.train_config.size
+        self._show_activity("train", {"train": f"Training at {size} px", "find_lr": f"Finding LR at {size} px",
+                                      "follow": f"Following {Path(self.train_panel.following).name}"}.get(mode, ""))
+        if not mode and self._close_after_stop:
+            self.close()
 
     def _on_run(self, run: RunRef | None) -> None:
         if run is not None and run.config is not None:
@@ -230,9 +231,13 @@ class MainWindow(QMainWindow):
         if m.level == "error":
             self.error_reported.emit(m.text)
 
-    @Slot(str)
-    def _set_state(self, text: str) -> None:
-        self.label_state.setText(text)
+    def _show_activity(self, key: str, text: str) -> None:
+        """What `key` (a runner, or training) does now, "" when done: the status bar shows the
+        latest work still running, "Idle" when none is."""
+        self._activities.pop(key, None)
+        if text:
+            self._activities[key] = text
+        self.label_state.setText(next(reversed(self._activities.values()), "Idle"))
 
     # -- drag and drop -----------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -339,11 +344,11 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         if self.state.training and self.train_panel.runner.running:
-            if self._close_after_stop or self.confirm_stop_run():
+            if self._close_after_stop or self.state.training == "follow" or self.confirm_stop_run():
                 # stop cooperatively; the window closes when the thread has ended (never terminate)
                 self._close_after_stop = True
                 self.train_panel.stop()
-                self._set_state("Stopping before closing…")
+                self._show_activity("train", "Stopping before closing…")
             event.ignore()
             return
         self.save_settings()

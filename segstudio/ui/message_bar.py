@@ -39,6 +39,12 @@ class MessageBar(QFrame):
         self.hide()
         state.watch("message", self._on_message)
 
+    def clear(self) -> None:
+        """Hide the message shown (it stays in the log)."""
+        self._timer.stop()
+        self.message = None
+        self.hide()
+
     def _on_message(self, message: Message) -> None:
         if message.area != self.area:
             return

@@ -12,7 +12,7 @@ import math
 import time
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QProgressBar
 
 from segstudio.workers import TaskWorker
@@ -29,9 +29,10 @@ def fmt_duration(seconds: float) -> str:
 
 def progress_text(done: int, total: int, message: str, elapsed: float = 0.0) -> str:
     """"Message — 3/10 · 0:12 left" (the count when the total is known, an estimate once
-    `elapsed` is long enough to judge)."""
+    `elapsed` is long enough to judge); "Message · 1:05 elapsed" when the total is unknown."""
     if total <= 0:
-        return message or "Working…"
+        text = message or "Working…"
+        return f"{text} · {fmt_duration(elapsed)} elapsed" if elapsed >= ETA_AFTER_S else text
     text = f"{message or 'Working'} — {done}/{total}"
     if 0 < done < total and elapsed >= ETA_AFTER_S:
         text += f" · {fmt_duration(elapsed / done * (total - done))} left"
@@ -39,12 +40,10 @@ def progress_text(done: int, total: int, message: str, elapsed: float = 0.0) -> 
 
 
 def show_progress(bar: QProgressBar, done: int, total: int, text: str) -> None:
-    """A determinate bar when the total is known, else a busy indicator."""
-    if total > 0:
-        bar.setRange(0, total)
-        bar.setValue(min(done, total))
-    else:
-        bar.setRange(0, 0)
+    """A determinate bar when the total is known, else an empty one: Qt's busy indicator would
+    hide the text (QProgressBar.text() is empty in busy mode), and the text says what runs."""
+    bar.setRange(0, max(total, 1))
+    bar.setValue(min(done, total) if total > 0 else 0)
     bar.setFormat(text)
 
 
@@ -56,7 +55,8 @@ def show_state(bar: QProgressBar, text: str, full: bool = False) -> None:
 
 
 class TaskRunner(QObject):
-    """Runs one task at a time for a panel and reports it on the panel's progress bar."""
+    """Runs one task at a time for a panel and reports it on the panel's progress bar; `label`
+    says what runs ("" when idle), for the status bar."""
 
     busy_changed = Signal(bool)
 
@@ -66,6 +66,11 @@ class TaskRunner(QObject):
         self.setObjectName(f"runner_{name}")
         self.name, self.bar, self.on_error = name, bar, on_error
         self.worker: TaskWorker | None = None
+        self.label = ""
+        self._shown = (0, 0, "")  # the last progress (done, total, message)
+        self._drawn = ""  # its text on the bar: a bar that says something else since is left alone
+        self._ticker = QTimer(self, interval=1000)
+        self._ticker.timeout.connect(self._tick)
         self._on_done: Callable[[Any], None] | None = None
         self._on_cancelled: Callable[[], None] | None = None
         self._task_error: Callable[[str, str], None] | None = None
@@ -105,9 +110,12 @@ class TaskRunner(QObject):
         worker.cancelled.connect(self._on_cancel)
         worker.finished.connect(self._on_finished)
         self.worker, self._on_done, self._on_cancelled = worker, on_done, on_cancelled
+        self.label = label
         self._t0 = time.monotonic()
         if self.bar is not None:
-            show_progress(self.bar, 0, 0, label)
+            self._shown = (0, 0, label)
+            self._redraw()
+            self._ticker.start()
         self.busy_changed.emit(True)
         worker.start()
         return True
@@ -127,9 +135,20 @@ class TaskRunner(QObject):
 
     @Slot(int, int, str)
     def _on_progress(self, done: int, total: int, message: str) -> None:
+        self._shown = (done, total, message)
+        self._redraw()
+
+    def _redraw(self) -> None:
         if self.bar is not None:
-            text = progress_text(done, total, message, time.monotonic() - self._t0)
-            show_progress(self.bar, done, total, text)
+            done, total, message = self._shown
+            self._drawn = progress_text(done, total, message, time.monotonic() - self._t0)
+            show_progress(self.bar, done, total, self._drawn)
+
+    @Slot()
+    def _tick(self) -> None:
+        """The elapsed time of a task without a known total (nothing else tells that it runs)."""
+        if self.bar is not None and self._shown[1] <= 0 and self.bar.format() == self._drawn:
+            self._redraw()
 
     @Slot(object)
     def _on_result(self, result) -> None:
@@ -153,6 +172,8 @@ class TaskRunner(QObject):
 
     @Slot()
     def _on_finished(self) -> None:
+        self._ticker.stop()
+        self.label = ""
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.deleteLater()

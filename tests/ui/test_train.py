@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import gc
 import math
+import threading
 
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QCheckBox, QLabel
 
 from segstudio.config import Schedule, default_lrs
 from segstudio.training import events as ev
@@ -355,3 +356,206 @@ def test_run_in_a_separate_process_uses_a_process_session(window, qtbot, sample_
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     assert made == [2, None]  # torchrun with two processes; the child loads the data itself
     assert isinstance(panel.last_final, ev.Finished)
+
+
+# -- issue 20: following, status, a continued run's log, plots --------------------------------
+
+def started(**fields) -> ev.Started:
+    """A Started event of a small run (fields override)."""
+    base = dict(device="cpu", device_name="CPU", mixed_precision=False, pretrained=False, groups=(),
+                codes=("background", "liver"), n_train=8, n_valid=2, epochs=3, iters_per_epoch=10,
+                run_dir="/runs/child", lr_lo=1e-5, lr_hi=1e-3)
+    return ev.Started(**{**base, **fields})
+
+
+def epoch_end(epoch: int, epochs: int = 3) -> ev.EpochEnd:
+    return ev.EpochEnd(epoch=epoch, epochs=epochs, train_loss=0.5, valid_loss=0.6, dice=(0.99, 0.8),
+                       dice_mean=0.8, seconds=1.0, is_best=True)
+
+
+def batch(iteration: int, loss: float = 0.7, total: int = 30) -> ev.BatchEnd:
+    return ev.BatchEnd(epoch=iteration // 10, iteration=iteration, total_iterations=total, loss=loss,
+                       lrs=(1e-5, 1e-4, 1e-3))
+
+
+class Scripted:
+    """A session that emits `events`, then trains until it is stopped."""
+
+    def __init__(self, *events):
+        self.events, self.stopped = events, threading.Event()
+
+    def run(self, config, on_event, dataset=None):
+        for event in self.events:
+            on_event(event)
+        self.stopped.wait(60)
+        return ev.Cancelled("", 0, math.nan)
+
+    def cancel(self):
+        self.stopped.set()
+
+
+def write_followed_run(folder, config, *events):
+    """A run folder that another process writes: its config.json and the events so far."""
+    from segstudio.training.event_json import to_json
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(config.to_json())
+    (folder / "events.jsonl").write_text("".join(to_json(e) + "\n" for e in events))
+    return folder
+
+
+def test_following_shows_the_runs_settings_and_stop_leaves_it_running(window, qtbot, tmp_path, monkeypatch):
+    from segstudio.config import Arch, TrainConfig
+
+    panel, s = window.train_panel, window.train_panel.settings
+    asked = []
+    monkeypatch.setattr(window, "confirm_stop_run", lambda: asked.append(1) or True)
+    s.value_epochs.setValue(7)
+    own = s.config()
+    window.state.post("train", "warning", "Finished 8 epochs; best Dice 0.912. Model in /runs/previous")
+    theirs = TrainConfig(arch=Arch.resnet50, size=96, epochs=40, bs=2)
+    folder = tmp_path / "cluster run"
+    run = write_followed_run(folder, theirs, started(epochs=40, run_dir=str(folder)),
+                             *(batch(i) for i in range(10)), epoch_end(0, epochs=40))
+    assert window.choose_follow(str(run))
+    qtbot.waitUntil(lambda: panel.plots.epochs == [1], timeout=30000)
+    # its settings, read-only, not the app's; the app's own settings are not replaced by them
+    assert (s.value_epochs.value(), s.value_size.value(), s.combo_arch.currentData()) == (40, 96, "resnet50")
+    assert not s.value_epochs.isEnabled() and not panel.label_settings_source.isHidden()
+    assert "cluster run" in panel.label_settings_source.text()
+    assert window.state.train_config.epochs == 7
+    assert not shown(banner(window, "train"))  # the previous run's outcome is gone
+    assert window.label_state.text() == "Following cluster run"
+    panel._on_batches([batch(10, total=400)])  # its pace is its epochs' (1 s for 10 batches), not the replay's
+    assert panel.label_eta.text() == "ETA 0:39"
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    text = banner(window, "train").text()
+    assert "Stopped following cluster run; the run continues" in text and "Stopped after" not in text
+    assert panel.progress_train.format() == "Stopped following"
+    assert s.config() == own and s.value_epochs.isEnabled() and panel.label_settings_source.isHidden()
+    assert window.label_state.text() == "Idle"
+    # closing the app while following stops the following without asking to stop "training"
+    assert window.choose_follow(str(run))
+    qtbot.waitUntil(lambda: panel.plots.epochs == [1], timeout=30000)
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
+    assert not asked and not panel.running
+
+
+def test_a_resumed_run_shows_the_epoch_it_resumes_into_and_its_own_pace(window, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from segstudio.config import TrainConfig
+    from segstudio.ui.panels import train_panel as module
+
+    clock = [100.0]
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock[0], strftime=time.strftime,
+                                                        localtime=time.localtime))
+    panel = window.train_panel
+    panel._config = TrainConfig()
+    panel._on_started(started(epochs=3, iters_per_epoch=10))
+    panel._on_epoch(epoch_end(0))  # the epoch done before the stop, replayed
+    assert panel.progress_train.format() == "Epoch 2/3" and panel.progress_train.value() == 10
+    clock[0] += 10.0  # this attempt: 5 batches in 10 s, so 15 more take 30 s
+    panel._on_batches([batch(i) for i in range(10, 15)])
+    assert panel.progress_train.format() == "Epoch 2/3 · batch 5/10"
+    assert panel.label_eta.text() == "ETA 0:30"
+
+
+def test_a_stopped_run_keeps_its_warning_in_view(window, qtbot, sample_dirs):
+    note = "ImageNet weights for resnet18 are not in the local cache; training starts from random weights."
+    window.train_panel.session_factory = lambda: Scripted(ev.WarningEvent(note), started())
+    panel = _start(window, qtbot, sample_dirs, preload=False)
+    qtbot.waitUntil(lambda: panel.last_started is not None, timeout=30000)
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    text = banner(window, "train").text()
+    assert shown(banner(window, "train")) and window.state.message.level == "warning"  # stays until closed
+    assert "Stopped after 0 epoch(s)" in text and note in text
+
+
+def test_a_continued_run_says_it_starts_from_its_parent(window, qtbot, sample_dirs):
+    window.train_panel.session_factory = lambda: Scripted(started(parent_run="/runs/20261204-133925"))
+    panel = _start(window, qtbot, sample_dirs, preload=False)
+    qtbot.waitUntil(lambda: panel.last_started is not None, timeout=30000)
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    log = panel.text_log.toPlainText()
+    assert "starting from the weights of 20261204-133925" in log and "random-init" not in log
+
+
+GROUPS = tuple(ev.GroupInfo(name, 1000, 1e-3, False) for name in
+               ("encoder: stem, layer1", "encoder: layer2, layer3, layer4", "decoder: head"))
+
+
+def live_plots(window, qtbot, **fields):
+    """The Train area's plots after a run of `fields` started, laid out on screen."""
+    panel = window.train_panel
+    panel._config = panel.settings.config()
+    panel._on_started(started(groups=GROUPS, **fields))
+    window.tabs.setCurrentWidget(panel)
+    qtbot.wait(20)
+    return panel.plots
+
+
+def test_the_first_batch_gets_the_runs_axes(window, qtbot):
+    plots = live_plots(window, qtbot, iters_per_epoch=40, epochs=8)
+    plots.add_batches([ev.BatchEnd(0, 0, 320, 0.6931471805599453, (1e-5, 1e-4, 1e-3))])
+    plots.flush()
+    (x0, x1), (y0, y1) = plots.plot_loss.getPlotItem().vb.viewRange()
+    assert x0 <= 0 < 300 < x1 <= 340  # the whole run from its start, not -400…400
+    assert y0 < 0.6931 < y1 and y1 - y0 >= 0.05  # a readable span, not 16 digits
+    assert plots.plot_lr.getPlotItem().vb.viewRange()[0] == [x0, x1]
+
+
+def test_the_loss_axis_leaves_out_the_first_spike_unless_all_is_shown(window, qtbot):
+    plots = live_plots(window, qtbot, iters_per_epoch=20, epochs=3)
+    rng = np.random.default_rng(0)
+    losses = [1.0 + 0.1 * rng.standard_normal() for _ in range(60)]
+    losses[2:4] = [12.0, 9.0]  # the first batches' spike
+    plots.add_batches([batch(i, loss, 60) for i, loss in enumerate(losses)])
+    plots.add_epoch(ev.EpochEnd(0, 3, 1.0, 2.8, (0.9, 0.3), 0.3, 1.0, True))  # a high first validation loss
+    plots.flush()
+    qtbot.wait(20)  # drawn (an automatic range is set when the plot is painted)
+    y0, y1 = plots.plot_loss.getPlotItem().vb.viewRange()[1]
+    assert 2.8 < y1 < 5 and y0 < 0.9  # validation and the batches in view, the spike off the top
+    show_all = plots.findChild(QCheckBox, "bool_loss_show_all")
+    show_all.setChecked(True)
+    assert plots.plot_loss.getPlotItem().vb.viewRange()[1][1] >= 12.0
+
+
+def test_lr_tick_labels_are_distinct_for_a_constant_lr(window, qtbot):
+    plots = live_plots(window, qtbot, iters_per_epoch=10, epochs=1)
+    plots.add_batches([ev.BatchEnd(0, i, 10, 0.7, (1e-3, 1e-3, 1e-3)) for i in range(4)])
+    plots.flush()
+    qtbot.wait(20)
+    axis = plots.plot_lr.getPlotItem().getAxis("left")
+    lo, hi = plots.plot_lr.getPlotItem().vb.viewRange()[1]
+    labels = [label for spacing, values in axis.tickValues(lo, hi, axis.height())
+              for label in axis.tickStrings(values, 1.0, spacing)]
+    assert "1e-3" in labels and len(labels) >= 3 and len(set(labels)) == len(labels), labels
+
+
+def test_a_2d_run_opened_after_a_3d_run_has_2d_titles_and_legends_below(window, qtbot, tmp_path):
+    import json
+
+    from segstudio.ui.state import RunRef
+
+    panel = window.train_panel
+    panel._config = panel.settings.config()
+    panel._on_started(started(volumetric=True))
+    assert "3-D" in panel.plots.plot_dice.getPlotItem().titleLabel.text
+    run = tmp_path / "2d run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps([{"epoch": 1, "train_loss": 0.9, "valid_loss": 1.0,
+                                                   "dice_mean": 0.5, "dice_liver": 0.5}]))
+    (run / "model.json").write_text(json.dumps({"codes": ["background", "liver"]}))
+    window.state.run = RunRef(str(run))
+    window.tabs.setCurrentWidget(panel)
+    qtbot.wait(50)  # laid out
+    item = panel.plots.plot_dice.getPlotItem()
+    assert "3-D" not in item.titleLabel.text
+    assert item.legend.parentItem() is not item.vb  # the legends sit under the plots, not on the curves
+    assert not item.legend.sceneBoundingRect().intersects(item.vb.sceneBoundingRect())

@@ -130,3 +130,42 @@ def test_an_absurd_saved_size_is_not_restored(qtbot):
     room = w2.screen().availableGeometry()
     assert w2.width() <= room.width() and w2.height() <= room.height()
     w2.close()
+
+
+def test_status_bar_and_progress_say_what_runs(window, qtbot):
+    """A long task without a known total (the ONNX export) is named in the status bar, whatever
+    else ends meanwhile, and its progress bar shows text with the time it has taken."""
+    import threading
+
+    from segstudio.ui.tasks import progress_text
+
+    release = threading.Event()
+
+    def export(*, progress, should_stop):
+        progress(0, 0, "Exporting and checking the onnx model")
+        release.wait(30)
+
+    review = window.review_panel
+    assert review.runner.start(export, label="Exporting the model…", on_done=lambda _: None)
+    qtbot.waitUntil(lambda: "Exporting and checking" in review.progress_review.text(), timeout=10000)
+    assert window.label_state.text() == "Exporting the model…"
+    window.state.training = "train"  # a run starts and ends while the export goes on
+    window.state.training = ""
+    assert window.label_state.text() == "Exporting the model…"
+    release.set()
+    qtbot.waitUntil(lambda: not review.runner.busy, timeout=10000)
+    assert window.label_state.text() == "Idle"
+    assert progress_text(0, 0, "Exporting", elapsed=65.0) == "Exporting · 1:05 elapsed"
+
+
+def test_train_settings_start_from_train_config(qtbot):
+    """The one default (TrainConfig, resnet18): a first start shows exactly its values."""
+    from dataclasses import replace
+
+    w = MainWindow(probe=False)
+    qtbot.addWidget(w)
+    s = w.train_panel.settings
+    lo, hi = TrainConfig().lrs(s.effective_pretrained())
+    assert s.config() == replace(TrainConfig(), lr_lo=lo, lr_hi=hi)
+    assert s.combo_arch.currentData() == TrainConfig().arch.value == Arch.resnet18.value
+    w.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import replace
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.config import TrainConfig
+from segstudio.runs import MODEL_META
 from segstudio.training import events as ev
 from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
@@ -29,8 +31,9 @@ LOG_PREFIX = {"warning": "⚠ ", "error": "✖ "}
 class TrainPanel(QWidget):
     """Runs TrainingSession.run / find_lr in a TrainWorker and shows what it reports.
 
-    Writes `state.train_config` (as edited), `state.training` while a task runs and `state.run`
-    when a run has a model; reads the data settings and the loaded dataset."""
+    Writes `state.train_config` (as edited), `state.training` while a task runs ("follow" while
+    it follows a run) and `state.run` when a run has a model; reads the data settings and the
+    loaded dataset."""
 
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
@@ -42,6 +45,11 @@ class TrainPanel(QWidget):
         self.last_final = None
         self._warnings: list[str] = []
         self._t0 = 0.0
+        self._it0: int | None = None  # the first iteration this attempt trains (a resumed run's is later)
+        self._epoch_seconds: list[float] = []  # how long the run's epochs took
+        self.following = ""  # the run folder being followed
+        self._followed: TrainConfig | None = None  # its settings, once it has written them
+        self._own_settings: TrainConfig | None = None  # the user's, shown again when the following ends
         self._build()
         self.runner = TaskRunner(self, "train", self.progress_train)
         self.runner.busy_changed.connect(self._on_busy)
@@ -64,6 +72,11 @@ class TrainPanel(QWidget):
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 4, 0)
+        self.label_settings_source = QLabel("", objectName="label_settings_source", wordWrap=True)
+        self.label_settings_source.setStyleSheet("background:#ebf8ff;border:1px solid #90cdf4;border-radius:4px;"
+                                                 "padding:4px;color:#2a4365;")
+        self.label_settings_source.setVisible(False)
+        lv.addWidget(self.label_settings_source)
         lv.addWidget(self.settings)
         scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
         scroll.setWidget(left)
@@ -73,7 +86,8 @@ class TrainPanel(QWidget):
         right = QWidget()
         rv = QVBoxLayout(right)
         rv.setContentsMargins(4, 0, 0, 0)
-        rv.addWidget(MessageBar("train", self.state))
+        self.message_bar = MessageBar("train", self.state)
+        rv.addWidget(self.message_bar)
         rv.addLayout(self._build_controls())
         self.plots = LivePlots()
         self.preview = PreviewTiles()
@@ -123,8 +137,9 @@ class TrainPanel(QWidget):
         return self.runner.busy
 
     def continue_from(self, run_dir: str) -> bool:
-        """Train a new run from `run_dir`'s best model on the current data: the settings show
-        its architecture and size, a few epochs and fine-tuning learning rates."""
+        """Train a new run from `run_dir`'s best model on the current data, read as that run read
+        its own (window, mask values): the settings show its architecture and size, a few epochs
+        and fine-tuning learning rates."""
         from segstudio.errors import SegstudioError
         from segstudio.training.parent import continue_config
 
@@ -137,7 +152,7 @@ class TrainPanel(QWidget):
             self.state.post("train", "error", str(exc))
             return False
         self.settings.set_config(config)
-        return self.start(init_from=config.init_from)
+        return self.start(init_from=config.init_from, config=config)
 
     def resume(self, run_dir: str) -> bool:
         """Continue a stopped or crashed run from its last checkpoint, with its own settings."""
@@ -168,11 +183,25 @@ class TrainPanel(QWidget):
             self.state.post("train", "error", f"{Path(run_dir).name} has no {EVENTS} to follow (a run from an older "
                                               "segstudio): open it with File > Open run instead.")
             return False
+        self.following, self._own_settings = str(run_dir), self.settings.snapshot()
+        self._show_followed_settings()
+        return self.start(config=self._followed or TrainConfig(), follow=str(run_dir))
+
+    def _show_followed_settings(self) -> None:
+        """The followed run's own settings (its config.json), read-only while it is followed;
+        read again when it starts if it had not written them yet."""
+        name = Path(self.following).name
         try:
-            config = TrainConfig.load(Path(run_dir) / "config.json")
+            self._followed = TrainConfig.load(Path(self.following) / "config.json")
         except (OSError, ValueError):
-            config = TrainConfig()  # the folder's first lines are still being written
-        return self.start(config=config, follow=str(run_dir))
+            self._followed = None
+            self.label_settings_source.setText(f"Following {name}: its settings are not written yet "
+                                               "(config.json); they show here once it starts.")
+        else:
+            self.settings.set_config(self._followed)
+            self.label_settings_source.setText(f"Settings of the followed run {name} (read-only). Yours come "
+                                               "back when you stop following.")
+        self.label_settings_source.setVisible(True)
 
     def _session_factory(self, mode: str, follow: str):
         """(session factory, whether the app loads the data): a run followed from its folder, a
@@ -207,6 +236,7 @@ class TrainPanel(QWidget):
         self.last_final = None
         self._warnings: list[str] = []
         self._config = config
+        self.message_bar.clear()  # the previous run's outcome is not this one's
         if mode == "train":
             self.plots.reset()
             self.preview.clear()
@@ -238,10 +268,11 @@ class TrainPanel(QWidget):
 
     @Slot()
     def stop(self) -> None:
+        """Stop the run (within a batch), or only the following of a run another process trains."""
         if self.runner.busy:
             self.runner.cancel()
             self.button_stop.setEnabled(False)
-            self.progress_train.setFormat("Stopping after this batch…")
+            self.progress_train.setFormat("Stopping following…" if self.following else "Stopping after this batch…")
 
     def wait(self, ms: int = 120000) -> bool:
         worker = self.runner.worker
@@ -256,7 +287,11 @@ class TrainPanel(QWidget):
         self.button_find_lr.setEnabled(not busy)
         self.button_apply_lr.setEnabled(not busy and self.last_lr_found is not None)
         self.button_stop.setEnabled(busy)
-        self.state.training = mode
+        if not busy and self.following:  # the user's own settings again
+            self.following = ""
+            self.label_settings_source.setVisible(False)
+            self.settings.set_config(self._own_settings)
+        self.state.training = "follow" if self.following and mode == "train" else mode
 
     def log(self, level: str, text: str) -> None:
         """A line in the log only (the run's own history: epochs, phases)."""
@@ -269,7 +304,8 @@ class TrainPanel(QWidget):
 
     # -- state -------------------------------------------------------------------------------
     def _on_settings(self) -> None:
-        self.state.train_config = self.settings.config()
+        if not self.following:  # a followed run's settings are shown, not taken as the user's
+            self.state.train_config = self.settings.config()
 
     def _on_environment(self, env: dict) -> None:
         self.settings.set_weights_available((env or {}).get("pretrained", {}))
@@ -281,7 +317,7 @@ class TrainPanel(QWidget):
         from segstudio.runs import read_metrics
 
         rows, codes = read_metrics(run.run_dir)
-        self.plots.show_history(rows, codes)
+        self.plots.show_history(rows, codes, volumetric=_volumetric(run.run_dir))
         self.preview.clear()
 
     # -- worker signals ----------------------------------------------------------------------
@@ -291,15 +327,19 @@ class TrainPanel(QWidget):
     @Slot(object)
     def _on_started(self, s: ev.Started) -> None:
         self.last_started = s
-        self._t0 = time.monotonic()
-        self.plots.reset(s.codes, tuple(g.name for g in s.groups), s.iters_per_epoch)
-        self.plots.set_dice_title(s.volumetric)
+        self._t0, self._it0, self._epoch_seconds = time.monotonic(), None, []
+        if self.following and self._followed is None:  # written by now
+            self._show_followed_settings()
+            self._config = self._followed or self._config
+        self.plots.reset(s.codes, tuple(g.name for g in s.groups), s.iters_per_epoch, epochs=s.epochs,
+                         volumetric=s.volumetric)
         self.progress_train.setRange(0, max(1, s.epochs * s.iters_per_epoch))
         self.progress_train.setValue(0)
-        self.progress_train.setFormat(f"Epoch 1/{s.epochs}")
-        enc = "pretrained" if s.pretrained else "random-init"
+        self.progress_train.setFormat(f"Epoch 1/{s.epochs}")  # a resumed run's epochs done follow (_on_epoch)
+        start = (f"starting from the weights of {Path(s.parent_run).name}" if s.parent_run  # a continued run
+                 else f"{'pretrained' if s.pretrained else 'random-init'} encoder")
         self.log("info", f"Run folder {s.run_dir}: {s.n_train} train / {s.n_valid} validation images, "
-                         f"{enc} encoder on {s.device_name}{' (mixed precision)' if s.mixed_precision else ''}, "
+                         f"{start} on {s.device_name}{' (mixed precision)' if s.mixed_precision else ''}, "
                          f"LR {s.lr_lo:.1e}…{s.lr_hi:.1e}, {self._config.size} px.")
 
     @Slot(list)
@@ -312,17 +352,27 @@ class TrainPanel(QWidget):
         ipe = s.iters_per_epoch if s else 0
         total = b.total_iterations or (ipe * (s.epochs if s else 1))
         done = b.iteration + 1
+        if self._it0 is None:
+            self._it0 = batches[0].iteration
         self.progress_train.setRange(0, max(1, total))
         self.progress_train.setValue(done)
         batch = (b.iteration % ipe) + 1 if ipe else done
-        elapsed = time.monotonic() - self._t0
-        eta = elapsed / done * (total - done) if done else float("nan")
+        elapsed, trained = time.monotonic() - self._t0, done - self._it0  # this attempt's pace
+        eta = elapsed / trained * (total - done) if trained > 0 else float("nan")
+        if self.following:  # its batches so far arrive at once: the pace is in its epoch times
+            eta = (sum(self._epoch_seconds) / len(self._epoch_seconds) / max(ipe, 1) * (total - done)
+                   if self._epoch_seconds else float("nan"))
         self.progress_train.setFormat(f"Epoch {b.epoch + 1}/{s.epochs if s else 0} · batch {batch}/{ipe or '?'}")
         self.label_eta.setText(f"ETA {fmt_duration(eta)}")
 
     @Slot(object)
     def _on_epoch(self, e: ev.EpochEnd) -> None:
         self.plots.add_epoch(e)
+        self._epoch_seconds.append(e.seconds)
+        s = self.last_started
+        if s is not None and e.epoch + 1 < s.epochs:  # the next epoch (a resumed run replays those done)
+            self.progress_train.setValue(max(self.progress_train.value(), (e.epoch + 1) * s.iters_per_epoch))
+            self.progress_train.setFormat(f"Epoch {e.epoch + 2}/{s.epochs}")
         best = " ★ best" if e.is_best else ""
         self.log("info", f"Epoch {e.epoch + 1}/{e.epochs}: train {e.train_loss:.4f}, valid "
                          f"{e.valid_loss:.4f}, Dice {e.dice_mean:.3f} ({e.seconds:.1f} s){best}")
@@ -347,11 +397,18 @@ class TrainPanel(QWidget):
             self.state.post("train", "warning" if self._warnings else "info", text)
             self.state.run = RunRef(final.run_dir, self._config)
         elif isinstance(final, ev.Cancelled):
-            show_state(self.progress_train, "Stopped")
             dice = "" if math.isnan(final.best_dice) else f"; best Dice {final.best_dice:.3f}"
-            mode = self.state.training
-            self.state.post("train", "info", "LR finder stopped." if mode == "find_lr"
-                            else f"Stopped after {final.epochs_done} epoch(s){dice}.")
+            if self.following:
+                show_state(self.progress_train, "Stopped following")
+                self.state.post("train", "info", f"Stopped following {Path(self.following).name}; the run continues "
+                                                 f"({final.epochs_done} epoch(s) seen{dice}).")
+            else:
+                show_state(self.progress_train, "Stopped")
+                text = ("LR finder stopped." if self.state.training == "find_lr"
+                        else f"Stopped after {final.epochs_done} epoch(s){dice}.")
+                if self._warnings:  # warnings stay in view until closed, with the outcome
+                    text = f"{text} ⚠ {self._warnings[-1]}"
+                self.state.post("train", "warning" if self._warnings else "info", text)
             if final.run_dir and final.epochs_done > 0:
                 self.state.run = RunRef(final.run_dir, self._config)
         elif isinstance(final, ev.Failed):
@@ -368,3 +425,11 @@ class TrainPanel(QWidget):
             clamped = " (clamped to the slider's 1e-6…1e-1)" if (lo, hi) != (
                 float(f"{f.suggested_lo:.2g}"), float(f"{f.suggested_hi:.2g}")) else ""
             self.log("info", f"Applied LR range {lo:.1e} … {hi:.1e}{clamped}.")
+
+
+def _volumetric(run_dir: str) -> bool:
+    """The run trained on 3-D scans (its model.json says how they were sliced)."""
+    try:
+        return "volumes" in json.loads((Path(run_dir) / MODEL_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False

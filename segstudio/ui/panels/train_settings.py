@@ -103,7 +103,7 @@ class TrainSettings(QWidget):
         self.path_weights_path = QLineEdit(objectName="path_weights_path",
                                            placeholderText="ImageNet weights from the torch cache")
         self.path_weights_path.setToolTip("A torchvision state dict for the encoder (e.g. "
-                                          "resnet34-b627a593.pth), used instead of the cached weights")
+                                          "resnet18-f37072fd.pth), used instead of the cached weights")
         form.addRow("Architecture", self.combo_arch)
         form.addRow("", self.bool_pretrained)
         form.addRow("", self.weights_box)
@@ -165,6 +165,11 @@ class TrainSettings(QWidget):
         af.addRow("Preview tiles", self.value_preview_count)
         af.addRow("Run name", self.text_run_name)
         af.addRow("Runs folder", self._with_browse(self.path_out_dir, self.browse_runs_folder))
+        self.bool_keep_checkpoint = QCheckBox("Keep when the run finishes", objectName="bool_keep_checkpoint")
+        self.bool_keep_checkpoint.setToolTip(
+            "checkpoint.pth (the model with its optimizer, about 3 times its size) is needed only to resume a "
+            "stopped run; a finished run's is removed unless this is on (Continue training needs only the model).")
+        af.addRow("Checkpoint", self.bool_keep_checkpoint)
         self.choice_processes = QComboBox(objectName="choice_processes")  # how to run, not a run setting
         for text, n in RUN_IN:
             self.choice_processes.addItem(text, n)
@@ -255,12 +260,15 @@ class TrainSettings(QWidget):
         self._update_pretrained_note()
         self._on_edit()
 
+    def snapshot(self) -> TrainConfig:
+        """The settings as set, an LR range the user did not choose left to the defaults:
+        `set_config` of it restores them as they were."""
+        c = self.config()
+        return c if self._lr_touched else replace(c, lr_lo=None, lr_hi=None)
+
     def update(self, **values) -> None:
         """Change some settings (TrainConfig field names), keeping the others and the LR state."""
-        c = replace(self.config(), **values)
-        if not self._lr_touched:
-            c.lr_lo = c.lr_hi = None
-        self.set_config(c)
+        self.set_config(replace(self.snapshot(), **values))
 
     @Slot()
     def browse_weights(self) -> None:
