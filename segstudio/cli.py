@@ -372,7 +372,7 @@ def cmd_train(args) -> int:
     if not cfg.data.images:
         print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2
-    from .inference.outputs import NotWritable, check_writable
+    from .files import NotWritable, check_writable
     from .runs import default_runs_dir
 
     try:  # before the data is read: a run folder that cannot be written fails at once
@@ -446,7 +446,7 @@ class EventPrinter:
 def cmd_predict(args) -> int:
     from .errors import SegstudioError
     from .inference import Predictor
-    from .inference.outputs import NotWritable, check_writable
+    from .files import NotWritable, check_writable
 
     try:
         check_writable(args.out)  # before the model is loaded and anything predicted
@@ -463,7 +463,9 @@ def cmd_predict(args) -> int:
         return 2
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
-    for problem in report.notes:
+    for problem in report.mismatches:
+        print(f"warning: {problem.path}: {problem.reason}", file=sys.stderr)
+    for problem in report.notes + report.seg_failures:
         print(f"note: {problem.path}: {problem.reason}", file=sys.stderr)
     for problem in report.left_alone:
         print(f"left alone {problem.path}: {problem.reason}", file=sys.stderr)
@@ -516,7 +518,7 @@ def clock_time(seconds: float) -> str:
 def cmd_export(args) -> int:
     from .errors import SegstudioError
     from .inference.export import export_model
-    from .inference.outputs import NotWritable
+    from .files import NotWritable
 
     try:
         report = export_model(args.model, args.format, args.out)

@@ -18,6 +18,7 @@ from .files import write_atomic
 
 MODEL_FILE = "model.pth"
 MODEL_META = "model.json"
+CHECKPOINT = "checkpoint.pth"  # model, optimizer and generators after every epoch, until the run finishes
 
 
 def default_runs_dir() -> Path:

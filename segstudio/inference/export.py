@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import SegstudioError
-from ..files import atomic_path
-from .outputs import check_writable
+from ..files import atomic_path, check_writable
 from .predictor import Predictor
 from .sliding_window import MIN_WEIGHT, SIGMA_SCALE, window_step
 

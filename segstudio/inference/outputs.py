@@ -7,16 +7,14 @@ user's image, mask or hand-corrected prediction with the same name is left alone
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import SegstudioError
-from ..files import write_atomic
+from ..files import check_writable, write_atomic
 from ..runs import write_json
 
 MANIFEST = ".segstudio-predictions.json"
@@ -40,45 +38,6 @@ def check_output_folder(out_dir: str | Path, inputs: Iterable[tuple[str, str | P
                 f"The output folder is the {label} folder ({out}); predictions are never written "
                 f"into it. Choose another folder, e.g. {out.parent / (out.name + '-predictions')}.")
     return out
-
-
-class NotWritable(SegstudioError):
-    """A folder no file can be written into (permission, read-only or full disk)."""
-
-
-def check_writable(folder: str | Path, what: str = "output folder") -> Path:
-    """`folder` as a Path, or NotWritable saying why no file can be written into it (or, when it
-    does not exist yet, into the nearest existing folder above it, where it would be made): tried
-    by writing and removing a temporary file, so permissions, read-only disks and full disks all
-    show, for any user (root included)."""
-    folder = Path(folder).expanduser()
-    existing = folder
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotWritable(f"Cannot use the {what} {folder}: {existing} is a file, not a folder.")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".segstudio-write-test-")
-        try:
-            os.write(fd, b"\0")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        where = "" if existing == folder else f" ({existing}, where it would be created)"
-        raise NotWritable(f"Cannot write into the {what} {folder}{where}: {unwritable_reason(exc)}") from exc
-    return folder
-
-
-def unwritable_reason(exc: OSError) -> str:
-    """Why a file could not be written, and what to do: permission, read-only disk or full disk."""
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied. Choose a folder you can write to, or ask its owner for write access."
-    if exc.errno == errno.EROFS:
-        return "it is on a read-only file system. Choose a folder on another disk."
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full (or your quota is used up). Free some space, or choose a folder on another disk."
-    return f"{exc.strerror or exc}."
 
 
 class PredictionFolder:

@@ -22,6 +22,7 @@ from ..data.dicom_series import is_series_folder
 from ..data.reader import frame_name, hu_frames, read_file, scaled_shape
 from ..data.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError, SegstudioError
+from ..files import check_writable
 from ..palette import colourise
 from ..runs import MODEL_FILE, MODEL_META
 from ..training.device import resolve_device
@@ -29,7 +30,7 @@ from ..training.norms import INSTANCE, to_instance_norm
 from ..training.weights import architecture
 from .dicom_seg import export_dicom_seg
 from .fit import FitNotes, refuse_2d_images
-from .outputs import PredictionFolder, check_output_folder, check_writable
+from .outputs import PredictionFolder, check_output_folder
 from .sliding_window import Tiled, gaussian_weights, stitch
 from .uncertainty import entropy_map, score, to_uint8, with_flip
 from .volumes import images_to_predict, predict_volume_folder, scan_layout
@@ -88,6 +89,8 @@ class PredictReport:
     left_alone: list[Problem] = field(default_factory=list)  # existing files not replaced
     tables: list[str] = field(default_factory=list)  # volumes.csv: millilitres per structure
     notes: list[Problem] = field(default_factory=list)  # masks written, with something to say
+    mismatches: list[Problem] = field(default_factory=list)  # data the model may not fit (fit.FitNotes)
+    seg_failures: list[Problem] = field(default_factory=list)  # masks written without their DICOM SEG
     images_dir: str = ""  # the folder predicted (a Decathlon root's imagesTs)
     uncertainty: dict[str, float] = field(default_factory=dict)  # mask written -> mean entropy
 
@@ -275,7 +278,7 @@ class Predictor:
             folder.save()
             report.left_alone = [Problem(name, why) for name, why in folder.left_alone]
             report.problems += [Problem(item, why) for item, why in folder.skipped]
-            report.notes += fit.notes()
+            report.mismatches += fit.notes()
         return report
 
     def _predict_images(self, images_dir: Path, folder: PredictionFolder, report: PredictReport, progress,
@@ -354,13 +357,13 @@ class Predictor:
             return None
 
         def note(path: Path, error: DataError) -> None:
-            report.notes.append(Problem(path.name, f"mask written, but no DICOM SEG: {error}"))
+            report.seg_failures.append(Problem(path.name, f"mask written, but no DICOM SEG: {error}"))
 
         kept = {p for p, frames in masks.items() if any(m is None for m in frames)}
         for series in group_series(list(masks)):
             if kept.intersection(series):  # a partial SEG would contradict the mask left alone
-                report.notes.append(Problem(series[0].name, "no DICOM SEG for this series: a mask "
-                                                            "file of it was left alone"))
+                report.seg_failures.append(Problem(series[0].name, "no DICOM SEG for this series: a mask "
+                                                                   "file of it was left alone"))
                 continue
             error = write(series)
             if error and len(series) > 1:  # e.g. slices without patient coordinates: one SEG each

@@ -175,7 +175,7 @@ def _write_seg(predictor, labels: np.ndarray, volume: Volume, name: str, folder:
     try:
         export_dicom_seg([Path(p) for p in volume.source], masks, predictor.codes, buf)
     except DataError as exc:
-        report.notes.append(Problem(name, f"no DICOM SEG: {exc}"))
+        report.seg_failures.append(Problem(name, f"no DICOM SEG: {exc}"))
         return
     seg_name = f"{name}_seg.dcm"
     if folder.write(seg_name, buf.getvalue(), name):

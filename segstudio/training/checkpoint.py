@@ -18,11 +18,11 @@ import torch
 
 from ..errors import SegstudioError
 from ..files import write_atomic
+from ..runs import CHECKPOINT
 from . import events as ev
 from .event_json import from_json
 from .event_log import EVENTS
 
-CHECKPOINT = "checkpoint.pth"
 FORMAT = 1
 TAIL = 1 << 16  # the end of events.jsonl read for the run's last event (its last lines are short)
 

@@ -25,16 +25,15 @@ from ..config import InputMode, Norm, Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
-from ..files import write_atomic
-from ..runs import MODEL_META, MetricsLog, new_run_dir, save_model
+from ..files import unwritable_reason, write_atomic
+from ..runs import CHECKPOINT, MODEL_META, MetricsLog, new_run_dir, save_model
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
-from .checkpoint import (CHECKPOINT, finished_event, load_checkpoint, load_optimizer, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import finished_event, load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
 from .event_log import EventLog, tee
 from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
                           shard_loaders, unwrap)
@@ -432,9 +431,7 @@ def write_failure(exc: OSError) -> str:
     """What went wrong when a run's file could not be written (every write is atomic, so the
     previous checkpoint and best model are whole)."""
     where = f" ({exc.filename})" if exc.filename else ""
-    if exc.errno in DISK_FULL:
-        return f"The disk is full: a run file could not be written{where}."
-    return f"The run folder cannot be written{where}: {exc.strerror or exc}."
+    return f"A run file cannot be written{where}: {unwritable_reason(exc)}"
 
 
 def resume_advice(exc: OSError, run_dir: Path | None) -> str:

@@ -216,7 +216,7 @@ def test_unwritable_output_folders_fail_before_any_work(sample_dirs, tmp_path, m
 
 
 def test_a_folder_without_write_permission_is_refused(tmp_path):
-    from segstudio.inference.outputs import NotWritable, check_writable
+    from segstudio.files import NotWritable, check_writable
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -236,7 +236,7 @@ def test_unwritable_says_permission_read_only_or_full(tmp_path, monkeypatch):
     import errno
     import tempfile
 
-    from segstudio.inference.outputs import NotWritable, check_writable
+    from segstudio.files import NotWritable, check_writable
 
     for code, words in ((errno.EACCES, "permission denied"), (errno.EROFS, "read-only file system"),
                         (errno.ENOSPC, "the disk is full")):

@@ -37,7 +37,7 @@ def nifti(path: Path, low: float, high: float) -> Path:
 
 
 def notes(report) -> str:
-    return "\n".join(f"{n.path}: {n.reason}" for n in report.notes)
+    return "\n".join(f"{n.path}: {n.reason}" for n in report.notes + report.mismatches)
 
 
 def test_a_2_5d_scan_model_refuses_2d_dicom_slices_and_says_how_to_give_a_scan(tmp_path, mk):

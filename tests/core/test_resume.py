@@ -19,7 +19,8 @@ from segstudio.cli import main
 from segstudio.config import TrainConfig
 from segstudio.errors import SegstudioError
 from segstudio.training import events as ev
-from segstudio.training.checkpoint import CHECKPOINT, load_checkpoint
+from segstudio.runs import CHECKPOINT
+from segstudio.training.checkpoint import load_checkpoint
 from segstudio.training.session import TrainingSession
 from tests.conftest import tiny_config
 
@@ -137,5 +138,5 @@ def test_an_unwritable_runs_folder_is_a_clear_failure(sample_data, tmp_path, mon
     monkeypatch.setattr(session, "new_run_dir", refused)
     final = TrainingSession().run(tiny_config(tmp_path, epochs=1), lambda e: None, dataset=sample_data)
     assert isinstance(final, ev.Failed) and "cannot be written" in final.message, final
-    assert "Permission denied" in final.message and "another runs folder" in final.advice
+    assert "permission denied" in final.message.lower() and "another runs folder" in final.advice
     assert "space" not in final.advice and "writable" in final.advice  # the advice fits the problem

@@ -10,7 +10,7 @@ import torch
 
 from segstudio.config import Schedule, TrainConfig
 from segstudio.training import events as ev
-from segstudio.training.checkpoint import CHECKPOINT
+from segstudio.runs import CHECKPOINT
 from segstudio.training.session import TrainingSession
 from tests.conftest import TRAIN_EPOCHS, tiny_config
 

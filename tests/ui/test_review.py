@@ -404,7 +404,7 @@ def test_the_banner_says_how_many_dicom_seg_files_were_not_written_and_why(windo
     why = "Cannot write the DICOM SEG: the source images lack ImagePositionPatient"
     report = PredictReport(out_dir="/out", written=[f"/out/s{i}.png" for i in range(20)],
                            dicom_segs=[f"/out/s{i}_seg.dcm" for i in range(11)],
-                           notes=[Problem(f"s{i}.dcm", f"mask written, but no DICOM SEG: {why}") for i in range(9)])
+                           seg_failures=[Problem(f"s{i}.dcm", f"mask written, but no DICOM SEG: {why}") for i in range(9)])
     window.tabs.setCurrentIndex(2)
     window.review_panel._on_predicted((report, []))
     banner = window.review_panel.findChild(QLabel, "label_message_review")

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayo
 from segstudio.ui.tasks import show_state
 from segstudio.workers import export_task, predict_folder_task
 
-SEG_NOTE = "DICOM SEG"  # the predictor's notes about DICOM SEG files it could not write say so
+SEG_NOTE = "DICOM SEG"  # the reason after it: what the predictor says of each SEG it could not write
 
 
 class OutputFolderDialog(QDialog):
@@ -83,7 +83,7 @@ class OutputFolderDialog(QDialog):
 
 def seg_summary(report) -> str:
     """"9 of 20 DICOM SEG files not written: <the commonest reason>" ("" when none failed)."""
-    reasons = [p.reason.split(f"{SEG_NOTE}: ", 1)[-1] for p in report.notes if SEG_NOTE in p.reason]
+    reasons = [p.reason.split(f"{SEG_NOTE}: ", 1)[-1] for p in report.seg_failures]
     if not reasons:
         return ""
     common, _ = Counter(reasons).most_common(1)[0]
@@ -131,11 +131,12 @@ class PredictMixin:
         seg_failed = seg_summary(report)
         if seg_failed:
             first += f". {seg_failed}"
-        lines = [first + (" — hover for the list" if report.problems or report.left_alone or report.notes else "")]
+        remarks = report.mismatches + report.notes + report.seg_failures
+        lines = [first + (" — hover for the list" if report.problems or report.left_alone or remarks else "")]
         lines += [f"skipped {p.path}: {p.reason}" for p in report.problems]
         lines += [f"left alone {p.path}: {p.reason}" for p in report.left_alone]
-        lines += [f"{p.path}: {p.reason}" for p in report.notes]
-        level = "warning" if report.problems or report.left_alone or seg_failed else "info"
+        lines += [f"{p.path}: {p.reason}" for p in remarks]
+        level = "warning" if report.problems or report.left_alone or seg_failed or report.mismatches else "info"
         self.post(level, "\n".join(lines), ("Open folder", lambda: self.open_folder(report.out_dir)))
         if items:
             self.group_items.setTitle(f"Predicted {'scans' if items[0].is_scan else 'images'} (no ground truth)")

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.config import TrainConfig
-from segstudio.runs import MODEL_META
+from segstudio.runs import CHECKPOINT, MODEL_META
 from segstudio.training import events as ev
 from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
@@ -159,9 +159,14 @@ class TrainPanel(QWidget):
         if self.runner.busy:
             self.state.post("train", "warning", "A run is in progress: resume when it has finished.")
             return False
-        if not (Path(run_dir) / "checkpoint.pth").is_file():
-            self.state.post("train", "error", f"{Path(run_dir).name} has no checkpoint to resume from (one is "
-                                              "written after each finished epoch).")
+        if not (Path(run_dir) / CHECKPOINT).is_file():
+            from segstudio.training.checkpoint import finished_event
+
+            self.state.post("train", "error", f"{Path(run_dir).name} finished: there is nothing to resume. Continue "
+                                              "training from it (Review ▸ Continue training) to train it further."
+                            if finished_event(run_dir) else
+                            f"{Path(run_dir).name} has no checkpoint to resume from (one is written after each "
+                            "finished epoch).")
             return False
         try:
             config = TrainConfig.load(Path(run_dir) / "config.json")
