@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QGuiApplication, QImage, QPainter  # noqa: E402
 from PySide6.QtSvg import QSvgRenderer  # noqa: E402
 
-from segstudio.desktop_entry import ICON_SIZES, icon_png  # noqa: E402
+from segstudio.resource_paths import ICON_SIZES, icon_png  # noqa: E402
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 import sys
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

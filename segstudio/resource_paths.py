@@ -1,4 +1,5 @@
-"""Where the bundled resources (icons, stylesheet, desktop entry) are: one lookup for every layout.
+"""Where the bundled resources (icons, stylesheet, desktop entry) are: one lookup for every layout,
+and the app id their files are named after (the desktop entry, the metainfo, the hicolor icons).
 
 - checkout (and editable install): ``<repo>/segstudio/`` next to ``<repo>/resources/``;
 - installed wheel: ``site-packages/segstudio/resources/`` (pyproject maps ``resources/`` there);
@@ -12,9 +13,16 @@ from pathlib import Path
 
 import segstudio
 
+APP_ID = "io.github.segstudio.segstudio"  # the desktop entry's name, Wayland's app id, macOS's bundle id
+ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)  # the PNG icons in resources/hicolor (packaging/make_icons.py)
 MARKER = "style.qss"  # a file every resources/ folder holds
 # What an install ships of resources/ (pyproject's package-data, the PyInstaller spec); not screenshots.
 SHIPPED = ("style.qss", "segstudio.svg", "icons", "hicolor", "linux")
+
+
+def icon_png(n: int) -> Path:
+    """The n px icon, relative to an icons folder (resources/, or $XDG_DATA_HOME/icons): hicolor layout."""
+    return Path("hicolor") / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
 
 
 def find_resources(package_dir: Path) -> Path | None:

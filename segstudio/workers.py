@@ -296,7 +296,7 @@ def unlabelled_task(predictor, dataset, *, progress: ProgressFn, should_stop: St
 
 def display_frame_task(source: str, frame: int, window: str, *, progress: ProgressFn, should_stop: StopFn):
     """A review item's DICOM frame in modality units (HU for CT), or None for other images."""
-    from segstudio.data.dicom import read_modality_frame
+    from segstudio.io.dicom_file import read_modality_frame
     from segstudio.data.windowing import parse_window
 
     return read_modality_frame(source, frame, parse_window(window))

@@ -1,4 +1,5 @@
-"""Reading, pairing, checking and caching image/mask datasets (no Qt, no fastai).
+"""Datasets: listing, pairing, checking and caching image/mask datasets; the files themselves are
+read by segstudio.io (no Qt, no fastai).
 
 The names below load their module on first use, so importing one light piece (e.g. the window
 presets, for the GUI) does not pull in pydicom and the whole data layer.
@@ -10,7 +11,7 @@ _SOURCES = {
     "ProgressFn": "dataset", "SegDataset": "items", "VolumeRef": "items", "StopFn": "dataset", "inspect_dataset": "dataset",
     "load_dataset": "dataset", "list_image_files": "discovery", "read_image_frames": "reader",
     "resize_image": "reader", "resize_mask": "reader", "ClassInfo": "report", "DatasetReport": "report",
-    "Problem": "report", "sample_dataset": "sample", "group_series": "series", "WINDOW_PRESETS": "windowing",
+    "Problem": "report", "sample_dataset": "sample", "WINDOW_PRESETS": "windowing",
 }
 __all__ = sorted(_SOURCES)
 

@@ -23,9 +23,10 @@ from scipy import ndimage
 from ..errors import DataError
 from ..files import write_atomic
 from ..runs import write_json
+from ..io.registry import is_volume_file, volume_stem, write_label_like
+from ..io.volume import Volume
 from .discovery import IMAGE_EXTS
 from .pairing import MASK_SUFFIX, pair_key
-from .volume import Volume, is_volume_file, volume_stem, write_label_like
 
 SUFFIX = "-corrections"
 MANIFEST = ".segstudio-corrections.json"

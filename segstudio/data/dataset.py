@@ -14,20 +14,21 @@ import pydicom
 
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
+from ..io import dicom_seg
+from ..io.dicom_file import DEFERRED, DicomHeader, check_image, open_capped, quiet, read_header
+from ..io.dicom_seg import NAMES_SOURCE, SegMask, class_names, seg_frames
+from ..io.dicom_series import series_order
+from ..io.registry import is_volume_file, read_image
 
 from .corrections import corrected_masks, corrections_dir
-from .volume import is_volume_file
-from .dicom import DEFERRED, check_image, open_capped, quiet
 from .items import SegDataset, VolumeRef
 from .discovery import list_image_files, skipped_entries, split_dataset_root
 from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_instances,
                     read_class_names, too_many_for_classes)
 from .pairing import MASK_NAMES, Pairing, pair_files, pair_key, split_shared_folder
 from .native import NativeStore
-from .reader import frame_name, read_file, resize_image, resize_mask, scaled_shape
+from .reader import frame_name, resize_image, resize_mask, scaled_shape
 from .report import DatasetReport, Problem, training_blocker
-from .seg import NAMES_SOURCE, SegMask, class_names, read_seg, seg_frames
-from .series import DicomHeader, read_header, series_order
 from .split import split_groups
 from .windowing import PERCENTILES, HUHistogram, apply_window, format_window, parse_window
 
@@ -179,14 +180,15 @@ def _scan_images(cfg: DataConfig, progress: ProgressFn, stop: StopFn) -> Dataset
             raise Cancelled()
         progress(done, len(files), f"Reading {path.name}")
         try:
-            image = read_file(path, window, defer_ct=True)
+            image = read_image(path, window, defer_ct=True)
         except DataError as e:
             report.unreadable.append(Problem(path.relative_to(images_dir).as_posix(), str(e), images=1))
             continue
-        report.n_images += len(image.frames)
-        windows.count(image, len(image.frames))
+        frames = image.frames
+        report.n_images += len(frames)
+        windows.count(image, len(frames))
         if image.window == DEFERRED:
-            for hu in image.frames:
+            for hu in frames:
                 windows.hu.add(hu)
     progress(len(files), len(files), "Done")
     report.notes += _window_notes(windows) + _skipped_note(images_dir, files)
@@ -232,7 +234,7 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
         if msk in found.segs:
             return seg_frames(found.segs[msk], found.headers[img].sop_uid, n_frames,
                               found.seg_names)
-        return read_file(msk, mask=True).frames
+        return read_image(msk, mask=True).frames
 
     items: list[_Item] = []
     windows = _Windows(cfg.window, Counter(), HUHistogram())
@@ -411,7 +413,7 @@ def _pair_by_reference(pairing: Pairing, seg_files: list[Path], headers: dict[Pa
     segs, by_uid = {}, {}
     for p in seg_files:
         try:
-            segs[p] = read_seg(p)
+            segs[p] = dicom_seg.read(p)
         except DataError as e:
             report.unreadable.append(Problem(rel(p), str(e)))
             report.n_masks += 1
@@ -434,14 +436,15 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
                report: DatasetReport, windows: _Windows, native_scale: float | None = None) -> list[_Item]:
     """The usable items of one image/mask pair; every problem goes to the report."""
     try:
-        image = read_file(img, window, defer_ct=True)
+        image = read_image(img, window, defer_ct=True)
     except DataError as e:
         report.unreadable.append(Problem(rel(img), str(e), images=1))
         report.n_images += 1
         report.n_masks += 1
         return []
-    report.n_images += len(image.frames)
-    n = len(image.frames)
+    frames = image.frames
+    report.n_images += len(frames)
+    n = len(frames)
     try:
         mask_frames = read_mask(img, msk, n)
     except DataError as e:
@@ -455,7 +458,7 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
         return []
     windows.count(image, n)
     items = []
-    for f, (im, mk) in enumerate(zip(image.frames, mask_frames)):
+    for f, (im, mk) in enumerate(zip(frames, mask_frames)):
         suffix = f"#{f}" if n > 1 else ""
         if im.shape[:2] != mk.shape[:2]:
             report.size_mismatch.append(Problem(

@@ -1,48 +1,17 @@
-"""Finding image files in a folder, telling their format from their first bytes, and which
-folders of a dataset root hold the images and the masks."""
+"""Finding image files in a folder (their format told by io.sniff from their first bytes), and
+which folders of a dataset root hold the images and the masks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..io.sniff import DICOM_EXTS, RASTER_EXTS, sniff_format
 from .pairing import is_mask_name, pair_key
 
-RASTER_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-DICOM_EXTS = {".dcm", ".dicom"}
 IMAGE_EXTS = RASTER_EXTS | DICOM_EXTS
 SKIP_NAMES = {"dicomdir"}
 # files segstudio reads or writes beside the images, not worth a note when skipped
 SIDECAR_NAMES = {"classes.txt", "codes.txt", "dataset.json", ".segstudio-predictions.json"}
-
-
-def looks_dicom(fmt: str, path: Path) -> bool:
-    """DICOM by its preamble, or a file of no known format without a raster extension (DICOM
-    without a preamble, e.g. extensionless scanner exports); `fmt` is `sniff_format(path)`."""
-    return fmt == "DICOM" or (not fmt and path.suffix.lower() not in RASTER_EXTS)
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"II+\x00", "TIFF"),  # BigTIFF
-    (b"MM\x00+", "TIFF"),
-    (b"BM", "BMP"),
-)
-
-
-def sniff_format(path: Path) -> str:
-    """The file's format from its content: "DICOM", "PNG", "JPEG", "TIFF", "BMP", "EMPTY" or ""."""
-    with open(path, "rb") as f:
-        head = f.read(132)
-    if not head:
-        return "EMPTY"
-    if head[128:132] == b"DICM":
-        return "DICOM"
-    for magic, fmt in _MAGIC:
-        if head.startswith(magic):
-            return fmt
-    return ""
 
 
 def is_supported(path: Path) -> bool:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .pairing import MASK_SUFFIX
-from .dicom_series import is_seg_file, is_series_folder, series_of
+from ..io import dicom_seg
+from ..io.dicom_series import is_series_folder, series_of
+from ..io.registry import volume_files, volume_stem, volume_suffix
 from .discovery import list_image_files
-from .volume import volume_files, volume_stem, volume_suffix
+from .pairing import MASK_SUFFIX
 
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net: case_0000, case_0001...
 MAX_CHANNELS = 8  # more "_NNNN" files per name than this are numbered cases, not channels
@@ -86,7 +87,7 @@ def _dicom(series: list[Path], masks: Path | None) -> Layout:
     labels = {}
     if masks is not None:
         for p in sorted(masks.iterdir()):
-            if p.is_file() and not p.name.startswith(".") and (volume_suffix(p) or is_seg_file(p)):
+            if p.is_file() and not p.name.startswith(".") and (volume_suffix(p) or dicom_seg.is_seg_file(p)):
                 labels.setdefault(MASK_SUFFIX.sub("", volume_stem(p)).casefold(), p)
     segs = []
     for folder in series:
@@ -98,10 +99,8 @@ def _dicom(series: list[Path], masks: Path | None) -> Layout:
         if label is not None and not volume_suffix(label):
             segs.append(label)
     if segs:
-        from .seg import class_names, read_seg
-
         try:
-            out.class_names = class_names([read_seg(p) for p in segs])
+            out.class_names = dicom_seg.class_names([dicom_seg.read(p) for p in segs])
         except DataError as e:
             out.problems.append((segs[0], str(e)))
     unlabelled = sum(c.label is None for c in out.cases)

@@ -20,8 +20,8 @@ import numpy as np
 import platformdirs
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 
+from ..io.volume import CANONICAL, CANONICAL_AXES
 from .sample import CLASSES, HU, NOISE_HU
-from .volume import CANONICAL, CANONICAL_AXES
 
 VERSION = "sample-volumes-v1"
 N_CASES = 6

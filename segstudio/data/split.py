@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from .dicom import PATIENT_PREFIX
+from ..io.dicom_file import PATIENT_PREFIX
 
 
 def split_groups(groups: list[str], valid_pct: float, seed: int

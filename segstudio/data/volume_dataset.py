@@ -24,6 +24,9 @@ from PIL import Image
 
 from ..config import DataConfig
 from ..errors import Cancelled, DataError
+from ..io import dicom_seg
+from ..io.registry import is_volume_file, read_channels, read_geometry, read_scan
+from ..io.volume import Volume, check_same_geometry
 from .corrections import corrected_masks, corrections_dir
 from .items import AXES, SegDataset, VolumeRef, take_slice
 from .layouts import Case, Layout, detect_layout
@@ -31,9 +34,6 @@ from .masks import MaskFrame, analyse_mask, build_classes, decide_instances, rea
 from .report import ClassInfo, DatasetReport, Problem, VolumeInfo, training_blocker
 from .slice_cache import CacheWriter, RowFile, SliceCache, cache_key
 from .split import split_groups
-from .dicom_series import is_seg_file, read_seg_volume
-from .volume import (Volume, check_same_geometry, is_volume_file, read_channels, read_geometry, read_volume,
-                     volume_stem)
 from .windowing import (PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window,
                         to_hu)
 
@@ -174,7 +174,7 @@ def inspect_volume_images(cfg: DataConfig, layout: Layout, progress: ProgressFn 
         if progress:
             progress(done, len(layout.cases), f"Reading {case.name}")
         try:
-            read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
+            read_channels(case.images) if len(case.images) > 1 else read_scan(case.images[0])
         except DataError as e:
             report.unreadable.append(Problem(_rel(case.images[0], report), str(e), images=1))
             report.n_images -= 1
@@ -192,9 +192,9 @@ def _new_report(cfg: DataConfig, layout: Layout) -> DatasetReport:
 def read_label(case: Case, image: Volume, names: list[str] | None) -> Volume:
     """A case's label volume: a label file, or a DICOM SEG of its DICOM series (in the geometry
     of `image`, the series read)."""
-    if is_seg_file(case.label):
-        return read_seg_volume(case.label, image, names or ["background"])
-    return read_volume(case.label, mask=True)
+    if dicom_seg.is_seg_file(case.label):
+        return dicom_seg.read_volume(case.label, image, names or ["background"])
+    return read_scan(case.label, mask=True)
 
 
 def _read_labels(cases: list[Case], axis: int, report: DatasetReport, progress: ProgressFn,
@@ -271,7 +271,7 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
                 raise Cancelled()
             progress(done, len(found), f"Reading {f.case.name}")
             try:
-                image = read_channels(f.case.images) if len(f.case.images) > 1 else read_volume(f.case.images[0])
+                image = read_channels(f.case.images) if len(f.case.images) > 1 else read_scan(f.case.images[0])
                 label = read_label(f.case, image, layout.class_names).array
             except DataError as e:
                 report.unreadable.append(Problem(_rel(f.case.images[0], report), str(e), images=1))

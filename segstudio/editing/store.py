@@ -14,13 +14,12 @@ from .. import __version__
 from ..data.corrections import CorrectionsFolder, correction_name, encode
 from ..data.items import SegDataset, put_slice, take_slice
 from ..data.masks import class_indices
-from ..data.reader import read_file
-from ..data.volume import is_volume_file, read_volume
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import DataError
 from ..inference.predictor import Predictor
 from ..inference.review import ReviewItem
 from ..inference.uncertainty import entropy_map, to_uint8
+from ..io.registry import is_volume_file, read_image, read_scan
 from .labels import EditableMask
 
 
@@ -86,7 +85,7 @@ def load_mask(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
 
 def _load_image(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None, truth_file: str) -> EditableMask:
     window = parse_window(predictor.window) if predictor is not None else "auto"
-    frames = read_file(Path(item.source), window, defer_ct=isinstance(window, tuple)).frames
+    frames = read_image(Path(item.source), window, defer_ct=isinstance(window, tuple)).frames
     if item.frame >= len(frames):
         raise DataError(f"{Path(item.source).name} has no frame {item.frame + 1}")
     model_image = frames[item.frame]
@@ -99,7 +98,7 @@ def _load_image(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None,
         uncertainty = to_uint8(entropy_map(probs))[None]
     truth = None
     if truth_file:
-        raw = read_file(Path(truth_file), mask=True).frames
+        raw = read_image(Path(truth_file), mask=True).frames
         if len(raw) != len(frames) or raw[item.frame].shape[:2] != (h, w):
             raise DataError(f"the mask {Path(truth_file).name} does not match the image's size")
         truth = ctx.decode(raw[item.frame])[None]
@@ -113,7 +112,7 @@ def _load_scan(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None, 
     if not is_volume_file(item.source):
         raise DataError("correcting DICOM series is not supported yet: correct the NIfTI the "
                         "prediction wrote, or use a NIfTI/NRRD dataset")
-    scan = read_volume(item.source)
+    scan = read_scan(item.source)
     values = scan.array[0] if scan.array.ndim == 4 else scan.array
     window = parse_window(predictor.window) if predictor is not None else "auto"
     ct = isinstance(window, tuple) and float(values.min()) < -500  # HU (air): the run's CT window
@@ -123,7 +122,7 @@ def _load_scan(item: ReviewItem, ctx: MaskContext, predictor: Predictor | None, 
     image = np.stack([take_slice(shown_vol, axis, k) for k in range(n)])
     truth = None
     if truth_file:
-        label = read_volume(truth_file, mask=True).array
+        label = read_scan(truth_file, mask=True).array
         if label.shape != values.shape:
             raise DataError(f"the label {Path(truth_file).name} does not match the scan's size")
         classes = ctx.decode(label, volume=True)
@@ -170,14 +169,14 @@ def write_job(job: SaveJob) -> Path:
                   "started_from": mask.started_from, "run": ctx.run_dir, "strokes": mask.strokes,
                   "classes": list(ctx.codes), "segstudio": __version__}
     if mask.is_scan or is_volume_file(mask.source):
-        like = read_volume(mask.mask_file, mask=True) if mask.mask_file else read_volume(mask.source)
+        like = read_scan(mask.mask_file, mask=True) if mask.mask_file else read_scan(mask.source)
         canonical = np.zeros(like.shape, np.uint8)
         for k in range(len(job.labels)):
             put_slice(canonical, mask.axis, k, job.labels[k])
         return folder.save_volume(_name(mask, ctx, mask.name), encode(canonical, ctx.class_keys, ctx.instances),
                                   like, provenance, protected)
     like = mask.mask_file if mask.mask_file and Path(mask.mask_file).is_file() else None
-    raw = read_file(Path(like), mask=True).frames if like is not None else []
+    raw = read_image(Path(like), mask=True).frames if like is not None else []
     frames = len(raw) if like is not None else mask.frames
     if frames > 1:
         raise DataError(f"{Path(like or mask.source).name} holds {frames} frames; correcting one frame of a "

@@ -3,7 +3,7 @@ point, window/level, overlays) and one PlaneView per plane observing it, as napa
 `components/dims.py` (a world point and its slice steps) and glue's `viewers/image/state.py`
 (per-viewer state with callbacks) do it.
 
-Axes are those of segstudio's canonical (Z, Y, X) arrays (see data/volume.py): a plane across
+Axes are those of segstudio's canonical (Z, Y, X) arrays (see io/volume.py): a plane across
 axis 0 is axial, 1 coronal, 2 sagittal (data/items.py AXES). A plane's rows and columns are the
 two other array axes in order; `plane_of` flips them for display so the picture is radiological
 (superior, else anterior, up; the patient's right, else anterior, on the left). Display
@@ -19,8 +19,8 @@ from typing import Callable, NamedTuple
 import nibabel as nib
 import numpy as np
 
-from ..data.volume import CANONICAL_AXES
 from ..data.windowing import WINDOW_PRESETS, percentile_window
+from ..io.volume import CANONICAL_AXES
 
 OVERLAYS = ("prediction", "truth", "compare", "uncertainty")
 PLANE_NAMES = {"S": "axial", "A": "coronal", "R": "sagittal"}  # by the axis a plane is across
@@ -70,7 +70,7 @@ class ScanGeometry:
 
     @classmethod
     def from_volume(cls, volume) -> ScanGeometry:
-        """The geometry of a data.volume.Volume."""
+        """The geometry of an io.volume.Volume."""
         return cls.from_affine(volume.shape, volume.affine)
 
     @classmethod
@@ -405,7 +405,7 @@ class ViewerState:
 
     @classmethod
     def for_volume(cls, volume, n_classes: int = 2) -> ViewerState:
-        """A viewer on a data.volume.Volume, windowed to its 0.5-99.5 percentiles (its first
+        """A viewer on an io.volume.Volume, windowed to its 0.5-99.5 percentiles (its first
         channel; set a CT preset with cursor.set_preset)."""
         first = volume.array[0] if volume.array.ndim == 4 else volume.array
         return cls(ScanGeometry.from_volume(volume), n_classes, percentile_window(first))

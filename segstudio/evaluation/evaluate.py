@@ -23,9 +23,9 @@ from ..data.discovery import is_supported
 from ..data.layouts import _class_names
 from ..data.masks import read_class_names
 from ..data.pairing import MASK_SUFFIX
-from ..data.volume import volume_stem, volume_suffix
 from ..errors import Cancelled, DataError
 from ..files import write_atomic
+from ..io.registry import volume_stem, volume_suffix
 from .labels import on_one_grid, read_labels
 from .surface import ClassMetrics, label_metrics
 

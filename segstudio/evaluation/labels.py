@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.discovery import looks_dicom, sniff_format
-from ..data.reader import read_file
-from ..data.series import read_header
-from ..data.volume import LPS_RAS, Volume, canonical_volume, check_same_geometry, read_volume, volume_suffix
 from ..errors import DataError
+from ..io import dicom_seg
+from ..io.registry import SCAN_READERS, read_image, read_scan, reader_for
+from ..io.volume import LPS_RAS, Volume, canonical_volume, check_same_geometry
 
 GRID_TOL = 1e-3  # voxels: how far apart two grids' voxels may lie and still be one grid
 
@@ -30,17 +29,14 @@ class Labels:
 
 def read_labels(path: Path) -> Labels:
     """The labels in `path`; DataError with a one-line reason when it cannot be scored."""
-    if volume_suffix(path):
-        volume = read_volume(path, mask=True)
+    reader = reader_for(path)
+    if reader in SCAN_READERS:
+        volume = read_scan(path, mask=True)
         _check_values(volume.array)
         return Labels(volume=volume)
-    try:
-        fmt = sniff_format(path)
-    except OSError as e:
-        raise DataError(f"cannot open file ({e.strerror or e})") from e
-    if looks_dicom(fmt, path) and (header := read_header(path)) is not None and header.is_seg:
+    if reader is dicom_seg:
         return _read_seg(path)
-    frames = read_file(path, mask=True).frames
+    frames = read_image(path, mask=True).frames
     if len(frames) != 1:
         raise DataError(f"mask has {len(frames)} frames; evaluate compares single-frame image masks")
     arr = frames[0]
@@ -77,9 +73,7 @@ def on_one_grid(truth: Labels, pred: Labels) -> tuple[np.ndarray, np.ndarray, Vo
 
 def _read_seg(path: Path) -> Labels:
     """A DICOM SEG's segments as labels (value = segment number) in its own frames' geometry."""
-    from ..data.seg import read_seg
-
-    mask = read_seg(path)
+    mask = dicom_seg.read(path)
     try:
         vol = mask.seg.get_volume(combine_segments=True, skip_overlap_checks=True)
     except Exception as e:  # highdicom: frames not on a regular grid, or not in patient space

@@ -76,7 +76,7 @@ class PredictionFolder:
 
     def write_with(self, name: str, item: str, writer: Callable[[Path], object]) -> bool:
         """Like `write`, for a writer that needs a file name: `writer(path)` writes `name`
-        atomically itself (e.g. volume.write_label_like)."""
+        atomically itself (e.g. io.registry.write_label_like)."""
         if not self._may_write(name, item):
             return False
         writer(self.out_dir / name)

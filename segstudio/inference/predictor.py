@@ -17,18 +17,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data import Problem, group_series, list_image_files, resize_image
-from ..data.dicom_series import is_series_folder
-from ..data.reader import frame_name, hu_frames, read_file, scaled_shape
+from ..data import Problem, list_image_files, resize_image
+from ..data.reader import frame_name, scaled_shape
 from ..data.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError, SegstudioError
+from ..io.dicom_seg import write as write_dicom_seg
+from ..io.dicom_series import group_series, is_series_folder
+from ..io.registry import hu_frames, read_image
 from ..files import check_writable
 from ..palette import colourise
 from ..runs import MODEL_FILE, MODEL_META
 from ..training.device import resolve_device
 from ..training.norms import INSTANCE, to_instance_norm
 from ..training.weights import architecture
-from .dicom_seg import export_dicom_seg
 from .fit import FitNotes, refuse_2d_images
 from .outputs import PredictionFolder, check_output_folder
 from .sliding_window import Tiled, gaussian_weights, stitch
@@ -314,14 +315,14 @@ class Predictor:
             if should_stop and should_stop():
                 raise Cancelled()
             try:  # CT in HU when the run's window is a W/L: resized, then windowed
-                image = read_file(path, window, defer_ct=isinstance(window, tuple))
+                image = read_image(path, window, defer_ct=isinstance(window, tuple))
             except DataError as exc:
                 report.problems.append(Problem(path.name, str(exc)))
                 continue
-            fit.image(path.name, hu_frames(image), image.modality,
-                      any(frame.ndim == 3 for frame in image.frames))
-            n = len(image.frames)
-            for f, frame in enumerate(image.frames):
+            fit.image(path.name, hu_frames(image), image.modality, image.channels > 1)
+            frames = image.frames
+            n = len(frames)
+            for f, frame in enumerate(frames):
                 yield (path, f, frame_name(path, f, n), i), frame.shape[:2], self.prepare(frame)
 
     def _write_one(self, probs: np.ndarray, name: str, source: tuple[Path, int], folder: PredictionFolder,
@@ -349,7 +350,7 @@ class Predictor:
             name = f"{safe_name(paths[0].stem)}_seg.dcm"
             buf = io.BytesIO()
             try:
-                export_dicom_seg(paths, [m for p in paths for m in masks[p]], self.codes, buf)
+                write_dicom_seg(paths, [m for p in paths for m in masks[p]], self.codes, buf)
             except DataError as exc:
                 return exc
             if folder.write(name, buf.getvalue(), paths[0].name):

@@ -13,10 +13,10 @@ from PIL import Image
 
 from ..data import SegDataset
 from ..data.masks import class_indices
-from ..data.reader import read_file, resize_image, resize_mask
-from ..data.volume import is_volume_file, read_volume, volume_stem
+from ..data.reader import resize_image, resize_mask
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
+from ..io.registry import is_volume_file, read_image, read_scan, volume_stem
 from ..training.callbacks import display_image
 from ..training.metrics import dice_per_class, foreground_mean
 from .predictor import PredictReport, Predictor, prefetched
@@ -115,13 +115,13 @@ def full_size_pair(data: SegDataset, i: int, window) -> tuple[np.ndarray, np.nda
     if native is not None and native.scale == 1 and tuple(native.shape(i)) == v.slice_shape(data.axis):
         return display_image(native.images[i]), native.masks[i]
     try:
-        image = read_file(Path(v.sources[0]), window, defer_ct=isinstance(window, tuple)).frames[v.frame]
+        image = read_image(Path(v.sources[0]), window, defer_ct=isinstance(window, tuple)).frames[v.frame]
     except (DataError, IndexError):
         h, w = v.slice_shape(data.axis)
         image = display_image(resize_image(display_image(data.images[i]), (h, w)))
     cached = data.masks[i]
     try:
-        mask = read_file(Path(v.label), mask=True)
+        mask = read_image(Path(v.label), mask=True)
         raw = mask.frames[v.frame] if mask.modality != "SEG" else None
         if raw is not None and raw.shape[:2] == image.shape[:2]:
             target = class_indices(raw, data.class_keys, len(data.codes), data.labels == "instances")
@@ -202,7 +202,7 @@ def unlabelled_items(predictor: Predictor, data: SegDataset, should_stop: Callab
         if progress:
             progress(done, len(files), f"Predicting {Path(source).name}")
         try:
-            frames = read_file(Path(source), spec, defer_ct=isinstance(spec, tuple)).frames
+            frames = read_image(Path(source), spec, defer_ct=isinstance(spec, tuple)).frames
         except DataError as e:
             problems.append((source, str(e)))
             continue
@@ -240,7 +240,7 @@ def predicted_items(report: PredictReport, window: str, codes: Sequence[str] = (
             continue
         if source not in frames_of:
             try:
-                frames_of = {source: read_file(Path(source), spec).frames}  # one file at a time
+                frames_of = {source: read_image(Path(source), spec).frames}  # one file at a time
             except DataError:
                 frames_of = {source: []}
         frames = frames_of[source]
@@ -257,8 +257,8 @@ def _predicted_scan(mask_path: str, source: str, window, codes: list[str]) -> li
     """A predicted scan at its full size, axial, for the viewer (shown through the run's CT
     window when it has one, else its own percentiles)."""
     try:
-        scan = read_volume(source)
-        labels = read_volume(mask_path, mask=True).array.astype(np.uint8)
+        scan = read_scan(source)
+        labels = read_scan(mask_path, mask=True).array.astype(np.uint8)
     except DataError:
         return []
     values = scan.array[0] if scan.array.ndim == 4 else scan.array

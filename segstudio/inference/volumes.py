@@ -16,10 +16,12 @@ from PIL import Image
 from ..data.items import AXES, put_slice, take_slice
 from ..data.layouts import Layout, detect_layout
 from ..data.report import Problem
-from ..data.volume import Volume, read_channels, read_volume, volume_suffix, write_label_like
 from ..data.volume_dataset import is_ct, resize_values
 from ..data.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
+from ..io import dicom_seg
+from ..io.registry import read_channels, read_scan, volume_suffix, write_label_like
+from ..io.volume import Volume, to_native
 from .fit import FitNotes
 from .outputs import PredictionFolder
 
@@ -132,7 +134,7 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
         if progress:
             progress(i, len(cases), case.name)
         try:
-            volume = read_channels(case.images) if len(case.images) > 1 else read_volume(case.images[0])
+            volume = read_channels(case.images) if len(case.images) > 1 else read_scan(case.images[0])
         except DataError as exc:
             report.problems.append(Problem(_shown(case), str(exc)))
             continue
@@ -166,14 +168,11 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
 def _write_seg(predictor, labels: np.ndarray, volume: Volume, name: str, folder: PredictionFolder,
                report) -> None:
     """A DICOM SEG of a DICOM series' predicted labels, referencing its slices."""
-    from ..data.volume import to_native
-    from .dicom_seg import export_dicom_seg
-
     native = to_native(labels, volume)  # (columns, rows, slices) in the series' file order
     masks = [np.ascontiguousarray(native[:, :, k].T).astype(np.uint8) for k in range(native.shape[2])]
     buf = io.BytesIO()
     try:
-        export_dicom_seg([Path(p) for p in volume.source], masks, predictor.codes, buf)
+        dicom_seg.write([Path(p) for p in volume.source], masks, predictor.codes, buf)
     except DataError as exc:
         report.seg_failures.append(Problem(name, f"no DICOM SEG: {exc}"))
         return

@@ -19,12 +19,10 @@ import torch
 from ..errors import SegstudioError
 from ..files import write_atomic
 from ..runs import CHECKPOINT
-from . import events as ev
-from .event_json import from_json
-from .event_log import EVENTS
+from .distributed import unwrap
+from .event_log import finished_event
 
 FORMAT = 1
-TAIL = 1 << 16  # the end of events.jsonl read for the run's last event (its last lines are short)
 
 
 def rng_state(learn) -> dict:
@@ -77,8 +75,6 @@ def load_optimizer(learn, state: dict) -> None:
 def save_checkpoint(run_dir: Path, learn, epochs_done: int, metrics: list[dict], best_dice: float,
                     best_epoch: int, extra: dict, rngs: list[dict] | None = None) -> None:
     """`rngs`: every rank's generators under torchrun (rank order); this process's otherwise."""
-    from .distributed import unwrap
-
     rngs = rngs or [rng_state(learn)]
     payload = {"format": FORMAT, "epochs_done": int(epochs_done), "metrics": _plain(metrics),
                "best_dice": float(best_dice), "best_epoch": int(best_epoch), "extra": _plain(extra),
@@ -111,16 +107,3 @@ def load_checkpoint(run_dir: str | Path) -> dict:
     if payload.get("format") != FORMAT:
         raise SegstudioError(f"The checkpoint of {Path(run_dir).name} has an unknown format")
     return payload
-
-
-def finished_event(run_dir: str | Path):
-    """The run's Finished event when the last event in its events.jsonl is one, else None."""
-    try:
-        with open(Path(run_dir) / EVENTS, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - TAIL))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        event = from_json(next(line for line in reversed(lines) if line.strip()))
-    except (OSError, StopIteration, ValueError, TypeError):
-        return None
-    return event if isinstance(event, ev.Finished) else None

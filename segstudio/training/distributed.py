@@ -243,8 +243,8 @@ def restarted_run(out_dir: str | Path, ranks: Ranks) -> str:
         return ""
     import json
 
-    from .checkpoint import finished_event
     from ..runs import CHECKPOINT, default_runs_dir
+    from .event_log import finished_event
 
     root = Path(out_dir) if out_dir else default_runs_dir()
     found = []

@@ -1,6 +1,7 @@
 """A run's events as a file: rank 0 appends each event's JSON line to the run folder's
 events.jsonl, so that any process that can read the folder (the app on a shared file system,
-a copy brought back from a cluster) can follow the run with the same panels (FollowSession)."""
+a copy brought back from a cluster) can follow the run with the same panels (FollowSession),
+and tell a finished run by its last event (finished_event)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import time
 from pathlib import Path
 
 from . import events as ev
-from .event_json import to_json
+from .event_json import from_json, to_json
 
 EVENTS = "events.jsonl"
 FLUSH_S = 1.0  # batch events reach the file at least this often
 PENDING = 200  # events kept before the run folder exists (loading progress, warnings)
 TERMINAL = (ev.Finished, ev.Cancelled, ev.Failed)
+TAIL = 1 << 16  # the end of events.jsonl read for the run's last event (its last lines are short)
 
 
 class EventLog:
@@ -70,3 +72,16 @@ def tee(*sinks):
         for sink in sinks:
             sink(event)
     return emit
+
+
+def finished_event(run_dir: str | Path):
+    """The run's Finished event when the last event in its events.jsonl is one, else None."""
+    try:
+        with open(Path(run_dir) / EVENTS, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - TAIL))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        event = from_json(next(line for line in reversed(lines) if line.strip()))
+    except (OSError, StopIteration, ValueError, TypeError):
+        return None
+    return event if isinstance(event, ev.Finished) else None

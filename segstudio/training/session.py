@@ -33,8 +33,8 @@ from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info, model_inputs
 from .loaders import gather
-from .checkpoint import finished_event, load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
-from .event_log import EventLog, tee
+from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
+from .event_log import EventLog, finished_event, tee
 from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
                           shard_loaders, unwrap)
 from .parent import Parent, fine_tune_config, inherit_preprocessing, load_parent, parent_config

@@ -7,7 +7,7 @@ import sys
 from PySide6.QtWidgets import QApplication
 
 import segstudio
-from segstudio.desktop_entry import APP_ID
+from segstudio.resource_paths import APP_ID
 from segstudio.ui import resources
 from segstudio.ui.settings import APP, ORG
 

@@ -6,7 +6,7 @@ folder of smooth grey PNG images. Measured in one run: (a) the forward pass alon
 already on the device, in batches; (b) predict_folder with its batches and read-ahead thread
 (reading, resizing, forward, resizing back, PNG writing of mask + colour mask), at the batch
 size it uses on that device; (c) the previous implementation's loop, one image at a time without
-read-ahead (read_file, Predictor.probabilities, the two PNGs). Target on a GPU: (b)/(a) >= 0.8;
+read-ahead (read_image, Predictor.probabilities, the two PNGs). Target on a GPU: (b)/(a) >= 0.8;
 on the CPU: (b) no slower than (c).
 
 `--patches`: the run is one trained on patches (meta["input"], scale 1, overlap 0.5), so every
@@ -96,7 +96,7 @@ def main() -> int:
         return args.images * per_image / (time.perf_counter() - t)
 
     def plain_rate() -> float:
-        from segstudio.data.reader import read_file
+        from segstudio.io.registry import read_image
         from segstudio.inference.predictor import png_bytes
         from segstudio.palette import colourise
 
@@ -104,7 +104,7 @@ def main() -> int:
         out.mkdir()
         t = time.perf_counter()
         for path in sorted(images.iterdir()):
-            mask = predictor.predict(read_file(path).frames[0])
+            mask = predictor.predict(read_image(path).frames[0])
             (out / path.name).write_bytes(png_bytes(mask))
             (out / f"{path.stem}_color.png").write_bytes(png_bytes(colourise(mask, 3)))
         sync()

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.training.distributed import DistributedSync, parameter_digest, unwrap
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 CORE = ["segstudio.config", "segstudio.data", "segstudio.training.session", "segstudio.training.lr_find",
-        "segstudio.inference", "segstudio.runs", "segstudio.cli"]
+        "segstudio.inference", "segstudio.runs", "segstudio.cli.main"]
 
 
 def test_core_imports_no_qt():

@@ -111,7 +111,7 @@ def test_bad_options_are_refused_before_anything_runs(sample_dirs):
 
 
 def test_valid_pct_takes_a_fraction_or_a_percentage():
-    from segstudio.cli import build_parser, train_config
+    from segstudio.cli.main import build_parser, train_config
 
     for text in ("0.3", "30"):
         args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--valid-pct", text])
@@ -150,7 +150,7 @@ def test_inspect_of_a_folder_without_images_says_why(tmp_path):
 
 
 def test_mask_options_reach_the_config():
-    from segstudio.cli import build_parser, train_config
+    from segstudio.cli.main import build_parser, train_config
 
     args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--labels", "instances",
                                       "--class-names", "nucleus"])
@@ -192,7 +192,7 @@ def deny_writes_in(folder: Path, monkeypatch) -> None:
 def test_unwritable_output_folders_fail_before_any_work(sample_dirs, tmp_path, monkeypatch, capsys):
     """predict, export and train into a folder that cannot be written: a clear message and exit
     status 1 before a model is loaded, an image predicted or data read; nothing written."""
-    from segstudio.cli import main
+    from segstudio.cli.main import main
     from segstudio.inference import Predictor
     from segstudio.training.session import TrainingSession
 
@@ -257,7 +257,7 @@ def test_unwritable_says_permission_read_only_or_full(tmp_path, monkeypatch):
 def test_every_images_and_masks_option_says_what_it_takes():
     import argparse
 
-    from segstudio.cli import build_parser
+    from segstudio.cli.main import build_parser
 
     def options(parser, path=""):
         for action in parser._actions:
@@ -274,7 +274,7 @@ def test_every_images_and_masks_option_says_what_it_takes():
 
 
 def test_the_default_architecture_is_train_configs_in_help_and_printout(capsys):
-    from segstudio.cli import EventPrinter, build_parser, train_config
+    from segstudio.cli.main import EventPrinter, build_parser, train_config
     from segstudio.config import TrainConfig
     from segstudio.training import events as ev
 
@@ -292,7 +292,7 @@ def test_the_default_architecture_is_train_configs_in_help_and_printout(capsys):
 
 
 def test_keep_checkpoint_reaches_the_config():
-    from segstudio.cli import build_parser, train_config
+    from segstudio.cli.main import build_parser, train_config
 
     parse = build_parser().parse_args
     assert train_config(parse(["train", "--images", "i", "--keep-checkpoint"])).keep_checkpoint is True
@@ -300,7 +300,7 @@ def test_keep_checkpoint_reaches_the_config():
 
 
 def test_inspect_says_why_it_exits_1(tmp_path, capsys):
-    from segstudio.cli import main
+    from segstudio.cli.main import main
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir(), masks.mkdir()
@@ -318,7 +318,7 @@ def test_inspect_says_why_it_exits_1(tmp_path, capsys):
 
 
 def test_prediction_progress_says_which_file_and_the_time_left(capsys):
-    from segstudio.cli import ProgressPrinter
+    from segstudio.cli.main import ProgressPrinter
 
     now = [0.0]
     show = ProgressPrinter(every=5, clock=lambda: now[0])

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from segstudio import cli
-from segstudio.cluster_job import check_job, default_data_root, slurm_time, write_job
+from segstudio.cli import main as cli
+from segstudio.cluster.job import check_job, default_data_root, slurm_time, write_job
 from segstudio.config import DataConfig, TrainConfig
 from segstudio.errors import SegstudioError
 

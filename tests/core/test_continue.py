@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.config import Arch, DataConfig, TrainConfig
 from segstudio.data.corrections import corrections_dir
 from segstudio.inference import Predictor

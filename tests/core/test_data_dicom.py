@@ -13,7 +13,8 @@ from pydicom.uid import (DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian,
                          JPEGLSLossless, RLELossless)
 
 from segstudio.config import DataConfig
-from segstudio.data import WINDOW_PRESETS, group_series, inspect_dataset, load_dataset, read_image_frames
+from segstudio.data import WINDOW_PRESETS, inspect_dataset, load_dataset, read_image_frames
+from segstudio.io import group_series
 from segstudio.data.windowing import apply_window
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import tifffile
 
 from segstudio.data import list_image_files, read_image_frames
-from segstudio.data.discovery import sniff_format
+from segstudio.io.sniff import sniff_format
 
 
 def test_lists_supported_files_sorted_and_skips_others(tmp_path, mk):

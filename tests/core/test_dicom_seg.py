@@ -8,7 +8,7 @@ import pytest
 from segstudio.config import DataConfig
 from segstudio.data import load_dataset
 from segstudio.errors import DataError
-from segstudio.inference.dicom_seg import export_dicom_seg
+from segstudio.io import dicom_seg
 
 CODES = ["background", "liver", "kidney"]
 
@@ -25,7 +25,7 @@ def _masks(n, h=16, w=16):
 def test_export_reads_back_with_segments_and_references(tmp_path, mk, kind):
     paths = mk.series(tmp_path, 4)
     masks = _masks(4)
-    out = export_dicom_seg(paths, masks, CODES, tmp_path / "pred_seg.dcm", segmentation_type=kind)
+    out = dicom_seg.write(paths, masks, CODES, tmp_path / "pred_seg.dcm", segmentation_type=kind)
     seg = hd.seg.segread(out)
     assert seg.segmentation_type.value == kind
     assert [seg.get_segment_description(n).SegmentLabel for n in seg.segment_numbers] == CODES[1:]
@@ -45,19 +45,19 @@ def test_export_refuses_mismatches(tmp_path, mk):
     a = mk.series(tmp_path, 2, names=["a1.dcm", "a2.dcm"])
     b = mk.series(tmp_path, 1, names=["b1.dcm"])
     with pytest.raises(DataError, match="come from 2 series"):
-        export_dicom_seg(a + b, _masks(3), CODES, tmp_path / "x.dcm")
+        dicom_seg.write(a + b, _masks(3), CODES, tmp_path / "x.dcm")
     with pytest.raises(DataError, match="1 mask\\(s\\) for 2 source frame\\(s\\)"):
-        export_dicom_seg(a, _masks(1), CODES, tmp_path / "x.dcm")
+        dicom_seg.write(a, _masks(1), CODES, tmp_path / "x.dcm")
     with pytest.raises(DataError, match="size of its source"):
-        export_dicom_seg(a, _masks(2, 8, 8), CODES, tmp_path / "x.dcm")
+        dicom_seg.write(a, _masks(2, 8, 8), CODES, tmp_path / "x.dcm")
     with pytest.raises(DataError, match="Mask value 2 has no class name"):
-        export_dicom_seg(a[:1] + b[:0], [np.full((16, 16), 2, np.uint8)], CODES[:2], tmp_path / "x.dcm")
+        dicom_seg.write(a[:1] + b[:0], [np.full((16, 16), 2, np.uint8)], CODES[:2], tmp_path / "x.dcm")
 
 
 def test_seg_masks_train_by_referenced_uids(data_dirs, mk):
     images, masks = data_dirs
     paths = mk.series(images, 4)                  # file names unrelated to the SEG's name
-    export_dicom_seg(paths, _masks(4), CODES, masks / "segmentation.dcm")
+    dicom_seg.write(paths, _masks(4), CODES, masks / "segmentation.dcm")
     data, report = load_dataset(DataConfig(str(images), str(masks)), 16)
     assert data.names == [p.stem for p in paths]  # slice order
     assert data.codes == CODES and report.mask_convention == "DICOM SEG (2 segment label(s))"
@@ -69,9 +69,9 @@ def test_seg_and_images_in_one_folder_and_unmatched_seg(tmp_path, mk):
     folder = tmp_path / "all"
     folder.mkdir()
     paths = mk.series(folder, 3)
-    export_dicom_seg(paths[:2], _masks(2), CODES, folder / "seg_part.dcm")
+    dicom_seg.write(paths[:2], _masks(2), CODES, folder / "seg_part.dcm")
     other = mk.series(tmp_path, 1, names=["other.dcm"])
-    export_dicom_seg(other, _masks(1), CODES[:2], folder / "orphan_seg.dcm")
+    dicom_seg.write(other, _masks(1), CODES[:2], folder / "orphan_seg.dcm")
     data, report = load_dataset(DataConfig(str(folder), str(folder)), 16)
     assert data.names == [p.stem for p in paths[:2]]
     assert report.unmatched_images == [paths[2].name]
@@ -81,7 +81,7 @@ def test_seg_and_images_in_one_folder_and_unmatched_seg(tmp_path, mk):
 def test_seg_as_image_is_explained(tmp_path, mk):
     from segstudio.data import read_image_frames
     paths = mk.series(tmp_path, 1)
-    out = export_dicom_seg(paths, [np.zeros((16, 16), np.uint8)], CODES[:2], tmp_path / "s.dcm")
+    out = dicom_seg.write(paths, [np.zeros((16, 16), np.uint8)], CODES[:2], tmp_path / "s.dcm")
     with pytest.raises(DataError, match="DICOM SEG \\(a segmentation, not an image\\)"):
         read_image_frames(out)
 
@@ -120,5 +120,5 @@ def test_sources_that_give_no_usable_seg_are_refused_in_words(name, reason, tmp_
     ds = pydicom.dcmread(path)
     masks = [np.ones((ds.Rows, ds.Columns), np.uint8) for _ in range(int(ds.get("NumberOfFrames", 1) or 1))]
     with pytest.raises(DataError, match=reason):
-        export_dicom_seg([path], masks, CODES[:2], tmp_path / "x.dcm")
+        dicom_seg.write([path], masks, CODES[:2], tmp_path / "x.dcm")
     assert not (tmp_path / "x.dcm").exists()

@@ -155,7 +155,7 @@ def _rows(csv_path) -> list[dict]:
 def test_orientation_mixed_pairs_compare_in_world_space(tmp_path):
     """A RAS NIfTI truth against the same prediction stored in RAS, in LPS voxel order, with
     permuted axes, and as MetaImage: the same numbers, matching surface-distance's."""
-    from segstudio.data.volume import read_volume, write_label_like
+    from segstudio.io.registry import read_scan, write_label_like
 
     truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
     truth_dir.mkdir(), pred_dir.mkdir()
@@ -170,9 +170,9 @@ def test_orientation_mixed_pairs_compare_in_world_space(tmp_path):
     _nifti(pred_dir / "b_seg.nii.gz", pred[::-1, ::-1, :], affine @ flip)          # LPS voxel order
     permute = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
     _nifti(pred_dir / "C.nii.gz", pred.transpose(2, 0, 1), affine @ permute)      # (k, i, j) order
-    like = read_volume(pred_dir / "a.nii.gz", mask=True)
+    like = read_scan(pred_dir / "a.nii.gz", mask=True)
     write_label_like(like.array, like, pred_dir / "d.mha")                          # ITK, LPS world
-    assert {read_volume(p, mask=True).orientation for p in pred_dir.iterdir()} == {"RAS", "LPS", "SRA"}
+    assert {read_scan(p, mask=True).orientation for p in pred_dir.iterdir()} == {"RAS", "LPS", "SRA"}
 
     report = evaluate_folders(pred_dir, truth_dir, tolerance_mm=1.0, out_dir=tmp_path / "out", workers=1)
     assert not report.problems and not report.missing_truth and not report.missing_predictions
@@ -275,15 +275,15 @@ def test_summary_statistics_and_bootstrap_interval():
 def test_dicom_seg_prediction_against_a_nifti_truth(tmp_path, mk):
     """A DICOM SEG (frames only where segments are) scored against a NIfTI label volume in the
     series' geometry: placed on one grid, named by its segment labels."""
-    from segstudio.data.dicom_series import read_dicom_series
-    from segstudio.data.volume import to_native, write_label_like
-    from segstudio.inference.dicom_seg import export_dicom_seg
+    from segstudio.io import dicom_seg, dicom_series
+    from segstudio.io.registry import write_label_like
+    from segstudio.io.volume import to_native
 
     series_dir, truth_dir, pred_dir = tmp_path / "series", tmp_path / "truth", tmp_path / "pred"
     for d in (series_dir, truth_dir, pred_dir):
         d.mkdir()
     paths = mk.series(series_dir, 5)
-    image = read_dicom_series(series_dir)
+    image = dicom_series.read(series_dir)
     truth = np.zeros(image.shape, np.uint8)  # canonical (Z, Y, X) = (5, 16, 16)
     truth[1:4, 3:9, 4:10] = 1
     truth[2, 10:14, 10:14] = 2
@@ -293,7 +293,7 @@ def test_dicom_seg_prediction_against_a_nifti_truth(tmp_path, mk):
     pred[2, 10:14, 10:14] = 0                    # class 2 missed entirely
     native = to_native(pred, image)  # (i, j, k): columns, rows, slices in the files' order
     masks = [np.ascontiguousarray(native[:, :, k].T) for k in range(len(paths))]
-    export_dicom_seg(paths, masks, ["background", "liver", "kidney"], pred_dir / "case_seg.dcm")
+    dicom_seg.write(paths, masks, ["background", "liver", "kidney"], pred_dir / "case_seg.dcm")
 
     report = evaluate_folders(pred_dir, truth_dir, workers=1)
     assert not report.problems, report.problems
@@ -339,7 +339,7 @@ def test_refuses_bad_folders_and_foreign_output_files(tmp_path, mk):
 
 
 def test_cli_prints_a_table_and_writes_files(tmp_path, mk, capsys):
-    from segstudio.cli_evaluate import add_parser, run
+    from segstudio.cli.evaluate import add_parser, run
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

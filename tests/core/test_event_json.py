@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.training import events as ev
 from segstudio.training.event_json import TYPES, from_json, to_json
 

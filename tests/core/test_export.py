@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.errors import SegstudioError
 from segstudio.inference import Predictor
 from segstudio.files import FILE_MODE
@@ -106,7 +106,7 @@ def test_predict_with_onnx_gives_the_run_s_masks_without_fastai(onnx_file, train
     assert main(["predict", "--model", run, "--images", str(images), "--out", str(tmp_path / "torch"),
                  "--device", "cpu"]) == 0
     code = ("import sys; sys.modules['fastai'] = None\n"  # any fastai import fails
-            "from segstudio.cli import main\n"
+            "from segstudio.cli.main import main\n"
             f"sys.exit(main(['predict', '--model', {str(out)!r}, '--images', {str(images)!r}, "
             f"'--out', {str(tmp_path / 'onnx')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -71,7 +71,7 @@ def test_review_items_worst_first_with_correct_dice(predictor, sample_data):
 def test_predict_with_tta_averages_with_the_mirror_image(trained_run, sample_dirs, tmp_path):
     import shutil
 
-    from segstudio.cli import main
+    from segstudio.cli.main import main
 
     images, _ = sample_dirs
     folder = tmp_path / "in"

@@ -32,6 +32,7 @@ def copy(tmp_path):
     ("data/_breach.py", "from PySide6.QtCore import QObject\n", "Only the GUI imports Qt"),
     ("training/_breach.py", "from segstudio.inference import Predictor\n", "Layers"),
     ("inference/_breach.py", "import segstudio.workers\n", "Layers"),
+    ("cluster/_breach.py", "from segstudio.cli.job import run\n", "Layers"),
 ])
 def test_a_breach_breaks_a_contract(copy, module, line, broken):
     assert lint(copy).returncode == 0  # the copy as it is keeps both contracts

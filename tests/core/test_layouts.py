@@ -13,7 +13,8 @@ import SimpleITK as sitk
 
 from segstudio.data.layouts import detect_layout
 from segstudio.data.sample_volumes import REORIENTED, VERSION, sample_volumes
-from segstudio.data.volume import check_same_geometry, read_volume, write_label_like
+from segstudio.io.registry import read_scan, write_label_like
+from segstudio.io.volume import check_same_geometry
 from segstudio.errors import DataError
 
 
@@ -199,7 +200,7 @@ def test_sample_volumes_layout_geometry_and_labels(tmp_path):
     assert [c.name for c in layout.cases] == [f"case_{n:03d}" for n in range(1, 7)]
     seen = set()
     for n, case in enumerate(layout.cases, 1):
-        image, label = read_volume(case.images[0]), read_volume(case.label, mask=True)
+        image, label = read_scan(case.images[0]), read_scan(case.label, mask=True)
         assert check_same_geometry(image, label) is None
         assert image.spacing == pytest.approx((2.5, 0.8, 0.8)) and 24 <= image.shape[0] <= 40
         assert (image.orientation != label.orientation) == (n in REORIENTED)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from segstudio import cli, desktop_entry
+from segstudio.cli import desktop_entry
+from segstudio.cli import main as cli
 from segstudio.resource_paths import SHIPPED, find_resources
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.errors import SegstudioError
 from segstudio.inference import Predictor
 

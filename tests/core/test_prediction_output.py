@@ -131,7 +131,7 @@ def test_safe_name_replaces_only_what_a_file_name_cannot_hold():
 
 
 def test_cli_names_the_skipped_image_and_suggests_no_empty_folder(tmp_path, capsys, monkeypatch):
-    from segstudio.cli import main
+    from segstudio.cli.main import main
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.config import TrainConfig
 from segstudio.errors import SegstudioError
 from segstudio.training import events as ev
@@ -79,7 +79,7 @@ def test_a_run_killed_with_sigkill_resumes_from_the_cli(uninterrupted, sample_di
             "--size", "64", "--bs", "4", "--epochs", str(EPOCHS + 1), "--device", "cpu", "--out", str(out),
             "--name", "killed"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from segstudio.cli import main; sys.exit(main())",
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from segstudio.cli.main import main; sys.exit(main())",
                              *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
 

@@ -269,10 +269,10 @@ def test_review_of_a_patch_run_is_at_full_size(tmp_path, sample_data):
         truth = np.asarray(Image.open(it.mask_file))  # the sample's masks hold class indices
         assert np.array_equal(it.target, truth)
         assert np.allclose(it.dice, dice_per_class(it.pred, truth, len(sample_data.codes)), equal_nan=True)
-        from segstudio.data.reader import read_file
+        from segstudio.io.registry import read_image
         from segstudio.data.windowing import parse_window
 
-        hu = read_file(Path(it.source), parse_window(p.window), defer_ct=True).frames[it.frame]
+        hu = read_image(Path(it.source), parse_window(p.window), defer_ct=True).frames[it.frame]
         assert np.array_equal(it.pred, p.predict(hu))
 
 
@@ -297,7 +297,7 @@ def test_review_takes_the_dataset_s_native_images_when_it_kept_them(tmp_path, sa
 # --- export --------------------------------------------------------------------------------------
 
 def test_onnx_export_of_a_patch_run_predicts_like_pytorch(patch_run, tmp_path):
-    from segstudio.cli import main
+    from segstudio.cli.main import main
     from segstudio.inference import Predictor
     from segstudio.inference.export import export_model, read_onnx_meta
 
@@ -314,7 +314,7 @@ def test_onnx_export_of_a_patch_run_predicts_like_pytorch(patch_run, tmp_path):
     assert main(["predict", "--model", str(patch_run), "--images", str(images), "--out", str(tmp_path / "torch"),
                  "--device", "cpu"]) == 0
     code = ("import sys; sys.modules['fastai'] = None\n"
-            "from segstudio.cli import main\n"
+            "from segstudio.cli.main import main\n"
             f"sys.exit(main(['predict', '--model', {report.path!r}, '--images', {str(images)!r}, "
             f"'--out', {str(tmp_path / 'onnx')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

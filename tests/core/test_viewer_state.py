@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segstudio.data.items import take_slice
-from segstudio.data.volume import read_volume
+from segstudio.io.registry import read_scan
 from segstudio.editing.viewer_state import (KEY_STEPS, PlaneLetters, ScanGeometry, ViewerState,
                                             plane_of)
 
@@ -72,7 +72,7 @@ def _scan_file(tmp_path, order):
 def test_ras_and_lps_files_show_the_same_letters_and_pictures(tmp_path):
     shown = {}
     for order in ("RAS", "LPS"):
-        vol = read_volume(_scan_file(tmp_path, order))
+        vol = read_scan(_scan_file(tmp_path, order))
         assert vol.orientation == order
         state = ViewerState.for_volume(vol)
         state.cursor.set_voxel(np.argwhere(vol.array == 100)[0])

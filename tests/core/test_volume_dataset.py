@@ -12,7 +12,7 @@ import torch
 from segstudio.config import DataConfig
 from segstudio.data import inspect_dataset, load_dataset
 from segstudio.data.items import put_slice, take_slice
-from segstudio.data.volume import read_volume
+from segstudio.io.registry import read_scan
 from segstudio.errors import DataError
 from segstudio.training import events as ev
 from segstudio.training.metrics import VolumeDice, dice_per_class
@@ -61,7 +61,7 @@ def test_a_second_load_opens_the_cache(volumes, monkeypatch):
     first, _ = load_dataset(DataConfig(str(volumes)), 40)
     import segstudio.data.volume_dataset as vd
 
-    monkeypatch.setattr(vd, "read_volume", lambda *a, **k: pytest.fail("a scan was read again"))
+    monkeypatch.setattr(vd, "read_scan", lambda *a, **k: pytest.fail("a scan was read again"))
     second, report = load_dataset(DataConfig(str(volumes), valid_pct=0.4), 40)
     assert np.array_equal(first.images, second.images) and np.array_equal(first.masks, second.masks)
     assert report.split.startswith("by scan: 2 of 6")  # the split follows the current settings
@@ -158,8 +158,8 @@ def test_training_on_scans_learns_and_predicts_in_their_geometry(volumes, tmp_pa
     pred = nib.load(out / "case_005.nii.gz")  # its label is stored LPS, its image RAS
     image = nib.load(volumes / "imagesTr" / "case_005_0000.nii.gz")
     assert pred.shape == image.shape and np.allclose(pred.affine, image.affine)
-    truth = read_volume(volumes / "labelsTr" / "case_005.nii.gz", mask=True).array
-    got = read_volume(out / "case_005.nii.gz", mask=True).array
+    truth = read_scan(volumes / "labelsTr" / "case_005.nii.gz", mask=True).array
+    got = read_scan(out / "case_005.nii.gz", mask=True).array
     assert dice_per_class(got, truth, 3)[1] > 0.5
     lines = (out / "volumes.csv").read_text().splitlines()
     assert lines[0] == "case,class,voxels,ml" and len(lines) == 1 + 2 * 2
@@ -251,16 +251,15 @@ def write_ct_series(folder, n=6, size=24, patient="PAT-1"):
 
 def test_dicom_series_folders_are_scans_with_seg_or_volume_labels(tmp_path):
     """Case a: a DICOM SEG inside its folder; case b: a NIfTI label in the masks folder."""
-    from segstudio.data.dicom_series import read_dicom_series
+    from segstudio.io import dicom_seg, dicom_series
     from segstudio.data.layouts import detect_layout
-    from segstudio.data.volume import write_label_like
-    from segstudio.inference.dicom_seg import export_dicom_seg
+    from segstudio.io.registry import write_label_like
 
     root, masks_dir = tmp_path / "series", tmp_path / "labels"
     paths_a, masks_a = write_ct_series(root / "case_a")
-    export_dicom_seg(paths_a, masks_a, ["background", "lesion"], root / "case_a" / "seg.dcm")
+    dicom_seg.write(paths_a, masks_a, ["background", "lesion"], root / "case_a" / "seg.dcm")
     write_ct_series(root / "case_b", patient="PAT-2")
-    scan_b = read_dicom_series(root / "case_b")
+    scan_b = dicom_series.read(root / "case_b")
     assert scan_b.shape == (6, 24, 24) and scan_b.modality == "CT" and np.isclose(scan_b.spacing[0], 3.0)
     assert scan_b.array.max() == 200 and scan_b.array.min() == -800  # HU
     masks_dir.mkdir()
@@ -305,7 +304,7 @@ def test_dicom_series_predictions_are_a_seg_and_a_nifti(tmp_path):
         uid = pydicom_uid(path)
         got = seg.get_pixels_by_source_instance([uid], combine_segments=True, ignore_spatial_locations=True)[0]
         assert np.array_equal(got, mask)
-    nifti = read_volume(tmp_path / "out" / "case_a.nii.gz", mask=True)
+    nifti = read_scan(tmp_path / "out" / "case_a.nii.gz", mask=True)
     assert nifti.shape == (6, 24, 24) and nifti.array.sum() == sum(m.sum() for m in masks)
 
 
@@ -337,9 +336,9 @@ def test_the_cache_follows_dataset_json_and_dicom_slices(copy, tmp_path):
     assert data.codes[1] == "hepar"
     root = tmp_path / "series"
     paths, masks = write_ct_series(root / "case_a")
-    from segstudio.inference.dicom_seg import export_dicom_seg
+    from segstudio.io import dicom_seg
 
-    export_dicom_seg(paths, masks, ["background", "lesion"], root / "case_a" / "seg.dcm")
+    dicom_seg.write(paths, masks, ["background", "lesion"], root / "case_a" / "seg.dcm")
     first, _ = load_dataset(DataConfig(str(root)), 24)
     first = np.array(first.images)
     import pydicom

@@ -11,8 +11,10 @@ import pytest
 import SimpleITK as sitk
 from nibabel.testing import data_path
 
-from segstudio.data.volume import (GZIP_REASON, Volume, check_same_geometry, is_volume_file, orientation_code,
-                                   read_channels, read_volume, volume_files, volume_stem, write_label_like)
+from segstudio.io.reasons import GZIP_REASON
+from segstudio.io.registry import (is_volume_file, read_channels, read_scan, volume_files, volume_stem,
+                                   write_label_like)
+from segstudio.io.volume import Volume, check_same_geometry, orientation_code
 from segstudio.errors import DataError
 
 NIBABEL_DATA = Path(data_path)
@@ -70,7 +72,7 @@ def expect_same_voxels(vol: Volume, data: np.ndarray, affine: np.ndarray) -> Non
                                   "example4d.nii.gz", "example_nifti2.nii.gz"])
 def test_nibabel_files_read_canonical(name):
     img = nib.load(NIBABEL_DATA / name)
-    vol = read_volume(NIBABEL_DATA / name)
+    vol = read_scan(NIBABEL_DATA / name)
     assert vol.format == "nifti" and vol.modality == "" and vol.source == [str(NIBABEL_DATA / name)]
     assert vol.orientation == "".join(nib.aff2axcodes(img.affine))
     assert orientation_code(vol.affine) == "SPL"
@@ -88,28 +90,28 @@ def test_nibabel_files_read_canonical(name):
 
 
 def test_nifti2_is_read_as_nifti2_and_written_back_as_nifti2(tmp_path):
-    vol = read_volume(NIBABEL_DATA / "example_nifti2.nii.gz")
+    vol = read_scan(NIBABEL_DATA / "example_nifti2.nii.gz")
     out = write_label_like(np.zeros(vol.shape, np.uint8), vol, tmp_path / "lab.nii.gz")
     assert isinstance(nib.load(out), nib.Nifti2Image)
 
 
 def test_long_4d_series_is_refused():
     with pytest.raises(DataError, match=r"4-D image with 20 volumes \(a time series\?\)"):
-        read_volume(NIBABEL_DATA / "functional.nii")
+        read_scan(NIBABEL_DATA / "functional.nii")
 
 
 def test_scl_slope_inter_applied_to_images_and_labels(tmp_path):
     stored = ramp((3, 4, 5))
     path = save_nifti(tmp_path / "s.nii", stored, slope=2.0, inter=-10.0)
-    img = read_volume(path)
+    img = read_scan(path)
     assert img.array.dtype == np.float32
     assert sorted(np.unique(img.array)) == sorted(np.unique(stored * 2.0 - 10.0))
-    lab = read_volume(path, mask=True)
+    lab = read_scan(path, mask=True)
     assert lab.array.dtype.kind == "i" and set(np.unique(lab.array)) == set(np.unique(stored * 2 - 10))
 
 
 def test_integer_labels_stay_exact_and_keep_their_dtype():
-    vol = read_volume(NIBABEL_DATA / "standard.nii.gz", mask=True)
+    vol = read_scan(NIBABEL_DATA / "standard.nii.gz", mask=True)
     raw = np.asanyarray(nib.load(NIBABEL_DATA / "standard.nii.gz").dataobj)
     assert vol.array.dtype == np.uint8
     assert np.bincount(vol.array.ravel()).tolist() == np.bincount(raw.ravel()).tolist()
@@ -117,7 +119,7 @@ def test_integer_labels_stay_exact_and_keep_their_dtype():
 
 def test_cifti_is_refused_with_a_reason():
     with pytest.raises(DataError, match="5-D data; expected a 3-D volume"):
-        read_volume(NIBABEL_DATA / "row_major.dconn.nii")
+        read_scan(NIBABEL_DATA / "row_major.dconn.nii")
 
 
 # --- geometry round trips ----------------------------------------------------------------------
@@ -130,7 +132,7 @@ def test_label_written_like_its_image_lands_on_the_same_voxels(tmp_path, suffix)
         path = save_nifti(tmp_path / f"img{suffix}", data)
     else:
         path = save_itk(tmp_path / f"img{suffix}", data)
-    vol = read_volume(path)
+    vol = read_scan(path)
     assert vol.orientation == "PLS"
     assert vol.spacing == pytest.approx((2.5, 0.7, 0.8))  # file axes P, L, S -> array S, P, L
     assert vol.shape == (7, 5, 6)
@@ -154,7 +156,7 @@ def test_label_written_like_its_image_lands_on_the_same_voxels(tmp_path, suffix)
         np.testing.assert_allclose(lab.GetDirection(), img.GetDirection(), atol=1e-9)
         found = sitk.GetArrayFromImage(lab).transpose(2, 1, 0)
     assert np.argwhere(found == 3).tolist() == [[2, 1, 3]]
-    back = read_volume(out, mask=True)
+    back = read_scan(out, mask=True)
     assert check_same_geometry(vol, back) is None
     np.testing.assert_array_equal(back.array, labels)
 
@@ -164,7 +166,7 @@ def test_label_keeps_header_but_not_image_scaling_or_window(tmp_path):
     img = nib.load(path)
     img.header["cal_min"], img.header["cal_max"] = -160, 240
     nib.save(img, path)
-    vol = read_volume(path)
+    vol = read_scan(path)
     labels = np.zeros(vol.shape, np.uint16)
     labels[0, 0, 0] = 300  # too big for uint8
     lab = nib.load(write_label_like(labels, vol, tmp_path / "lab.nii.gz"))
@@ -174,20 +176,20 @@ def test_label_keeps_header_but_not_image_scaling_or_window(tmp_path):
 
 
 def test_label_written_in_another_format_keeps_the_geometry(tmp_path):
-    vol = read_volume(save_nifti(tmp_path / "img.nii.gz", ramp()))
+    vol = read_scan(save_nifti(tmp_path / "img.nii.gz", ramp()))
     labels = (vol.array > 100).astype(np.uint8)
     for name in ("lab.nrrd", "lab.mha"):
-        back = read_volume(write_label_like(labels, vol, tmp_path / name), mask=True)
+        back = read_scan(write_label_like(labels, vol, tmp_path / name), mask=True)
         assert check_same_geometry(vol, back) is None
         np.testing.assert_array_equal(back.array, labels)
-    itk = read_volume(save_itk(tmp_path / "img.nrrd", ramp()))
-    back = read_volume(write_label_like(itk.array > 100, itk, tmp_path / "from_itk.nii.gz"), mask=True)
+    itk = read_scan(save_itk(tmp_path / "img.nrrd", ramp()))
+    back = read_scan(write_label_like(itk.array > 100, itk, tmp_path / "from_itk.nii.gz"), mask=True)
     assert check_same_geometry(itk, back) is None
     assert nib.load(tmp_path / "from_itk.nii.gz").header.get_sform(coded=True)[1] == 1
 
 
 def test_write_label_like_refuses_bad_input(tmp_path):
-    vol = read_volume(save_nifti(tmp_path / "img.nii", ramp()))
+    vol = read_scan(save_nifti(tmp_path / "img.nii", ramp()))
     with pytest.raises(ValueError, match="labels are 7x5x5 but the volume is 6x5x7"):
         write_label_like(np.zeros((5, 5, 7), np.uint8), vol, tmp_path / "l.nii")
     with pytest.raises(ValueError, match="use .nii.gz"):
@@ -211,25 +213,25 @@ def test_permuted_and_flipped_label_pairs_with_its_image(tmp_path, label_axes):
     t = ornt_transform(io_orientation(affine), axcodes2ornt(label_axes))
     label_data = apply_orientation((image % 3).astype(np.uint8), t)
     label_affine = affine @ inv_ornt_aff(t, image.shape)
-    img = read_volume(save_nifti(tmp_path / "img.nii.gz", image, affine))
-    lab = read_volume(save_nifti(tmp_path / "lab.nii.gz", label_data, label_affine), mask=True)
+    img = read_scan(save_nifti(tmp_path / "img.nii.gz", image, affine))
+    lab = read_scan(save_nifti(tmp_path / "lab.nii.gz", label_data, label_affine), mask=True)
     assert lab.orientation == "".join(label_axes) and img.orientation == "RAS"
     assert check_same_geometry(img, lab) is None
     np.testing.assert_array_equal(lab.array, img.array.astype(np.int64) % 3)
     # the same label as an LPS-stored NRRD file pairs just as well
-    itk = read_volume(save_itk(tmp_path / "lab.nrrd", label_data, label_affine), mask=True)
+    itk = read_scan(save_itk(tmp_path / "lab.nrrd", label_data, label_affine), mask=True)
     assert check_same_geometry(img, itk) is None
     np.testing.assert_array_equal(itk.array, lab.array)
 
 
 def test_mismatched_geometry_is_reported_not_resampled(tmp_path):
     affine = np.diag([0.8, 0.8, 2.5, 1.0])
-    img = read_volume(save_nifti(tmp_path / "img.nii", ramp((64, 64, 31)), affine))
-    short = read_volume(save_nifti(tmp_path / "short.nii", np.zeros((64, 64, 30), np.uint8), affine), mask=True)
+    img = read_scan(save_nifti(tmp_path / "img.nii", ramp((64, 64, 31)), affine))
+    short = read_scan(save_nifti(tmp_path / "short.nii", np.zeros((64, 64, 30), np.uint8), affine), mask=True)
     assert check_same_geometry(img, short) == "label is 64x64x30 but image is 64x64x31"
     moved = affine.copy()
     moved[2, 3] = 2.5
-    shifted = read_volume(save_nifti(tmp_path / "moved.nii", np.zeros((64, 64, 31), np.uint8), moved), mask=True)
+    shifted = read_scan(save_nifti(tmp_path / "moved.nii", np.zeros((64, 64, 31), np.uint8), moved), mask=True)
     assert check_same_geometry(img, shifted) == "label affine differs from the image's by 2.5 mm"
     assert check_same_geometry(img, shifted, tol=3.0) is None
 
@@ -238,14 +240,14 @@ def test_mismatched_geometry_is_reported_not_resampled(tmp_path):
 
 def test_short_4th_axis_is_channels(tmp_path):
     data = np.stack([ramp(), ramp() + 1000, ramp() + 2000], axis=-1)
-    vol = read_volume(save_nifti(tmp_path / "c.nii.gz", data))
+    vol = read_scan(save_nifti(tmp_path / "c.nii.gz", data))
     assert vol.array.shape == (3, 7, 5, 6) and vol.channels == 3 and vol.shape == (7, 5, 6)
     expect_same_voxels(vol, data, OBLIQUE)
     with pytest.raises(DataError, match="label file holds 3 volumes"):
-        read_volume(tmp_path / "c.nii.gz", mask=True)
+        read_scan(tmp_path / "c.nii.gz", mask=True)
     vec = sitk.GetImageFromArray(np.stack([ramp(), ramp() + 1], -1), isVector=True)
     sitk.WriteImage(vec, str(tmp_path / "v.nrrd"))
-    vol = read_volume(tmp_path / "v.nrrd")
+    vol = read_scan(tmp_path / "v.nrrd")
     assert vol.array.shape == (2, 5, 6, 7) and np.all(vol.array[1] - vol.array[0] == 1)
 
 
@@ -268,7 +270,7 @@ def test_channel_files_stack_and_must_share_geometry(tmp_path):
 def test_2d_files_and_arrays_become_one_slice(tmp_path):
     img = sitk.GetImageFromArray(ramp((4, 6), np.uint8))
     sitk.WriteImage(img, str(tmp_path / "flat.mha"))
-    vol = read_volume(tmp_path / "flat.mha", mask=True)
+    vol = read_scan(tmp_path / "flat.mha", mask=True)
     assert vol.shape == (1, 4, 6) and orientation_code(vol.affine) == "SPL"
     np.testing.assert_array_equal(vol.array[0], ramp((4, 6), np.uint8))
     flat = Volume.from_2d(ramp((4, 6)))
@@ -283,12 +285,12 @@ def test_metaimage_modality_and_detached_data_file(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(ramp()), str(tmp_path / "ct.mhd"))
     header = (tmp_path / "ct.mhd").read_text()  # ITK reads MetaImage's Modality but never writes it
     (tmp_path / "ct.mhd").write_text(header.replace("ElementSpacing", "Modality = MET_MOD_CT\nElementSpacing"))
-    vol = read_volume(tmp_path / "ct.mhd")
+    vol = read_scan(tmp_path / "ct.mhd")
     assert vol.modality == "CT" and vol.format == "mhd" and vol.orientation == "LPS"
     assert vol.source == [str(tmp_path / "ct.mhd"), str(tmp_path / "ct.raw")]
     (tmp_path / "ct.raw").unlink()
     with pytest.raises(DataError, match="its data file ct.raw is missing"):
-        read_volume(tmp_path / "ct.mhd")
+        read_scan(tmp_path / "ct.mhd")
 
 
 # --- broken files ------------------------------------------------------------------------------
@@ -309,7 +311,7 @@ def test_truncated_or_corrupt_gzip(tmp_path, damage):
         raw[-8] ^= 0xFF  # the stored CRC-32
     (tmp_path / "bad.nii.gz").write_bytes(bytes(raw))
     with pytest.raises(DataError, match=GZIP_REASON):
-        read_volume(tmp_path / "bad.nii.gz")
+        read_scan(tmp_path / "bad.nii.gz")
 
 
 def test_misnamed_and_truncated_nifti(tmp_path):
@@ -324,7 +326,7 @@ def test_misnamed_and_truncated_nifti(tmp_path):
              "junk.nii": "not a NIfTI file"}
     for name, reason in cases.items():
         with pytest.raises(DataError, match=reason) as info:
-            read_volume(tmp_path / name)
+            read_scan(tmp_path / name)
         assert str(tmp_path) not in str(info.value)
 
 
@@ -338,7 +340,7 @@ def test_broken_itk_files(tmp_path):
     for name, reason in {"cut.nrrd": GZIP_REASON, "junk.nrrd": r"not a valid NRRD file \(unrecognised header\)",
                          "cut.mha": r"cannot read the MHA file \(truncated or corrupt data\)"}.items():
         with pytest.raises(DataError, match=reason) as info:
-            read_volume(tmp_path / name)
+            read_scan(tmp_path / name)
         assert str(tmp_path) not in str(info.value)
 
 
@@ -346,28 +348,28 @@ def test_broken_itk_files(tmp_path):
 def test_empty_file(tmp_path, name):
     (tmp_path / name).write_bytes(b"")
     with pytest.raises(DataError, match=r"empty file \(0 bytes\)"):
-        read_volume(tmp_path / name)
+        read_scan(tmp_path / name)
 
 
 def test_nan_image_and_non_integer_labels(tmp_path):
     data = ramp(dtype=np.float32)
     data[1, 2, 3] = data[0, 0, 1] = np.nan
     with pytest.raises(DataError, match=r"2 voxel\(s\) are NaN or infinite"):
-        read_volume(save_nifti(tmp_path / "nan.nii", data))
+        read_scan(save_nifti(tmp_path / "nan.nii", data))
     labels = np.zeros((4, 4, 4), np.float32)
     labels[1, 1, 1] = 1.5
     with pytest.raises(DataError, match=r"label values are not integers \(e.g. 1.5\)"):
-        read_volume(save_nifti(tmp_path / "half.nii.gz", labels), mask=True)
+        read_scan(save_nifti(tmp_path / "half.nii.gz", labels), mask=True)
     labels[1, 1, 1] = 2.0  # whole numbers stored as float are fine
-    vol = read_volume(save_nifti(tmp_path / "whole.nii.gz", labels), mask=True)
+    vol = read_scan(save_nifti(tmp_path / "whole.nii.gz", labels), mask=True)
     assert vol.array.dtype == np.uint8 and vol.array.max() == 2
 
 
 def test_missing_or_unsupported_file(tmp_path):
     with pytest.raises(DataError, match="cannot open file"):
-        read_volume(tmp_path / "nothing.nii.gz")
+        read_scan(tmp_path / "nothing.nii.gz")
     with pytest.raises(DataError, match="not a volume file"):
-        read_volume(NIBABEL_DATA / "nifti1.hdr")
+        read_scan(NIBABEL_DATA / "nifti1.hdr")
 
 
 # --- file names --------------------------------------------------------------------------------

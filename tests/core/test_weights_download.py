@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from segstudio.cli import main
+from segstudio.cli.main import main
 from segstudio.errors import Cancelled, SegstudioError
 from segstudio.training import weights
 from segstudio.training.weights_download import CHUNK, download_weights, import_weights
@@ -139,7 +139,7 @@ def test_cli_download_list_and_errors(cache, server, monkeypatch, capsys):
 
 
 def test_cli_ctrl_c_cancels_cleanly(cache, server, monkeypatch, capsys):
-    from segstudio import cli_weights
+    from segstudio.cli import weights as cli_weights
 
     name = publish(monkeypatch, "resnet18", PAYLOAD)
     monkeypatch.setenv("SEGSTUDIO_WEIGHTS_URL", serve(server, name, PAYLOAD))

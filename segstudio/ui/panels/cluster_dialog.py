@@ -1,4 +1,4 @@
-""""Run on a cluster…": writes a job folder (cluster_job.write_job) for the current training settings."""
+""""Run on a cluster…": writes a job folder (cluster.job.write_job) for the current training settings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from segstudio.cluster_job import JobFolder, default_data_root, slurm_time, write_job
+from segstudio.cluster.job import JobFolder, default_data_root, slurm_time, write_job
 from segstudio.config import TrainConfig
 from segstudio.ui import resources
 from segstudio.ui.tasks import TaskRunner, show_state

@@ -160,7 +160,7 @@ class TrainPanel(QWidget):
             self.state.post("train", "warning", "A run is in progress: resume when it has finished.")
             return False
         if not (Path(run_dir) / CHECKPOINT).is_file():
-            from segstudio.training.checkpoint import finished_event
+            from segstudio.training.event_log import finished_event
 
             self.state.post("train", "error", f"{Path(run_dir).name} finished: there is nothing to resume. Continue "
                                               "training from it (Review ▸ Continue training) to train it further."

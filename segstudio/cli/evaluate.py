@@ -36,8 +36,8 @@ def positive_mm(text: str) -> float:
 
 def run(args) -> int:
     """0 when cases were scored (problems are printed too), 1 when none could be, 130 on Ctrl-C."""
-    from .errors import Cancelled, SegstudioError
-    from .evaluation.evaluate import evaluate_folders
+    from ..errors import Cancelled, SegstudioError
+    from ..evaluation.evaluate import evaluate_folders
 
     stop = threading.Event()
     main_thread = threading.current_thread() is threading.main_thread()

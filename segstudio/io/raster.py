@@ -1,4 +1,5 @@
-"""PNG, JPEG, TIFF and BMP files -> raw numpy frames (values untouched, alpha dropped)."""
+"""PNG, JPEG, TIFF and BMP files: their frames as the slices of a Volume (values untouched,
+alpha dropped)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,27 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from .sniff import RASTER_EXTS, format_of, sniff_format
+from .volume import Volume
+
+FORMATS = ("PNG", "JPEG", "TIFF", "BMP")  # as sniff.format_of names them
 _AS_IS = {"1", "L", "I", "F", "RGB"}
 
 
-def read_raster(path: Path, fmt: str, mask: bool = False) -> list[np.ndarray]:
+def can_read(path: Path, head: bytes) -> bool:
+    """Content of a raster format, or of no known format with a raster extension (the decoder
+    then says what is wrong with it)."""
+    fmt = format_of(head)
+    return fmt in FORMATS or (not fmt and path.suffix.lower() in RASTER_EXTS)
+
+
+def read(path: Path, *, mask: bool = False) -> Volume:
+    """The file's frames (see read_frames) as the slices of a Volume."""
+    fmt = sniff_format(path)
+    return Volume.from_frames(read_frames(path, fmt, mask), source=[str(path)], format=fmt.lower())
+
+
+def read_frames(path: Path, fmt: str, mask: bool = False) -> list[np.ndarray]:
     """Frames of a raster file as (H, W) or (H, W, 3) arrays of the file's own dtype; a palette
     mask (`mask=True`) as its palette indices, the class values (as Pascal VOC stores them).
 

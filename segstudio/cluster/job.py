@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .cluster_scripts import README, RUN_LOCAL, SLURM, render
-from .config import TrainConfig
-from .errors import Cancelled, SegstudioError
-from .files import FILE_MODE, write_atomic
+from .. import __version__
+from ..config import TrainConfig
+from ..errors import Cancelled, SegstudioError
+from ..files import FILE_MODE, write_atomic
+from .scripts import README, RUN_LOCAL, SLURM, render
 
 MANIFEST = "manifest.json"
 TIME_RE = re.compile(r"^(\d+-)?\d+(:\d\d){0,2}$")  # Slurm: MM, H:MM:SS, D-HH, D-HH:MM:SS...
@@ -107,7 +107,7 @@ def relative_to_root(folder: str | Path, root: Path, what: str) -> str:
 def job_config(config: TrainConfig, root: Path) -> tuple[TrainConfig, dict[str, str]]:
     """The config with its data folders relative to `root` and no output folder, and the
     folders to list in the manifest ({"images": rel, "masks": rel, "corrections": rel})."""
-    from .data.corrections import corrections_dir
+    from ..data.corrections import corrections_dir
 
     if not config.data.images:
         raise SegstudioError("The training settings have no image folder: choose the data first.")

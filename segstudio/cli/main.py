@@ -13,8 +13,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from . import __version__
-from .config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, Arch, DataConfig, Device, InputMode,
+from .. import __version__
+from ..config import (DEMO_SETTINGS, DEMO_VOLUME_CONTEXT, DEMO_VOLUME_SETTINGS, Arch, DataConfig, Device, InputMode,
                      Loss, Norm, Precision, Schedule, TrainConfig)
 
 
@@ -127,15 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", required=True, help="a run folder holding model.pth + model.json")
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     ex.add_argument("--out", help="the file to write (default: model.onnx / model.pt in the run folder)")
-    from .cli_weights import add_parser as add_weights_parser
+    from .weights import add_parser as add_weights_parser
 
     add_weights_parser(sub)
-    from .cli_job import add_parser as add_job_parser
+    from .job import add_parser as add_job_parser
 
     add_job_parser(sub)
-    from .cli_evaluate import add_parser as add_evaluate_parser
+    from .evaluate import add_parser as add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from .report import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return p
 
 
@@ -197,22 +200,23 @@ def main(argv: list[str] | None = None) -> int:
         print(versions())
         return 0
     if args.self_test:
-        from .ui.self_test import run_self_test
+        from ..ui.self_test import run_self_test
 
         return run_self_test()
     if args.install_desktop_entry or args.uninstall_desktop_entry:
         return cmd_desktop_entry(install=args.install_desktop_entry)
     if args.command is None:
-        from .ui.app import run_app
+        from ..ui.app import run_app
 
         return run_app(demo=args.demo, demo_volumes=args.demo_volumes, images=args.images, masks=args.masks)
-    from .cli_weights import run as cmd_weights
-    from .cli_job import run as cmd_job
-    from .cli_evaluate import run as cmd_evaluate
+    from .weights import run as cmd_weights
+    from .job import run as cmd_job
+    from .evaluate import run as cmd_evaluate
+    from .report import run as cmd_report
 
     return {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict,
             "export": cmd_export, "weights": cmd_weights,
-            "job": cmd_job, "evaluate": cmd_evaluate}[args.command](args)
+            "job": cmd_job, "evaluate": cmd_evaluate, "report": cmd_report}[args.command](args)
 
 
 def prepare_process() -> None:
@@ -229,7 +233,7 @@ def versions() -> str:
     import fastai
     import torch
 
-    from .training.device import describe_device
+    from ..training.device import describe_device
 
     qt = "not installed"
     for dist in ("PySide6-Essentials", "PySide6"):  # read from the metadata: the core imports no Qt
@@ -249,7 +253,7 @@ def cmd_desktop_entry(install: bool) -> int:
               "in segstudio's source (a .app bundle, or an installer around the Windows bundle).", file=sys.stderr)
         return 2
     from . import desktop_entry
-    from .errors import SegstudioError
+    from ..errors import SegstudioError
 
     try:
         paths = desktop_entry.install() if install else desktop_entry.uninstall()
@@ -266,8 +270,8 @@ def cmd_desktop_entry(install: bool) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .data import inspect_dataset
-    from .errors import DataError
+    from ..data import inspect_dataset
+    from ..errors import DataError
 
     try:
         report = inspect_dataset(DataConfig(images=args.images, masks=args.masks, window=args.window,
@@ -308,7 +312,7 @@ def train_config(args) -> TrainConfig:
             if folder and not Path(folder).expanduser().is_absolute():
                 setattr(cfg.data, key, str(Path(args.data_root) / folder))
     if args.init_from:
-        from .training.parent import continue_config
+        from ..training.parent import continue_config
 
         cfg = continue_config(args.init_from, cfg if args.config else None)
     if args.demo or args.demo_volumes:
@@ -340,22 +344,22 @@ def train_config(args) -> TrainConfig:
 def demo_data(cfg: TrainConfig, volumes: bool) -> None:
     """Point `cfg` at the built-in 2-D sample, or at the sample of 3-D scans (2.5-D slices)."""
     if volumes:
-        from .data.sample_volumes import sample_volumes
+        from ..data.sample_volumes import sample_volumes
 
         images, _ = sample_volumes()
         cfg.data.images, cfg.data.masks, cfg.data.context = str(images.parent), "", DEMO_VOLUME_CONTEXT
     else:
-        from .data import sample_dataset
+        from ..data import sample_dataset
 
         images, masks = sample_dataset()
         cfg.data.images, cfg.data.masks = str(images), str(masks)
 
 
 def cmd_train(args) -> int:
-    from .training import events as ev
-    from .training.session import TrainingSession
+    from ..training import events as ev
+    from ..training.session import TrainingSession
 
-    from .errors import SegstudioError
+    from ..errors import SegstudioError
 
     try:
         cfg = TrainConfig.load(Path(args.resume) / "config.json") if args.resume else train_config(args)
@@ -372,8 +376,8 @@ def cmd_train(args) -> int:
     if not cfg.data.images:
         print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
         return 2
-    from .files import NotWritable, check_writable
-    from .runs import default_runs_dir
+    from ..files import NotWritable, check_writable
+    from ..runs import default_runs_dir
 
     try:  # before the data is read: a run folder that cannot be written fails at once
         check_writable(args.resume or cfg.out_dir or default_runs_dir(), "run folder" if args.resume else "runs folder")
@@ -405,7 +409,7 @@ def cmd_train(args) -> int:
 
 
 def json_lines(event) -> None:
-    from .training.event_json import to_json
+    from ..training.event_json import to_json
 
     print(to_json(event), flush=True)
 
@@ -444,9 +448,9 @@ class EventPrinter:
 
 
 def cmd_predict(args) -> int:
-    from .errors import SegstudioError
-    from .inference import Predictor
-    from .files import NotWritable, check_writable
+    from ..errors import SegstudioError
+    from ..inference import Predictor
+    from ..files import NotWritable, check_writable
 
     try:
         check_writable(args.out)  # before the model is loaded and anything predicted
@@ -516,9 +520,9 @@ def clock_time(seconds: float) -> str:
 
 
 def cmd_export(args) -> int:
-    from .errors import SegstudioError
-    from .inference.export import export_model
-    from .files import NotWritable
+    from ..errors import SegstudioError
+    from ..inference.export import export_model
+    from ..files import NotWritable
 
     try:
         report = export_model(args.model, args.format, args.out)

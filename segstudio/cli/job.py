@@ -33,9 +33,9 @@ def _positive(text: str) -> int:
 
 
 def run(args) -> int:
-    from .cluster_job import check_job, default_data_root, write_job
-    from .config import TrainConfig
-    from .errors import SegstudioError
+    from ..cluster.job import check_job, default_data_root, write_job
+    from ..config import TrainConfig
+    from ..errors import SegstudioError
 
     try:
         if args.job_command == "check":

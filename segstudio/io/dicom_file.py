@@ -1,5 +1,6 @@
-"""DICOM images via pydicom: every transfer syntax with a decoder plugin (pylibjpeg, pyjpegls),
-grey, RGB, YBR and palette colour, modality LUT (HU), windowing, frames, patient groups.
+"""One DICOM file via pydicom: every transfer syntax with a decoder plugin (pylibjpeg, pyjpegls),
+grey, RGB, YBR and palette colour, modality LUT (HU), windowing, frames, patient groups; and the
+header fields that pair and order files (series, slice position, SEG or image).
 
 Header problems are caught before decoding: non-image objects, truncated pixel data and
 declared sizes too large to allocate. Identifying fields are never returned: the patient is
@@ -26,9 +27,11 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                          SegmentationStorage)
 
+from ..data.windowing import apply_window, percentile_window, to_hu  # windowed on reading, as before io/
 from ..errors import DataError
-from .discovery import sniff_format
-from .windowing import apply_window, percentile_window, to_hu
+from .reasons import first_line
+from .sniff import format_of, looks_dicom, sniff_format
+from .volume import Volume
 
 PATIENT_PREFIX = "patient-"
 MAX_VALUES = 1 << 28  # decoded samples (rows x columns x frames x samples) we agree to allocate
@@ -49,6 +52,22 @@ class DicomFrames:
 
 
 DEFERRED = "dataset"  # read_dicom(defer_ct=True): CT frames come back in HU, windowed later
+_TAGS = ["SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber",
+         "ImagePositionPatient", "ImageOrientationPatient", "NumberOfFrames"]
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    sop_class: str
+    sop_uid: str
+    series_uid: str
+    position: float | None  # along the slice normal, in mm
+    instance: int | None
+    frames: int
+
+    @property
+    def is_seg(self) -> bool:
+        return self.sop_class == SegmentationStorage
 
 
 def is_ct(ds: pydicom.Dataset) -> bool:
@@ -84,6 +103,40 @@ def patient_group(ds: pydicom.Dataset) -> str:
     """A short, non-reversible group id for the file's PatientID ("" when it has none)."""
     pid = str(ds.get("PatientID", "") or "").strip()
     return PATIENT_PREFIX + hashlib.sha256(pid.encode("utf-8")).hexdigest()[:10] if pid else ""
+
+
+def can_read(path: Path, head: bytes) -> bool:
+    """DICOM by its preamble, or content of no known format without a raster extension (DICOM
+    without a preamble)."""
+    return looks_dicom(format_of(head), path)
+
+
+def read(path: Path, *, window: str | tuple[float, float] = "auto", mask: bool = False,
+         defer_ct: bool = False) -> Volume:
+    """The file's frames as the slices of a Volume (see read_dicom; `mask` reads raw values),
+    with its patient group, window and modality."""
+    d = read_dicom(path, window, raw=mask, force=sniff_format(path) != "DICOM", defer_ct=defer_ct)
+    return Volume.from_frames(d.frames, source=[str(path)], format="dicom", modality=d.modality,
+                              group=d.group, window=d.window)
+
+
+def read_header(path: Path) -> DicomHeader | None:
+    """The header fields used for pairing and ordering; None for files that are not DICOM."""
+    try:
+        fmt = sniff_format(path)
+        if not looks_dicom(fmt, path):
+            return None
+        with quiet(), open_capped(path) as f:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, force=True, specific_tags=_TAGS)
+            if "SOPInstanceUID" not in ds and "SeriesInstanceUID" not in ds:
+                return None
+            return DicomHeader(str(ds.get("SOPClassUID", "") or ""),
+                               str(ds.get("SOPInstanceUID", "") or ""),
+                               str(ds.get("SeriesInstanceUID", "") or ""),
+                               _position(ds), _number(ds.get("InstanceNumber")),
+                               max(1, _number(ds.get("NumberOfFrames")) or 1))
+    except Exception:  # unreadable headers are reported when the file is decoded
+        return None
 
 
 def read_dicom(path: Path, window: str | tuple[float, float], raw: bool = False,
@@ -248,14 +301,6 @@ def _no_pixels_reason(ds: pydicom.Dataset, force: bool) -> str:
     return "no pixel data (DICOM file without an image)"
 
 
-def first_line(exc: BaseException, limit: int = 120) -> str:
-    """An exception as one short line; for pydicom's "all plugins failed:" lists, the first
-    plugin's complaint."""
-    lines = [s.strip() for s in str(exc).splitlines() if s.strip()] or [type(exc).__name__]
-    line = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
-    return line if len(line) <= limit else line[:limit - 3] + "..."
-
-
 def _decode_error(ds: pydicom.Dataset, exc: BaseException) -> str:
     syntax = UID(str(ds.file_meta.TransferSyntaxUID)).name
     return f"cannot decode {syntax} pixel data: {first_line(exc)}"
@@ -308,3 +353,23 @@ def read_modality_frame(path: str | Path, frame: int,
     (width, level), _ = _choose_window(values, ds, window)
     unit = "HU" if str(ds.get("Modality", "")).upper() == "CT" else ""
     return ModalityFrame(values, (float(width), float(level)), unit)
+
+
+def _position(ds: pydicom.Dataset) -> float | None:
+    """ImagePositionPatient projected on the slice normal (the cross product of the
+    ImageOrientationPatient row and column directions), in mm."""
+    try:
+        orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        position = np.asarray(ds.ImagePositionPatient, dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        value = float(normal @ position)
+    except (AttributeError, ValueError, TypeError):
+        return None
+    return value if np.isfinite(value) and normal.any() else None
+
+
+def _number(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

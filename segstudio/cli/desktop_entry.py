@@ -13,11 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import SegstudioError
-from .resource_paths import resources_dir
+from ..errors import SegstudioError
+from ..resource_paths import APP_ID, ICON_SIZES, icon_png, resources_dir
 
-APP_ID = "io.github.segstudio.segstudio"
-ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 _EXEC_RESERVED = set(' \t\n"\'\\><~|&;$*?#()`')
 
 
@@ -62,11 +60,6 @@ def desktop_entry_text(template: str, command: list[str]) -> str:
             line = "TryExec=" + escape_string(command[0])
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def icon_png(n: int) -> Path:
-    """The n px icon, relative to an icons folder (resources/, or $XDG_DATA_HOME/icons): hicolor layout."""
-    return Path("hicolor") / f"{n}x{n}" / "apps" / f"{APP_ID}.png"
 
 
 def planned_files(target: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The scripts and README of a cluster job folder (see cluster_job.write_job), as templates."""
+"""The scripts and README of a cluster job folder (see job.write_job), as templates."""
 
 from __future__ import annotations
 
