@@ -23,7 +23,7 @@ from .losses import make_loss
 from .metrics import PerClassDice, VolumeDice
 from .deep_supervision import PREFIX as HEADS, DeepSupervision, with_heads
 from .norms import to_instance_norm
-from .schedules import sgd_nesterov
+from .schedules import fused_adamw, sgd_nesterov
 from .weights import arch_from_file, architecture, cached_weights_file, pretrained_available
 
 
@@ -77,7 +77,8 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
                         f"using batches of {dls.train.bs}.")
     dice = (VolumeDice(len(data.codes), data.item_volume[data.valid_idx]) if data.volumetric
             else PerClassDice(len(data.codes)))
-    extra = {"opt_func": sgd_nesterov} if config.schedule == Schedule.poly else {}
+    extra = ({"opt_func": sgd_nesterov} if config.schedule == Schedule.poly else
+             {"opt_func": fused_adamw} if device.type == "cuda" else {})
     learn = unet_learner(dls, arch_fn, normalize=False, n_out=len(data.codes), pretrained=pretrained,
                          loss_func=make_loss(config.loss), metrics=[dice], n_in=n_in,
                          path=path or tempfile.mkdtemp(prefix="segstudio-"), **extra)
