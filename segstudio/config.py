@@ -76,6 +76,10 @@ class DataConfig:
     masks: str = ""
     valid_pct: float = 0.2
     split_seed: int = 42
+    # Cross-validation (`segstudio train --folds K`): with folds >= 2, fold `fold` of `folds`
+    # validates (data/folds.py) instead of valid_pct; a fold set trains each fold in turn.
+    folds: int = 0
+    fold: int = 0
     # DICOM window: "auto" (CT: one HU window for the dataset from its foreground; other
     # modalities: the file's window, else percentiles), "file", "percentile", a preset name
     # (segstudio.data.WINDOW_PRESETS) or "WIDTH/LEVEL", e.g. "400/40"; fixed windows are in HU
@@ -140,6 +144,10 @@ class TrainConfig:
     # A finished run's checkpoint.pth (model + optimizer, ~3x the model) is only needed to resume
     # an unfinished run; it is removed when the run finishes unless this is set.
     keep_checkpoint: bool = False
+    # Seconds of wall time for the whole run (0: train `epochs` epochs): the epochs that fit are
+    # measured on the first training steps and the schedule is sized to them (time_budget.py);
+    # config.json then records the epochs chosen.
+    time_budget: float = 0.0
 
     def lrs(self, encoder_pretrained: bool | None = None) -> tuple[float, float]:
         """The (lo, hi) range to train with, filling unset ends from the defaults."""

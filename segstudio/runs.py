@@ -32,10 +32,19 @@ def write_json(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2, allow_nan=True))
 
 
-def new_run_dir(out_dir: str | Path, name: str = "") -> Path:
-    """Create a fresh, uniquely named run folder under `out_dir`."""
+def new_run_dir(out_dir: str | Path, name: str = "", exact: bool = False) -> Path:
+    """Create a fresh, uniquely named run folder under `out_dir`; `exact`: named `name` itself
+    (a fold of a fold set), an earlier attempt there without a model moved aside, never removed."""
     root = Path(out_dir) if out_dir else default_runs_dir()
     name = re.sub(r"[^\w.\-]+", "_", name).strip("._")  # one folder, never a path
+    if exact and name:
+        path = root / name
+        if path.exists():
+            if (path / MODEL_FILE).exists():
+                raise FileExistsError(f"{path} already holds a trained model")
+            path.rename(root / f"{name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.mkdir(parents=True)
+        return path
     stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
     for i in range(1000):
         path = root / (stem if i == 0 else f"{stem}-{i}")

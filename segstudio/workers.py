@@ -103,6 +103,7 @@ class TrainWorker(TaskWorker):
     epoch_ended = Signal(object)  # ev.EpochEnd
     preview = Signal(object)  # ev.Preview
     warning = Signal(str)
+    scored = Signal(str)  # a finished run's validation scores, in one line (reporting.after_training)
 
     def __init__(self, config: TrainConfig, dataset=None, mode: str = "train",
                  session_factory: Callable[[], Any] | None = None, batch_interval: float = 0.1,
@@ -114,6 +115,7 @@ class TrainWorker(TaskWorker):
         self.dataset = dataset
         self.mode = mode
         self.resume = resume  # a run folder to continue from its checkpoint
+        self.score_after = True  # score a finished run's validation cases (in this thread, before `result`)
         self._factory = session_factory
         self._interval = batch_interval
         self._lock = threading.Lock()
@@ -156,7 +158,40 @@ class TrainWorker(TaskWorker):
             final = ev.Failed(message=f"{type(exc).__name__}: {exc}", advice=traceback.format_exc())
         gc.unfreeze()
         self._flush()
+        if isinstance(final, ev.Finished) and self.mode == "train" and self._scores_here(session, final.run_dir):
+            self._score(final.run_dir)
         return final if final is not None else ev.Failed(message="The training session ended without a result.")
+
+    def _scores_here(self, session, run_dir: str) -> bool:
+        """A run trained in this process, with a model, is scored here; `segstudio train` in a
+        child process (ProcessSession) scores its own run, and a followed run is another
+        process's."""
+        from segstudio.runs import MODEL_FILE, MODEL_META
+        from segstudio.training.follow_session import FollowSession
+        from segstudio.training.process_session import ProcessSession
+
+        run = Path(run_dir)
+        return (self.score_after and bool(run_dir) and not isinstance(session, (FollowSession, ProcessSession))
+                and (run / MODEL_FILE).is_file() and (run / MODEL_META).is_file())
+
+    def _score(self, run_dir: str) -> None:
+        """Score the finished run's validation cases into its folder (metrics_per_case.csv and a
+        calibration temperature in model.json), with progress; Stop ends the scoring, not the
+        run. A failure is a warning: the run finished."""
+        from segstudio.reporting.after_training import score_finished_run
+
+        self.phase_changed.emit(ev.PhaseChanged("scoring the validation cases (Dice, NSD, HD95)", ()))
+        dataset = None if self.resume else self.dataset  # a resumed run reads its own data again
+        try:
+            text = score_finished_run(run_dir, self._progress, self.isInterruptionRequested, dataset=dataset)
+        except Cancelled:
+            self.warning.emit("Scoring the validation cases was stopped: the run finished, but its folder has no "
+                              "metrics_per_case.csv (File ▸ Save run report scores them).")
+        except Exception as exc:  # noqa: BLE001 - the run finished; a scoring failure is only a warning
+            self.warning.emit(f"The validation cases could not be scored ({type(exc).__name__}: {exc}); the run "
+                              "itself finished.")
+        else:
+            self.scored.emit(text)
 
     def _finish(self, out) -> None:
         self.result.emit(out)  # a stopped run ends with its Cancelled event
@@ -263,7 +298,8 @@ def _as_parent_prepared(ds, model, parent: str, data: Callable[[], DataConfig], 
     """The dataset `ds`'s images prepared as the parent run prepared its own (its size, window and
     mask reading): `ds` when that is how it was prepared, else read again from `data()`'s folders."""
     from segstudio.data import load_dataset
-    from segstudio.training.parent import parent_config, parent_data
+    from segstudio.preprocess.continued import parent_data
+    from segstudio.training.parent import parent_config
 
     recorded = parent_config(parent)
     labels = recorded.data.labels if recorded is not None else "auto"
@@ -297,7 +333,7 @@ def unlabelled_task(predictor, dataset, *, progress: ProgressFn, should_stop: St
 def display_frame_task(source: str, frame: int, window: str, *, progress: ProgressFn, should_stop: StopFn):
     """A review item's DICOM frame in modality units (HU for CT), or None for other images."""
     from segstudio.io.dicom_file import read_modality_frame
-    from segstudio.data.windowing import parse_window
+    from segstudio.preprocess.windowing import parse_window
 
     return read_modality_frame(source, frame, parse_window(window))
 
@@ -322,6 +358,13 @@ def export_task(run_dir: str, fmt: str, out: str, *, progress: ProgressFn, shoul
 
     progress(0, 0, f"Exporting and checking the {fmt} model")
     return export_model(run_dir, fmt, out)
+
+
+def run_report_task(run_dir: str, out: str, *, progress: ProgressFn, should_stop: StopFn):
+    """Write the run's report page (reporting.write_run_report) to `out`: its path."""
+    from segstudio.reporting import write_run_report
+
+    return write_run_report(run_dir, out, progress=progress, should_stop=should_stop)
 
 
 def sample_dataset_task(*, progress: ProgressFn, should_stop: StopFn):

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue from a run: start from its best model, on its data (with any corrections) "
                          "unless --images is given, for a few epochs at lower learning rates")
     tr.add_argument("--epochs", type=at_least(1), help=f"default {defaults.epochs}")
+    tr.add_argument("--time-budget", type=seconds, metavar="SECONDS",
+                    help="train for about this much wall time in all (loading included) instead of --epochs: the "
+                         "epochs that fit are measured on the first steps and the schedule is sized to them "
+                         "(config.json records them)")
     tr.add_argument("--size", type=at_least(32), help="training image size in pixels (square): the whole image "
                                                       f"resized to it, or the patch size (default {defaults.size})")
     tr.add_argument("--input", dest="input_mode", choices=[m.value for m in InputMode],
@@ -103,16 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--events", choices=["text", "jsonl"], default="text",
                     help="jsonl: print every event (batches, epochs, previews, the end) as one JSON object "
                          "a line on stdout, for another program to follow the run")
+    tr.add_argument("--folds", type=at_least(2), nargs="?", const=5, metavar="K",
+                    help="cross-validation: K runs (default 5) in one fold-set folder (--out/--name), each "
+                         "validated on one fold, grouped by patient or scan; predict with the folder averages them. "
+                         "--resume FOLDSET continues a stopped fold set")
+    tr.add_argument("--fold", type=at_least(0), metavar="I",
+                    help="with --folds K: train fold I only, into the fold set --out/--name (folds on several machines)")
+    tr.add_argument("--no-metrics", dest="metrics", action="store_false",
+                    help="do not score the best model's validation cases when the run finishes (by default "
+                         "Dice, NSD and HD95 per case and class go to metrics_per_case.csv in the run folder, "
+                         "and a calibration temperature to model.json)")
 
     pr = sub.add_parser("predict", help="write one mask PNG per image")
     pr.add_argument("--model", required=True,
-                    help="a run folder holding model.pth + model.json, or a model.onnx `segstudio export` wrote")
+                    help="a run folder holding model.pth + model.json, a fold set (train --folds: its folds averaged), "
+                         "or a model.onnx `segstudio export` wrote")
     pr.add_argument("--images", required=True,
                     help="the images (or 3-D scans) to predict; a Decathlon / nnU-Net dataset root: its imagesTs")
     pr.add_argument("--out", required=True, help="the folder to write the masks into (segstudio replaces only "
                                                  "files it wrote there itself)")
     pr.add_argument("--device", default="auto", choices=[d.value for d in Device])
-    pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy)")
+    pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy; with the run's calibration temperature "
+                         "applied, when model.json has one)")
     pr.add_argument("--dicom-seg", action="store_true",
                     help="also write one DICOM SEG per DICOM series, referencing its source images")
     pr.add_argument("--nifti", action="store_true",
@@ -120,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--uncertainty", action="store_true",
                     help="average each prediction with its mirror image's, write an entropy map per image "
                          "(*_uncertainty.png) and uncertainty.csv ranking the images most uncertain first")
+    pr.add_argument("--allow-missing-folds", action="store_true",
+                    help="--model is a fold set with folds that have no model: predict with the others")
     pr.add_argument("--tta", action="store_true",
                     help="test-time augmentation: average each prediction with its mirror image's "
                          "(twice the time; usually a little more accurate)")
@@ -166,6 +184,14 @@ def at_least(minimum: int):
         return value
     parse.__name__ = "integer"
     return parse
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds."""
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def validation_share(text: str) -> float:
@@ -334,7 +360,8 @@ def train_config(args) -> TrainConfig:
             "loss": args.loss and Loss(args.loss), "device": args.device and Device(args.device),
             "precision": args.precision and Precision(args.precision), "scale": args.scale,
             "input_mode": args.input_mode and InputMode(args.input_mode), "norm": args.norm and Norm(args.norm),
-            "deep_supervision": args.deep_supervision, "keep_checkpoint": args.keep_checkpoint}
+            "deep_supervision": args.deep_supervision, "keep_checkpoint": args.keep_checkpoint,
+            "time_budget": args.time_budget}
     for key, value in opts.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -356,11 +383,14 @@ def demo_data(cfg: TrainConfig, volumes: bool) -> None:
 
 
 def cmd_train(args) -> int:
-    from ..training import events as ev
-    from ..training.session import TrainingSession
-
     from ..errors import SegstudioError
+    from .folds import is_fold_set, train_fold_set
 
+    if args.folds or (args.resume and is_fold_set(args.resume)):
+        return train_fold_set(args, train_config, run_training)
+    if args.fold is not None:
+        print("error: --fold needs --folds K", file=sys.stderr)
+        return 2
     try:
         cfg = TrainConfig.load(Path(args.resume) / "config.json") if args.resume else train_config(args)
     except SegstudioError as exc:
@@ -384,6 +414,14 @@ def cmd_train(args) -> int:
     except NotWritable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return run_training(args, cfg, args.resume or "")
+
+
+def run_training(args, cfg: TrainConfig, resume: str) -> int:
+    """Train one run (Ctrl-C stops it cleanly) and score it: 0 finished, 130 stopped, 1 failed."""
+    from ..training import events as ev
+    from ..training.session import TrainingSession
+
     session, result = TrainingSession(), {}
     printer = EventPrinter(ev, cfg.arch.value) if args.events == "text" else json_lines
 
@@ -394,8 +432,7 @@ def cmd_train(args) -> int:
     previous = signal.signal(signal.SIGINT, stop)
     if hasattr(signal, "SIGBREAK"):  # Windows: how the app's ProcessSession asks a child run to stop
         signal.signal(signal.SIGBREAK, stop)
-    worker = threading.Thread(target=lambda: result.setdefault("event", session.run(cfg, printer,
-                                                                                    resume=args.resume or "")))
+    worker = threading.Thread(target=lambda: result.setdefault("event", session.run(cfg, printer, resume=resume)))
     worker.start()
     try:
         while worker.is_alive():
@@ -405,7 +442,52 @@ def cmd_train(args) -> int:
     final = result.get("event")
     if isinstance(final, ev.Cancelled):
         return 130  # the shell's convention for a run stopped by Ctrl-C
+    if isinstance(final, ev.Finished) and getattr(args, "metrics", True) and session.ranks.main:
+        score_run(final.run_dir, jsonl=args.events == "jsonl")
     return 0 if isinstance(final, ev.Finished) else 1
+
+
+def score_run(run_dir: str, jsonl: bool) -> None:
+    """Score a finished run's validation cases into its folder (reporting.after_training); a
+    failure, or Ctrl-C, is a warning: the run itself finished. `jsonl`: progress and warnings
+    as event lines (the app's ProcessSession shows them), else lines on stderr."""
+    from ..errors import Cancelled
+    from ..reporting.after_training import score_finished_run
+    from ..training import events as ev
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if hasattr(signal, "SIGBREAK"):
+        signal.signal(signal.SIGBREAK, lambda *_: stop.set())
+    last = [""]
+
+    def say(event) -> None:
+        if jsonl:
+            json_lines(event)
+        elif isinstance(event, ev.WarningEvent):
+            print(f"warning: {event.message}", file=sys.stderr)
+        elif event.message.split(" ", 1)[0] != last[0] or event.done == event.total:  # a line per step
+            last[0] = event.message.split(" ", 1)[0]
+            print(f"scoring: {event.message}" + (f" ({event.done}/{event.total})" if event.total else ""),
+                  file=sys.stderr, flush=True)
+
+    say(ev.Progress(0, 0, "the validation cases with the best model (Dice, NSD, HD95; --no-metrics skips this)"))
+    try:
+        text = score_finished_run(run_dir, lambda done, total, message: say(ev.Progress(done, total, message)),
+                                  stop.is_set)
+    except Cancelled:
+        say(ev.WarningEvent("scoring the validation cases was stopped: the run finished, but its folder has no "
+                            "metrics_per_case.csv (`segstudio report` scores them)"))
+    except Exception as exc:  # noqa: BLE001 - the run finished; a scoring failure is only a warning
+        say(ev.WarningEvent(f"the validation cases could not be scored ({type(exc).__name__}: {exc}); the run "
+                            "itself finished"))
+    else:
+        if jsonl:
+            json_lines(ev.Progress(1, 1, text))
+        else:
+            print(f"validation: {text}", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def json_lines(event) -> None:
@@ -431,7 +513,7 @@ class EventPrinter:
             model = f"a {self.arch} U-Net " if self.arch else ""
             print(f"training {model}on {e.device_name}{' with mixed precision' if e.mixed_precision else ''}: "
                   f"{e.n_train} train / {e.n_valid} valid images, classes {', '.join(e.codes)}, "
-                  f"{'pretrained' if e.pretrained else 'random'} encoder\nlearning rates: {lrs}\nrun folder: {e.run_dir}")
+                  f"{'starting from ' + e.parent_run if e.parent_run else ('pretrained' if e.pretrained else 'random') + ' encoder'}\nlearning rates: {lrs}\nrun folder: {e.run_dir}")
         elif isinstance(e, ev.EpochEnd):
             per_class = ", ".join(f"{name} {d:.3f}" for name, d in zip(self.codes[1:], e.dice[1:]) if not math.isnan(d))
             print(f"epoch {e.epoch + 1}/{e.epochs}  train {e.train_loss:.4f}  valid {e.valid_loss:.4f}  "
@@ -454,7 +536,10 @@ def cmd_predict(args) -> int:
 
     try:
         check_writable(args.out)  # before the model is loaded and anything predicted
-        predictor = Predictor.load(args.model, device=args.device)
+        predictor = Predictor.load(args.model, device=args.device, allow_missing_folds=args.allow_missing_folds)
+        if "ensemble" in predictor.meta:
+            print(f"ensemble of folds {', '.join(map(str, predictor.meta['ensemble']['folds']))} "
+                  "(their class probabilities averaged)", file=sys.stderr)
         predictor.tta = args.tta
         report = predictor.predict_folder(args.images, args.out, save_probabilities=args.probabilities,
                                           dicom_seg=args.dicom_seg, nifti=args.nifti,

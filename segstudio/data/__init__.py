@@ -1,8 +1,8 @@
 """Datasets: listing, pairing, checking and caching image/mask datasets; the files themselves are
 read by segstudio.io (no Qt, no fastai).
 
-The names below load their module on first use, so importing one light piece (e.g. the window
-presets, for the GUI) does not pull in pydicom and the whole data layer.
+The names below load their module on first use, so importing one light piece does not pull in
+pydicom and the whole data layer.
 """
 
 from importlib import import_module
@@ -10,8 +10,7 @@ from importlib import import_module
 _SOURCES = {
     "ProgressFn": "dataset", "SegDataset": "items", "VolumeRef": "items", "StopFn": "dataset", "inspect_dataset": "dataset",
     "load_dataset": "dataset", "list_image_files": "discovery", "read_image_frames": "reader",
-    "resize_image": "reader", "resize_mask": "reader", "ClassInfo": "report", "DatasetReport": "report",
-    "Problem": "report", "sample_dataset": "sample", "WINDOW_PRESETS": "windowing",
+    "ClassInfo": "report", "DatasetReport": "report", "Problem": "report", "sample_dataset": "sample",
 }
 __all__ = sorted(_SOURCES)
 

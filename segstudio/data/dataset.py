@@ -27,10 +27,12 @@ from .masks import (ClassMap, MaskFrame, analyse_mask, build_classes, decide_ins
                     read_class_names, too_many_for_classes)
 from .pairing import MASK_NAMES, Pairing, pair_files, pair_key, split_shared_folder
 from .native import NativeStore
-from .reader import frame_name, resize_image, resize_mask, scaled_shape
+from .reader import frame_name
 from .report import DatasetReport, Problem, training_blocker
-from .split import split_groups
-from .windowing import PERCENTILES, HUHistogram, apply_window, format_window, parse_window
+from .folds import split_items
+from ..preprocess.recipe import windowed
+from ..preprocess.slicing import resize_image, resize_mask, scaled_shape
+from ..preprocess.windowing import PERCENTILES, HUHistogram, format_window, parse_window
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
 StopFn = Callable[[], bool]                   # True -> raise Cancelled
@@ -258,8 +260,8 @@ def _scan(cfg: DataConfig, size: int, progress: ProgressFn | None,
                                   if found.segs else classes.convention)
         report.classes = classes.class_info([it.mask for it in items])
         report.notes += classes.notes
-        train_idx, valid_idx, report.split, notes = split_groups(
-            [it.group for it in items], cfg.valid_pct, cfg.split_seed)
+        train_idx, valid_idx, report.split, notes = split_items(
+            [it.group for it in items], cfg, [set(classes.lut(it.mask).tolist()) - {0} for it in items])
         report.notes += notes
     report.notes += _window_notes(windows)
     listed = found.listed[images_dir]
@@ -313,20 +315,19 @@ def _one_kind(items: list[_Item], report: DatasetReport) -> list[_Item]:
 
 
 def _apply_dataset_window(items: list[_Item], windows: _Windows) -> str:
-    """Window the CT items kept in HU (resized first, as the predictor does): with the fixed
-    window when one was set, else one window for the dataset; returns the window computed for
-    the dataset as "W/L" ("" when there was none)."""
+    """Window the CT items kept in HU (resampled first: the recipe's order, recipe.image_input):
+    with the fixed window when one was set, else one window for the dataset; returns the window
+    computed for the dataset as "W/L" ("" when there was none)."""
     fixed = parse_window(windows.setting)
     computed = not isinstance(fixed, tuple) and windows.hu.images > 0
     if not computed and not isinstance(fixed, tuple):
         return ""  # no CT image was kept in HU
-    width, level = windows.hu.window()[:2] if computed else fixed
-    for it in items:
-        if it.image.dtype == np.int16:  # only kept in HU when there is a window for them
-            it.image = apply_window(it.image, width, level)
-        if it.native is not None and it.native.dtype == np.int16:
-            it.native = apply_window(it.native, width, level)
-    return format_window(width, level) if computed else ""
+    window = windows.hu.window()[:2] if computed else fixed
+    for it in items:  # only kept in HU (int16) when there is a window for them
+        it.image = windowed(it.image, window)
+        if it.native is not None:
+            it.native = windowed(it.native, window)
+    return format_window(*window) if computed else ""
 
 
 def _find_pairs(images_dir: Path, masks_dir: Path, rel, report: DatasetReport,
@@ -472,8 +473,8 @@ def _read_pair(img: Path, msk: Path, read_mask, window, size: int, rel,
         if image.window == DEFERRED:
             windows.hu.add(im, _foreground(frame))
         native = native_mask = None
-        if native_scale is not None:  # resized like the training-size image, windowed after
-            shape = scaled_shape(im.shape, native_scale)
+        if native_scale is not None:  # resampled like the training-size image, windowed after
+            shape = scaled_shape(im.shape, native_scale)  # as a patch run's plan.image_shape
             native, native_mask = resize_image(im, shape), resize_mask(frame.local, shape)
         frame.local = resize_mask(frame.local, size)
         items.append(_Item(resize_image(im, size), frame, frame_name(img, f, n), str(img), f,

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..preprocess.slicing import context_rows
+
 if TYPE_CHECKING:
     from .native import NativeStore
-
-AXES = {"axial": 0, "coronal": 1, "sagittal": 2}  # canonical (Z, Y, X) axis a slice is taken across
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class SegDataset:
                               # for the dataset's CT images with "auto"
     size: int
     volumetric: bool = False  # items are slices of 3-D scans (Dice per scan, in 3-D)
-    axis: int = 0             # volumes: the canonical axis slices are taken across (AXES)
+    axis: int = 0             # volumes: the canonical axis slices are taken across (slicing.AXES)
     context: int = 0          # 2.5-D: neighbouring slices on each side given as input channels
     labels: str = "classes"   # how mask values were read: "classes" or "instances" (foreground)
     item_volume: np.ndarray = field(default=None)  # (N,) int32: the volume of each item
@@ -125,25 +125,11 @@ class SegDataset:
         """(len(idx), 2 * context + 1) item indices of each item's slice and its neighbours in
         its volume, clamped at the volume's ends (2.5-D input)."""
         idx = np.asarray(idx, dtype=np.int64)
-        offsets = np.arange(-self.context, self.context + 1)
         first = np.array([self.volumes[k].first for k in self.item_volume[idx]], dtype=np.int64)
         last = first + np.array([self.volumes[k].n_slices for k in self.item_volume[idx]]) - 1
-        return np.clip(idx[:, None] + offsets[None], first[:, None], last[:, None])
+        return context_rows(idx, first, last, self.context)
 
     def valid_volumes(self) -> list[int]:
         """The volumes whose slices are in the validation set, in order."""
         return sorted({int(k) for k in self.item_volume[self.valid_idx]})
 
-
-def take_slice(volume: np.ndarray, axis: int, k: int) -> np.ndarray:
-    """Slice `k` across canonical `axis` of a (..., Z, Y, X) array, as a viewer shows it: axial
-    with anterior up; coronal and sagittal with superior up."""
-    plane = np.take(volume, k, axis=volume.ndim - 3 + axis)
-    return plane if axis == 0 else plane[..., ::-1, :]
-
-
-def put_slice(volume: np.ndarray, axis: int, k: int, plane: np.ndarray) -> None:
-    """The inverse of take_slice: write `plane` back as slice `k` of `volume` (Z, Y, X)."""
-    index = [slice(None)] * 3
-    index[axis] = k
-    volume[tuple(index)] = plane if axis == 0 else plane[::-1, :]

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 6  # part of every key: a new version never opens an older cache
+VERSION = 7  # part of every key: a new version never opens an older cache (7: the recipe rounds
+# resized CT to whole HU before a fixed window too, preprocess/recipe.py)
 KEEP = 8  # caches kept; the least recently used beyond this are deleted when a new one is made
 RECORD = "record.json"
 

@@ -28,18 +28,18 @@ from ..io import dicom_seg
 from ..io.registry import is_volume_file, read_channels, read_geometry, read_scan
 from ..io.volume import Volume, check_same_geometry
 from .corrections import corrected_masks, corrections_dir
-from .items import AXES, SegDataset, VolumeRef, take_slice
+from .items import SegDataset, VolumeRef
 from .layouts import Case, Layout, detect_layout
 from .masks import MaskFrame, analyse_mask, build_classes, decide_instances, read_class_names, too_many_for_classes
 from .report import ClassInfo, DatasetReport, Problem, VolumeInfo, training_blocker
 from .slice_cache import CacheWriter, RowFile, SliceCache, cache_key
-from .split import split_groups
-from .windowing import (PERCENTILES, HUHistogram, apply_window, format_window, parse_window, percentile_window,
-                        to_hu)
+from .folds import split_items
+from ..preprocess.recipe import is_ct, scan_slice, scan_windows, windowed
+from ..preprocess.slicing import AXES, resize_plane, take_slice
+from ..preprocess.windowing import PERCENTILES, HUHistogram, format_window, parse_window, to_hu
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
-CT_AIR = -500.0  # a scan whose low values reach this is in Hounsfield units (air is -1000)
 
 
 def volume_layout(cfg: DataConfig) -> Layout | None:
@@ -247,16 +247,6 @@ def _without(found: list[_Case], why: Callable, report: DatasetReport, image: bo
     return kept
 
 
-def is_ct(volume: Volume, modalities: list[str]) -> bool:
-    """CT by what the dataset says (dataset.json, MetaImage Modality), else by its values: a
-    scan reaching air at about -1000 is in Hounsfield units."""
-    said = (modalities[0] if modalities else "") or volume.modality
-    if said:
-        return said.strip().upper() == "CT"
-    sample = volume.array.ravel()[:: max(1, volume.array.size // 1_000_000)]
-    return float(np.percentile(sample, PERCENTILES[0])) <= CT_AIR
-
-
 def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, size: int, window,
                   layout: Layout, report: DatasetReport, progress: ProgressFn, stop: StopFn
                   ) -> tuple[str, list[str]]:
@@ -284,25 +274,21 @@ def _write_slices(found: list[_Case], classes, cache: CacheWriter, axis: int, si
             f.modality = "CT" if ct else ((layout.modalities or [""])[0] or image.modality)
             kind = "ct" if ct and window == "auto" else "fixed" if ct and isinstance(window, tuple) else "percentile"
             counts[kind] += 1
-            windows = [percentile_window(channel) for channel in stack] if kind == "percentile" else []
+            windows = scan_windows(stack, kind != "percentile")  # the recipe's (recipe.scan_input)
             if kind == "ct" and staging is None:
                 staging = RowFile(cache.folder / "hu.npy", cache.images.shape, np.int16)
             for k in range(f.geometry.shape[axis]):
                 planes = take_slice(stack, axis, k)
                 mask = to_class(take_slice(label, axis, k))
-                i, small = f.first + k, _resize(mask, size, Image.NEAREST)
+                i, small = f.first + k, resize_plane(mask, size, Image.NEAREST)
                 cache.masks.write(i, small)
                 f.foreground.append(bool(small.any()))  # what the cached slice holds
-                if kind == "percentile":
-                    cache.images.write(i, np.stack([_resize(apply_window(p, *w), size, Image.BILINEAR)
-                                                    for p, w in zip(planes, windows)]))
-                    continue
-                hu = [resize_values(p, size) for p in planes]  # CT: resized in HU, then windowed
-                if kind == "fixed":
-                    cache.images.write(i, np.stack([apply_window(p, *window) for p in hu]))
-                else:
+                values = scan_slice(planes, size, windows)  # CT: int16 HU, resized, to window
+                if kind == "ct":  # kept in HU until the dataset's window is known
                     hist.add(to_hu(planes[0]), mask > 0)
-                    staging.write(i, to_hu(np.stack(hu)))
+                    staging.write(i, values)
+                else:
+                    cache.images.write(i, windowed(values, window))
             if kind == "ct":
                 deferred.append(f)
         if all(f.first < 0 for f in found):
@@ -323,7 +309,7 @@ def _window_deferred(deferred, staging, hist, cache, found, axis, counts, window
         ct_window = format_window(width, level)
         for f in deferred:
             rows = slice(f.first, f.first + f.geometry.shape[axis])
-            cache.images.write(rows.start, apply_window(staging.read(rows.start, rows.stop), width, level))
+            cache.images.write(rows.start, windowed(staging.read(rows.start, rows.stop), (width, level)))
     _compact(found, cache, axis)
     return ct_window, _window_notes(counts, hist.window() if deferred else None, window)
 
@@ -352,17 +338,6 @@ def _class_map(classes, frame: MaskFrame) -> Callable[[np.ndarray], np.ndarray]:
     return lambda values: index[np.searchsorted(keys, values)]
 
 
-def resize_values(plane: np.ndarray, size: int) -> np.ndarray:
-    """A slice of values (HU...) resized bilinearly to (size, size), as float32."""
-    return _resize(np.asarray(plane, dtype=np.float32), size, Image.BILINEAR)
-
-
-def _resize(plane: np.ndarray, size: int, method) -> np.ndarray:
-    if plane.shape == (size, size):
-        return plane
-    return np.asarray(Image.fromarray(np.ascontiguousarray(plane)).resize((size, size), method))
-
-
 def _window_notes(counts: dict, ct: tuple | None, window) -> list[str]:
     parts = []
     if counts["ct"]:
@@ -385,10 +360,11 @@ def _from_record(cache: SliceCache, cfg: DataConfig) -> tuple[SegDataset, Datase
                             "spacing": tuple(v["spacing"])}) for v in record["volumes"]]
     report = _report_from_dict(record["report"])
     groups = [v.group for v in volumes for _ in range(v.n_slices)]
-    train_idx, valid_idx, split, notes = split_groups(groups, cfg.valid_pct, cfg.split_seed)
+    train_idx, valid_idx, split, notes = split_items(groups, cfg)
     n_valid_scans = len({groups[i] for i in valid_idx})
     report.split = (f"by scan: {n_valid_scans} of {len(volumes)} scans in validation "
-                    f"(target {cfg.valid_pct:.0%}, seed {cfg.split_seed})")
+                    + (f"(fold {cfg.fold} of {cfg.folds}, seed {cfg.split_seed})" if cfg.folds >= 2 else
+                       f"(target {cfg.valid_pct:.0%}, seed {cfg.split_seed})"))
     report.notes += notes
     report.n_pairs = len(volumes)
     report.n_train, report.n_valid = len(train_idx), len(valid_idx)

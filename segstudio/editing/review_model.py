@@ -204,6 +204,8 @@ class ReviewModel:
         return edit
 
     def _autosave(self, mask: EditableMask, plane: int) -> None:
+        if mask.ctx is None:  # a scan viewer used on its own: nowhere to keep edits
+            return
         try:
             autosave(mask, plane)
         except OSError as e:  # the edit stays in memory; saving will say more
@@ -233,6 +235,15 @@ class ReviewModel:
             self._emit("history")
         return edit
 
+    def record(self, mask: EditableMask, edit: Edit) -> None:
+        """An edit made by the scan viewer's tools (editing/scan_edit.py): into the one history,
+        its axial planes autosaved."""
+        self.history.push(edit)
+        for plane in range(edit.box[0], edit.box[1]) if len(edit.box) == 6 else (edit.plane,):
+            self._autosave(mask, plane)
+        self._emit("labels", edit.box)
+        self._emit("history")
+
     def undo(self) -> Edit | None:
         return self._step(self.history.undo(), after=False)
 
@@ -254,7 +265,8 @@ class ReviewModel:
             self.select(index)
         if edit.plane != self.slice:
             self.set_slice(edit.plane)
-        self._autosave(mask, edit.plane)
+        for plane in range(edit.box[0], edit.box[1]) if len(edit.box) == 6 else (edit.plane,):
+            self._autosave(mask, plane)
         self._emit("labels", edit.box)
         self._emit("history")
         return edit

@@ -12,9 +12,10 @@ from PIL import Image
 
 from .. import __version__
 from ..data.corrections import CorrectionsFolder, correction_name, encode
-from ..data.items import SegDataset, put_slice, take_slice
+from ..data.items import SegDataset
 from ..data.masks import class_indices
-from ..data.windowing import apply_window, parse_window, percentile_window
+from ..preprocess.slicing import put_slice, take_slice
+from ..preprocess.windowing import apply_window, parse_window, percentile_window
 from ..errors import DataError
 from ..inference.predictor import Predictor
 from ..inference.review import ReviewItem

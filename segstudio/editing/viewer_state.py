@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 import nibabel as nib
 import numpy as np
 
-from ..data.windowing import WINDOW_PRESETS, percentile_window
+from ..preprocess.windowing import WINDOW_PRESETS, percentile_window
 from ..io.volume import CANONICAL_AXES
 
 OVERLAYS = ("prediction", "truth", "compare", "uncertainty")

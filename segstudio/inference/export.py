@@ -98,8 +98,9 @@ def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None 
     nothing is written then."""
     if fmt not in FORMATS:
         raise SegstudioError(f"Unknown export format {fmt!r}: use {' or '.join(FORMATS)}")
+    folder_given = out is not None and str(out).endswith(("/", "\\"))  # "new/": a folder to make
     out = Path(out).expanduser() if out else Path(run_dir) / f"model{FORMATS[fmt]}"
-    if out.is_dir():
+    if out.is_dir() or folder_given:
         out = out / f"model{FORMATS[fmt]}"
     check_writable(out.parent, "folder to export into")
     predictor = Predictor.load(run_dir, device="cpu")
@@ -113,6 +114,7 @@ def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None 
         scale = float(wrapper.model((x - wrapper.mean) / wrapper.std).abs().max())
         expected = wrapper(x).numpy()
     limit = RELATIVE_TOLERANCE * scale if tolerance is None else tolerance
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked writable above
     with atomic_path(out, suffix=FORMATS[fmt]) as tmp:
         if fmt == "onnx":
             _write_onnx(wrapper, x, tmp, meta)

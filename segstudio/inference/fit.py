@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.report import Problem
-from ..data.windowing import parse_window
+from ..preprocess.windowing import parse_window
 from ..errors import SegstudioError
 
 

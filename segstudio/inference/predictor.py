@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data import Problem, list_image_files, resize_image
-from ..data.reader import frame_name, scaled_shape
-from ..data.windowing import apply_window, parse_window
+from ..data import Problem, list_image_files
+from ..data.reader import frame_name
+from ..preprocess.plan import Plan
+from ..preprocess.recipe import image_input
+from ..preprocess.windowing import parse_window
 from ..errors import Cancelled, DataError, SegstudioError
 from ..io.dicom_seg import write as write_dicom_seg
 from ..io.dicom_series import group_series, is_series_folder
@@ -30,10 +32,11 @@ from ..runs import MODEL_FILE, MODEL_META
 from ..training.device import resolve_device
 from ..training.norms import INSTANCE, to_instance_norm
 from ..training.weights import architecture
+from .ensemble import FoldEnsemble, ensemble_meta, fold_runs, is_fold_set
 from .fit import FitNotes, refuse_2d_images
 from .outputs import PredictionFolder, check_output_folder
 from .sliding_window import Tiled, gaussian_weights, stitch
-from .uncertainty import entropy_map, score, to_uint8, with_flip
+from .uncertainty import entropy_map, score, to_uint8, with_flip, with_temperature
 from .volumes import images_to_predict, predict_volume_folder, scan_layout
 
 
@@ -103,6 +106,7 @@ class Predictor:
                  training_folders: tuple[str, str] = ("", ""), session=None):
         self.model = model.eval().to(device) if model is not None else None
         self.meta, self.device = meta, device
+        self.plan = Plan.from_meta(meta)  # how images become the model's input (preprocess/recipe.py)
         self.session = session  # an onnxruntime session running an exported model (export.py)
         self.batch_size = BATCH.get(device.type, 1)
         # mirrored test-time augmentation in predict_folder: each image averaged with its mirror
@@ -114,10 +118,18 @@ class Predictor:
         self._weights: torch.Tensor | None = None  # the sliding window's importance map
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> "Predictor":
+    def load(cls, run_dir: str | Path, device: str = "auto", allow_missing_folds: bool = False) -> "Predictor":
         """Load the model of the run in `run_dir` (or an ONNX file `segstudio export` wrote, run
-        with onnxruntime, without fastai); SegstudioError if it has none."""
+        with onnxruntime, without fastai; or a fold set, its folds' probabilities averaged);
+        SegstudioError if it has none."""
         run_dir = Path(run_dir)
+        if is_fold_set(run_dir):
+            runs = fold_runs(run_dir, allow_missing_folds)
+            members = [cls.load(run, "cpu") for _, run in runs]
+            metas = [m.meta for m in members]
+            model = FoldEnsemble([m.model for m in members], metas)
+            return cls(model, ensemble_meta(metas, [f for f, _ in runs]), resolve_device(device)[0],
+                       members[0].training_folders)
         if run_dir.suffix.lower() == ".onnx" and run_dir.is_file():
             from .export import onnx_session, read_onnx_meta
 
@@ -128,9 +140,10 @@ class Predictor:
             raise SegstudioError(f"{run_dir} holds no trained model ({MODEL_FILE} + {MODEL_META}); "
                                  "a run saves one after its first finished epoch.")
         meta = json.loads((run_dir / MODEL_META).read_text(encoding="utf-8"))
-        model = create_unet_model(architecture(meta["arch"]), meta["n_out"], (meta["size"], meta["size"]),
-                                  pretrained=False, n_in=meta["n_in"])
-        if meta.get("norm") == INSTANCE:
+        plan = Plan.from_meta(meta)
+        model = create_unet_model(architecture(plan.arch), plan.n_out, (plan.size, plan.size),
+                                  pretrained=False, n_in=plan.n_in)
+        if plan.norm == INSTANCE:
             to_instance_norm(model)
         model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
         return cls(model, meta, resolve_device(device)[0], training_folders(run_dir))
@@ -145,25 +158,35 @@ class Predictor:
 
     @property
     def window(self) -> str:
-        return self.meta["window"]
+        return self.plan.window
 
     @property
     def size(self) -> int:
-        return int(self.meta["size"])
+        return self.plan.size
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature fitted on the run's validation cases after training
+        (model.json's "temperature"; 1 when it has none)."""
+        return float(self.meta.get("temperature") or 1.0)
+
+    def calibrated(self, probs):
+        """(..., K, H, W) probabilities with the run's temperature applied (uncertainty.with_temperature):
+        for uncertainty and exported probabilities; masks come from the probabilities as predicted."""
+        return with_temperature(probs, self.temperature)
 
     @property
     def patches(self) -> dict | None:
-        """A run trained on S x S patches of scaled images (meta["input"]: patch, scale, overlap),
-        predicted with a sliding window at that scale; None: whole images resized to S x S."""
-        settings = self.meta.get("input") or {}
-        return settings if settings.get("mode") == "patches" else None
+        """A run trained on S x S patches of scaled images (patch, scale, overlap), predicted
+        with a sliding window at that scale; None: whole images resized to S x S."""
+        return self.plan.patches
 
     @torch.no_grad()
     def probabilities_resized(self, batch: np.ndarray, flip: bool = False) -> torch.Tensor:
         """(N, C, S, S) uint8 at training size -> (N, K, S, S) class probabilities (on device);
         `flip`: averaged with the mirrored image's (see uncertainty.with_flip)."""
         x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
-        if x.shape[1] == 1 and self.meta.get("n_in", 3) == 3:  # grey, repeated as in training
+        if x.shape[1] == 1 and self.plan.n_in == 3:  # grey, repeated as in training
             x = x.repeat(1, 3, 1, 1)
         return with_flip(self._probabilities, x) if flip else self._probabilities(x)
 
@@ -180,22 +203,11 @@ class Predictor:
             logits = self.model((x - self._mean) / self._std)
         return torch.softmax(torch.as_tensor(logits).float(), dim=1)
 
-    def model_input(self, image: np.ndarray) -> np.ndarray:
-        """(1, C, S, S) uint8 for an (H, W) or (H, W, 3) uint8 image, or an int16 CT frame in HU
-        (resized first, then windowed: the order training used)."""
-        x = resize_image(image, self.size)
-        if x.dtype == np.int16:
-            x = apply_window(x, *parse_window(self.window))
-        return x[None]
-
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """(C, h, w) uint8 the model's windows are cut from: the image resized to S x S (see
-        model_input), or for a patch run scaled by its scale; CT in HU windowed after resizing."""
-        patches = self.patches
-        if patches is None:
-            return self.model_input(image)[0]
-        x = resize_image(image, scaled_shape(image.shape, float(patches.get("scale", 1.0))))
-        return apply_window(x, *parse_window(self.window)) if x.dtype == np.int16 else x
+        """(C, h, w) uint8 the model's windows are cut from, for an (H, W) or (H, W, 3) uint8
+        image or an int16 CT frame in HU: the plan's recipe (recipe.image_input), as training:
+        resized to S x S (a patch run: scaled by its scale), then CT windowed."""
+        return image_input(image, self.plan)
 
     def stream(self, entries: Iterable[tuple[Any, tuple[int, int], np.ndarray]], flip: bool = False,
                batch: int | None = None) -> Iterator[tuple[Any, torch.Tensor]]:
@@ -211,15 +223,15 @@ class Predictor:
 
     def _tiled(self, x: np.ndarray) -> Tiled:
         t = torch.from_numpy(np.array(x, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
-        if t.shape[0] == 1 and self.meta.get("n_in", 3) == 3:  # grey, repeated as in training
+        if t.shape[0] == 1 and self.plan.n_in == 3:  # grey, repeated as in training
             t = t.repeat(3, 1, 1)
         patches = self.patches
         if patches is None:
             return Tiled.whole(t)
-        size = int(patches.get("patch", self.size))
+        size = patches["patch"]
         if self._weights is None or self._weights.shape[-1] != size:
             self._weights = gaussian_weights(size, device=self.device)
-        return Tiled(t, size, float(patches.get("overlap", 0.5)), self._weights)
+        return Tiled(t, size, patches["overlap"], self._weights)
 
     def probabilities(self, image: np.ndarray, flip: bool = False) -> np.ndarray:
         """(H, W) or (H, W, 3) uint8 (or int16 HU) -> (K, H, W) float32 probabilities at the
@@ -339,6 +351,8 @@ class Predictor:
         report.written.append(str(folder.out_dir / f"{stem}.png"))
         report.sources.append((str(source[0]), source[1]))
         folder.write(f"{stem}_color.png", png_bytes(colourise(mask, len(self.codes))), item)
+        if uncertainty or save_probabilities:
+            probs = self.calibrated(probs)  # the mask above is the model's own
         if uncertainty:
             entropy = entropy_map(probs)
             report.uncertainty[report.written[-1]] = score(entropy)

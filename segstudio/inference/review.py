@@ -13,8 +13,9 @@ from PIL import Image
 
 from ..data import SegDataset
 from ..data.masks import class_indices
-from ..data.reader import resize_image, resize_mask
-from ..data.windowing import apply_window, parse_window, percentile_window
+from ..preprocess.recipe import windowed
+from ..preprocess.slicing import resize_image, resize_mask
+from ..preprocess.windowing import apply_window, parse_window, percentile_window
 from ..errors import Cancelled, DataError
 from ..io.registry import is_volume_file, read_image, read_scan, volume_stem
 from ..training.callbacks import display_image
@@ -98,7 +99,7 @@ def full_size_items(predictor: Predictor, data: SegDataset, idx: np.ndarray,
         entropy = entropy_map(probs)
         dice = dice_per_class(pred, target, len(data.codes))
         v = data.volumes[data.item_volume[i]]
-        shown = apply_window(image, *spec) if image.dtype == np.int16 else image
+        shown = windowed(image, spec)
         items.append(ReviewItem(i, data.name(i), shown, target, pred, tuple(float(d) for d in dice), _mean(dice),
                                 v.sources[0], v.frame, mask_file=v.label, uncertainty=score(entropy),
                                 uncertainty_map=to_uint8(entropy)))
@@ -174,7 +175,7 @@ def add_parent_dice(items: list[ReviewItem], parent: Predictor, data: SegDataset
                     should_stop: Callable[[], bool] | None = None) -> None:
     """The parent run's mean Dice on the same validation images (a continued run's review), as
     its own review scores them: `data` holds those images prepared as the parent prepared its own
-    (its size, window and mask reading; parent.parent_data), matched to `items` by file and frame."""
+    (its size, window and mask reading; preprocess.continued.parent_data), matched to `items` by file and frame."""
     by_file = {(it.source, it.frame): it for it in items if not it.is_scan and it.target is not None}
     indices = [i for i in range(len(data)) if _file_frame(data, i) in by_file]
     for parent_item in review_items(parent, data, indices, should_stop):
@@ -208,15 +209,15 @@ def unlabelled_items(predictor: Predictor, data: SegDataset, should_stop: Callab
             continue
         for f, frame in enumerate(frames):
             if predictor.patches is None:
-                x = predictor.model_input(frame)
+                x = predictor.prepare(frame)[None]
                 probs = predictor.probabilities_resized(x, flip=True)
-                entropy = entropy_map(probs)[0]
+                entropy = entropy_map(predictor.calibrated(probs))[0]
                 pred = probs.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
                 shown = display_image(x[0])
             else:
                 probs = predictor.probabilities(frame, flip=True)
-                entropy, pred = entropy_map(probs), probs.argmax(axis=0).astype(np.uint8)
-                shown = apply_window(frame, *spec) if frame.dtype == np.int16 else frame
+                entropy, pred = entropy_map(predictor.calibrated(probs)), probs.argmax(axis=0).astype(np.uint8)
+                shown = windowed(frame, spec)
             name = Path(source).stem + (f"#{f}" if len(frames) > 1 else "")
             scored.append(ReviewItem(-1, name, shown, None, pred, (), float("nan"), source, f,
                                      uncertainty=score(entropy), uncertainty_map=to_uint8(entropy)))

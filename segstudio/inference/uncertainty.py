@@ -14,6 +14,17 @@ def with_flip(probabilities, x: torch.Tensor) -> torch.Tensor:
     return (probabilities(x) + probabilities(torch.flip(x, dims=[-1])).flip(dims=[-1])) / 2
 
 
+def with_temperature(probs: torch.Tensor | np.ndarray, temperature: float) -> torch.Tensor | np.ndarray:
+    """(..., K, H, W) class probabilities softened (T > 1) or sharpened (T < 1) by a calibration
+    temperature: softmax(log p / T) over the classes, of the same kind (tensor or array); the most
+    likely class of every pixel stays the same."""
+    if temperature == 1:
+        return probs
+    p = torch.as_tensor(probs).float()
+    out = torch.softmax(torch.log(p.clamp_min(1e-12)) / temperature, dim=-3)
+    return out if isinstance(probs, torch.Tensor) else out.cpu().numpy()
+
+
 def entropy_map(probs: torch.Tensor | np.ndarray) -> np.ndarray:
     """(..., K, H, W) probabilities -> (..., H, W) float32 entropy in 0..1 (1: all classes equal)."""
     p = torch.as_tensor(probs).float()

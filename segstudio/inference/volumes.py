@@ -11,13 +11,12 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from ..data.items import AXES, put_slice, take_slice
 from ..data.layouts import Layout, detect_layout
 from ..data.report import Problem
-from ..data.volume_dataset import is_ct, resize_values
-from ..data.windowing import apply_window, parse_window, percentile_window
+from ..preprocess.recipe import is_ct, scan_input, with_context
+from ..preprocess.slicing import put_slice
+from ..preprocess.windowing import parse_window
 from ..errors import Cancelled, DataError
 from ..io import dicom_seg
 from ..io.registry import read_channels, read_scan, volume_suffix, write_label_like
@@ -31,37 +30,12 @@ OUTPUT_SUFFIX = {".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".nrrd": ".nrrd", ".nh
 VOLUMES_CSV = "volumes.csv"
 
 
-def scan_settings(meta: dict) -> dict:
-    """How the run sliced its scans (axis, context, channels, modalities); 2-D runs: axial, 0."""
-    return {"axis": "axial", "context": 0, "channels": 1, "modalities": [], **meta.get("volumes", {})}
-
-
-def grey_slices(volume: Volume, meta: dict, size: int) -> np.ndarray:
-    """(n, C, S, S) uint8 slices of `volume` across the run's axis, normalised as in training:
-    CT through the run's HU window, other scans through their own percentiles."""
-    settings = scan_settings(meta)
-    axis = AXES[settings["axis"]]
-    stack = volume.array if volume.array.ndim == 4 else volume.array[None]
-    window = parse_window(meta.get("window", "auto"))
-    ct = isinstance(window, tuple) and is_ct(volume, settings["modalities"])
-    windows = [] if ct else [percentile_window(channel) for channel in stack]
-    n = stack.shape[1 + axis]
-    out = np.empty((n, len(stack), size, size), np.uint8)
-    for k in range(n):
-        for c, plane in enumerate(take_slice(stack, axis, k)):
-            if ct:  # resized in HU, then windowed, as in training
-                out[k, c] = apply_window(resize_values(plane, size), *window)
-            else:
-                grey = apply_window(plane, *windows[c])
-                out[k, c] = np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR))
-    return out
-
-
 def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
-    """(Z, Y, X) uint8 class indices for a canonical `volume`."""
-    settings = scan_settings(predictor.meta)
-    axis, context = AXES[settings["axis"]], int(settings["context"])
-    slices = grey_slices(volume, predictor.meta, predictor.size)
+    """(Z, Y, X) uint8 class indices for a canonical `volume`: its slices across the run's axis,
+    each with its neighbours in 2.5-D, as training fed them (recipe.scan_input)."""
+    plan = predictor.plan
+    axis = plan.slice_axis
+    slices = scan_input(volume, plan)
     labels = np.zeros(volume.shape, np.uint8)
     n = len(slices)
     height, width = (d for i, d in enumerate(volume.shape) if i != axis)
@@ -69,9 +43,7 @@ def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | 
         if should_stop and should_stop():
             raise Cancelled()
         ks = np.arange(start, min(start + BATCH, n))
-        rows = np.clip(ks[:, None] + np.arange(-context, context + 1)[None], 0, n - 1)
-        batch = slices[rows.ravel()].reshape(len(ks), -1, predictor.size, predictor.size)
-        probs = predictor.probabilities_resized(batch, flip=predictor.tta)
+        probs = predictor.probabilities_resized(with_context(slices, ks, plan.context), flip=predictor.tta)
         probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
         for k, plane in zip(ks, probs.argmax(dim=1).to(torch.uint8).cpu().numpy()):
             put_slice(labels, axis, int(k), plane)
@@ -125,9 +97,9 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
     of each structure. `fit` (predict_folder's) collects notes on scans the model may not fit."""
     report.problems += [Problem(p.name, reason) for p, reason in layout.problems]
     cases, rows = layout.cases, []
-    settings = scan_settings(predictor.meta)
-    channels = int(settings["channels"])
-    hu = isinstance(parse_window(predictor.meta.get("window", "auto")), tuple)
+    plan = predictor.plan
+    channels = plan.scan_channels
+    hu = isinstance(parse_window(plan.window), tuple)
     for i, case in enumerate(cases):
         if should_stop and should_stop():
             raise Cancelled()
@@ -143,7 +115,7 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
                                            f"model was trained on scans of {channels}"))
             continue
         if fit is not None:
-            fit.scan(_shown(case), is_ct(volume, []), hu and is_ct(volume, settings["modalities"]), volume.modality)
+            fit.scan(_shown(case), is_ct(volume, []), hu and is_ct(volume, plan.modalities), volume.modality)
         labels = predict_volume(predictor, volume, should_stop)
         series = volume.format == "dicom"
         name = case.name + (".nii.gz" if series else OUTPUT_SUFFIX[volume_suffix(case.images[0])])

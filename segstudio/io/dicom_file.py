@@ -27,7 +27,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                          SegmentationStorage)
 
-from ..data.windowing import apply_window, percentile_window, to_hu  # windowed on reading, as before io/
+from ..preprocess.windowing import apply_window, percentile_window, to_hu  # windowed on reading
 from ..errors import DataError
 from .reasons import first_line
 from .sniff import format_of, looks_dicom, sniff_format

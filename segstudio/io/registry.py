@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..data.windowing import to_uint8  # images as 8 bits on reading, as before io/
+from ..preprocess.windowing import to_uint8  # images as 8 bits on reading
 from ..errors import DataError
 from ..files import atomic_path
 from . import dicom_file, dicom_seg, dicom_series, itk, nifti, raster

@@ -19,11 +19,12 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..data import SegDataset, load_dataset
-from ..data.items import AXES, put_slice, take_slice
 from ..data.layouts import Case
 from ..data.masks import class_indices
-from ..data.volume_dataset import is_ct, read_label
-from ..data.windowing import apply_window, parse_window, percentile_window
+from ..data.volume_dataset import read_label
+from ..preprocess.recipe import display_window, scan_input, windowed, with_context
+from ..preprocess.slicing import put_slice, take_slice
+from ..preprocess.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError
 from ..evaluation.calibration import ReliabilityDiagram, apply_temperature, fit_temperature, reliability_diagram
 from ..evaluation.evaluate import METRICS, EvaluationReport, MetricRow, summarise, write_report
@@ -31,7 +32,7 @@ from ..evaluation.surface import ClassMetrics, label_metrics
 from ..files import write_atomic
 from ..inference.predictor import Predictor, prefetched
 from ..inference.review import full_size_pair
-from ..inference.volumes import BATCH, grey_slices, scan_settings
+from ..inference.volumes import BATCH
 from ..io import Volume, read_channels, read_scan
 
 ProgressFn = Callable[[int, int, str], None]
@@ -211,7 +212,7 @@ def _image_cases(predictor: Predictor, data: SegDataset, idx: list[int], stop: S
         pred = probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
         if sampler is not None:
             sampler.add(probs, truth)
-        shown = apply_window(image, *spec) if image.dtype == np.int16 else image
+        shown = windowed(image, spec)
         done += 1
         progress(done, len(idx), f"Scored {data.name(i)}")
         yield data.name(i), (truth, pred, (1.0, 1.0), lambda _, a=(shown, truth, pred): [_plane("", *a)])
@@ -246,9 +247,9 @@ def _scan_cases(predictor: Predictor, data: SegDataset, volumes: list[int], stop
 def _predict_scan(predictor: Predictor, volume: Volume, truth: np.ndarray, stop: StopFn, sampler) -> np.ndarray:
     """(Z, Y, X) class indices of a canonical `volume`, as inference.volumes.predict_volume
     predicts it, handing each slice's probabilities and truth to `sampler`."""
-    settings = scan_settings(predictor.meta)
-    axis, context = AXES[settings["axis"]], int(settings["context"])
-    slices = grey_slices(volume, predictor.meta, predictor.size)
+    plan = predictor.plan
+    axis = plan.slice_axis
+    slices = scan_input(volume, plan)
     labels = np.zeros(volume.shape, np.uint8)
     n = len(slices)
     height, width = (d for i, d in enumerate(volume.shape) if i != axis)
@@ -256,10 +257,8 @@ def _predict_scan(predictor: Predictor, volume: Volume, truth: np.ndarray, stop:
         if stop():
             raise Cancelled()
         ks = np.arange(start, min(start + BATCH, n))
-        rows = np.clip(ks[:, None] + np.arange(-context, context + 1)[None], 0, n - 1)
-        batch = slices[rows.ravel()].reshape(len(ks), -1, predictor.size, predictor.size)
-        probs = F.interpolate(predictor.probabilities_resized(batch), size=(height, width), mode="bilinear",
-                              align_corners=False)
+        probs = F.interpolate(predictor.probabilities_resized(with_context(slices, ks, plan.context)),
+                              size=(height, width), mode="bilinear", align_corners=False)
         for k, p in zip(ks, probs):
             put_slice(labels, axis, int(k), p.argmax(dim=0).to(torch.uint8).cpu().numpy())
             if sampler is not None:
@@ -272,9 +271,7 @@ def _scan_planes(volume: Volume, truth: np.ndarray, pred: np.ndarray, predictor:
     prediction together), shown as the viewer shows them (take_slice) through the run's CT
     window or the scan's own percentiles."""
     values = volume.array[0] if volume.array.ndim == 4 else volume.array
-    window = parse_window(predictor.window)
-    modalities = scan_settings(predictor.meta)["modalities"]
-    shown = window if isinstance(window, tuple) and is_ct(volume, modalities) else percentile_window(values)
+    shown = display_window(volume, predictor.plan)
     centre = np.argwhere((truth == focus) | (pred == focus)).mean(axis=0).round().astype(int)
     dz, dy, dx = volume.spacing
     planes = []

@@ -16,9 +16,10 @@ from fastcore.basics import noop
 
 from ..config import Norm, Schedule, TrainConfig
 from ..data import SegDataset
+from ..preprocess.plan import model_inputs
 from .events import GroupInfo
 from .groups import group_names
-from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats, input_channels
+from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats
 from .losses import make_loss
 from .metrics import PerClassDice, VolumeDice
 from .deep_supervision import PREFIX as HEADS, DeepSupervision, with_heads
@@ -67,7 +68,7 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
         arch_fn, pretrained = architecture(config.arch.value), False
     else:
         arch_fn, pretrained = resolve_encoder(config, warnings)
-    n_in = model_inputs(data)
+    n_in = model_inputs(data.n_channels, data.context)
     stats = (parent.stats if parent is not None else
              IMAGENET_STATS if pretrained and n_in == 3 else dataset_stats(data))
     dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed,
@@ -123,13 +124,6 @@ def resolve_norm(norm: Norm, pretrained: bool, size: int, warnings: list[str]) -
                         f"features are 1/32 of the size): training {size} px images with BatchNorm.")
         return Norm.batch.value
     return norm.value
-
-
-def model_inputs(data: SegDataset) -> int:
-    """The model's input channels: three for one grey channel (repeated, so ImageNet encoders
-    fit), else every channel of every slice (2.5-D neighbours, multi-channel scans)."""
-    n = input_channels(data)
-    return 3 if n == 1 else n
 
 
 def group_info(learn: Learner, lrs: list[float], arch: str) -> tuple[GroupInfo, ...]:

@@ -53,10 +53,6 @@ def gather(data: SegDataset, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.ascontiguousarray(images), np.ascontiguousarray(data.masks[items])
 
 
-def input_channels(data: SegDataset) -> int:
-    return data.n_channels * (2 * data.context + 1)
-
-
 class CachedDL(TfmdDL):
     """A TfmdDL whose items are positions and whose batches are gathered in one operation.
 

@@ -10,18 +10,15 @@ from pathlib import Path
 
 import torch
 
-from ..config import DataConfig, InputMode, TrainConfig
+from ..config import TrainConfig
 from ..data import SegDataset
 from ..errors import SegstudioError
+from ..preprocess.continued import inherit_preprocessing, preprocessing_changes
+from ..preprocess.plan import model_inputs
 from ..runs import MODEL_FILE, MODEL_META
-from .learner import model_inputs
 
 FINE_TUNE_EPOCHS = 4   # the default length of a continued run
 FINE_TUNE_DIVISOR = 3  # a continued run's top LR is its parent's divided by this; the encoder's 10x lower
-# Data settings whose value leaves the decision to the data: a continued run takes its parent's
-# decision instead (the CT window computed from the masks, the mask values read as classes or
-# instances, the class names), so that correcting a mask does not change the model's inputs.
-AS_DECIDED = {"window": "auto", "labels": "auto", "class_names": []}
 
 
 @dataclass
@@ -31,7 +28,7 @@ class Parent:
     state: dict            # the best model's weights
     lrs: tuple[float, float]  # the parent's (lo, hi)
     continued: bool = False   # the parent was itself continued from a run
-    changes: tuple[str, ...] = ()  # how this run prepares images unlike the parent (preprocessing_changes)
+    changes: tuple[str, ...] = ()  # how this run prepares images unlike the parent (continued.preprocessing_changes)
 
     @property
     def stats(self) -> tuple[list[float], list[float]]:
@@ -51,9 +48,10 @@ def load_parent(run_dir: str, config: TrainConfig, data: SegDataset) -> tuple[Pa
     if meta["n_out"] != len(data.codes):
         raise SegstudioError(f"Cannot continue from {folder.name}: its model has {meta['n_out']} classes "
                              f"({', '.join(meta['codes'])}), the dataset {len(data.codes)} ({', '.join(data.codes)}).")
-    if meta["n_in"] != model_inputs(data):
+    n_in = model_inputs(data.n_channels, data.context)
+    if meta["n_in"] != n_in:
         raise SegstudioError(f"Cannot continue from {folder.name}: its model takes {meta['n_in']} input "
-                             f"channel(s), this dataset gives {model_inputs(data)} (other channels or context).")
+                             f"channel(s), this dataset gives {n_in} (other channels or context).")
     warnings = []
     if list(meta["codes"]) != list(data.codes):
         warnings.append(f"The parent run named its classes {', '.join(meta['codes'][1:])}; this dataset "
@@ -79,38 +77,6 @@ def parent_config(run_dir: str | Path) -> TrainConfig | None:
         return None
 
 
-def inherit_preprocessing(config: TrainConfig, parent: TrainConfig) -> TrainConfig:
-    """`config` with the parent's decisions where it leaves them to the data (AS_DECIDED, and the
-    "auto" input mode): a continued run sees its inputs as its parent saw them."""
-    data = replace(config.data, **{key: getattr(parent.data, key) for key, undecided in AS_DECIDED.items()
-                                   if getattr(config.data, key) == undecided})
-    mode = parent.input_mode if config.input_mode == InputMode.auto else config.input_mode
-    return replace(config, data=data, input_mode=mode)
-
-
-def parent_data(data: DataConfig, parent: TrainConfig) -> DataConfig:
-    """The data settings `data` (folders, split) read as the parent run read its own: its
-    window, mask reading and class names, so that its model is scored as its own review does."""
-    return replace(data, **{key: getattr(parent.data, key) for key in AS_DECIDED})
-
-
-def preprocessing_changes(config: TrainConfig, data: SegDataset, parent: TrainConfig) -> list[str]:
-    """How this run's inputs (`config` as resolved, `data` as loaded) differ from the parent's
-    recorded ones, as "window 400/40 (parent: 167.2/115)"; settings the parent did not record
-    (older runs: "auto") are not compared."""
-    mine = {"window": data.window, "mask values": data.labels, "size": str(config.size),
-            "input": config.input_mode.value}
-    theirs = {"window": parent.data.window, "mask values": parent.data.labels, "size": str(parent.size),
-              "input": parent.input_mode.value}
-    if config.input_mode == InputMode.patches:
-        mine["scale"], theirs["scale"] = f"{config.scale:g}", f"{parent.scale:g}"
-    if data.volumetric:
-        mine.update({"slice axis": config.data.axis, "context": str(data.context)})
-        theirs.update({"slice axis": parent.data.axis, "context": str(parent.data.context)})
-    return [f"{name} {mine[name]} (parent: {value})" for name, value in theirs.items()
-            if value != "auto" and mine[name] != value]
-
-
 def fine_tune_config(config: TrainConfig, parent: Parent) -> TrainConfig:
     """The config with fine-tuning learning rates where the user set none: the parent's top
     rate divided by FINE_TUNE_DIVISOR, the encoder's ten times lower."""
@@ -123,7 +89,7 @@ def continue_config(run_dir: str, base: TrainConfig | None = None) -> TrainConfi
     """A config that continues from the run: its settings (or `base`'s, with the run's
     architecture, normalisation layers and input geometry: size, patch scale, slice axis and
     context; and its window, mask reading, class names and input mode where `base` leaves them
-    to the data, see inherit_preprocessing), FINE_TUNE_EPOCHS, and fine-tuning learning rates
+    to the data, see preprocess.continued.inherit_preprocessing), FINE_TUNE_EPOCHS, and fine-tuning learning rates
     stated explicitly: the run's top rate divided by FINE_TUNE_DIVISOR (a run that was itself
     continued keeps its rate, so a correct-and-continue loop does not keep lowering it), the
     encoder's ten times lower."""

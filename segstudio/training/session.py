@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import threading
+import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -20,24 +21,27 @@ from typing import Callable
 import numpy as np
 from fastai.torch_core import set_seed
 
-from .. import __version__
 from ..config import InputMode, Norm, Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
 from ..files import unwritable_reason, write_atomic
+from ..preprocess.continued import inherit_preprocessing
+from ..preprocess.plan import make_plan
 from ..runs import CHECKPOINT, MODEL_META, MetricsLog, new_run_dir, save_model
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .device import device_name, resolve_device
 from .groups import lr_plan
-from .learner import BuiltLearner, build_learner, group_info, model_inputs
+from .learner import BuiltLearner, build_learner, group_info
 from .loaders import gather
-from .checkpoint import load_checkpoint, load_optimizer, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CheckpointWriter, checkpoint_state, load_checkpoint, load_optimizer, rng_state,
+                         set_rng_state)
+from .time_budget import MAX_EPOCHS, TimeBudget
 from .event_log import EventLog, finished_event, tee
 from .distributed import (DistributedSync, Group, Ranks, launch_record, ranks_from_env, restarted_run,
                           shard_loaders, unwrap)
-from .parent import Parent, fine_tune_config, inherit_preprocessing, load_parent, parent_config
+from .parent import Parent, fine_tune_config, load_parent, parent_config
 from .deep_supervision import deployable_state
 from .schedules import fit_poly
 from .patches import input_mode, preview_tiles
@@ -55,6 +59,7 @@ class TrainingSession:
         self.ranks = ranks or ranks_from_env()  # one process, or this process's place under torchrun
         self.group = Group(self.ranks)
         self.launch: dict = {}  # distributed.json of a torchrun launch
+        self.started = time.monotonic()  # when `run` began: a time budget counts from here
 
     def cancel(self) -> None:
         """Ask the running task to stop (thread-safe; takes effect within one batch)."""
@@ -71,6 +76,7 @@ class TrainingSession:
         run_dir: Path | None = None
         reporter = None
         ranks, group = self.ranks, self.group
+        self.started = time.monotonic()
         log = EventLog()  # the run folder's events.jsonl: a run another process can follow
         if ranks.main:
             on_event = tee(on_event, log)
@@ -114,7 +120,7 @@ class TrainingSession:
                 for message in notes:
                     on_event(ev.WarningEvent(message))
             if run_dir is None:
-                run_dir = Path(group.share(str(new_run_dir(config.out_dir, config.run_name)) if ranks.main else ""))
+                run_dir = Path(group.share(str(new_run_dir(config.out_dir, config.run_name, exact=config.data.folds >= 2)) if ranks.main else ""))
             if ranks.main:
                 log.open(run_dir)
             built = build_learner(config, data, device, path=str(run_dir), parent=parent)
@@ -222,7 +228,8 @@ class TrainingSession:
             on_event(ev.WarningEvent("fine_tune: the encoder is random, so the frozen epochs are skipped."))
         main, group = self.ranks.main, self.group
         metrics = MetricsLog(run_dir)
-        meta = model_meta(config, data, built)
+        writer = CheckpointWriter()  # each epoch's checkpoint is written while the next one trains
+        meta = make_plan(config, data, pretrained=built.pretrained, norm=built.norm, stats=built.stats).to_meta()
         if self.launch:
             meta["distributed"] = self.launch
         if checkpoint is not None and main:
@@ -238,9 +245,11 @@ class TrainingSession:
                 return
             per_class = {f"dice_{name}": float(d) for name, d in zip(data.codes, row.pop("dice"))}
             metrics.append({**row, "epoch": row["epoch"] + 1, **per_class})
-            save_checkpoint(run_dir, learn, row["epoch"] + 1, metrics.rows, reporter.best_dice, reporter.best_epoch,
-                            {"first_valid_loss": reporter.first_valid_loss, "start_saved": reporter.start_saved},
-                            rngs)
+            writer.submit(run_dir, checkpoint_state(
+                learn, row["epoch"] + 1, metrics.rows, reporter.best_dice, reporter.best_epoch,
+                {"first_valid_loss": reporter.first_valid_loss, "start_saved": reporter.start_saved}, rngs))
+            if self.ranks.active:  # torchrun ends every rank when one fails and the restart resumes only
+                writer.wait()      # a checkpoint on disk: under torchrun each epoch's is written at once
 
         reporter = EventReporter(on_event, built.dice, frozen_epochs + config.epochs,
                                  preview_items(data, config.preview_count if main else 0), on_best, on_epoch)
@@ -268,13 +277,38 @@ class TrainingSession:
         done = 0
         if checkpoint is not None:  # after Started: the plots start from the epochs done
             done = self._restore(learn, reporter, checkpoint, data, config, on_event)
+        budget = None
+        if config.time_budget > 0 and checkpoint is None:  # a resumed run keeps the epochs it chose
+            def on_chosen(epochs: int, note: str) -> None:
+                reporter.total_epochs = frozen_epochs + epochs
+                if main:  # the run records them: config.json's epochs, and resume trains that many
+                    write_atomic(run_dir / "config.json", used_config(replace(config, epochs=epochs), data,
+                                                                      built).to_json())
+                on_event(ev.WarningEvent(note))
+            budget = TimeBudget(self.started + config.time_budget, on_chosen,
+                                agree=group.most if self.ranks.active else None)
+        try:
+            self._fit(learn, config, reporter, (lo, hi), frozen_epochs, done, checkpoint, device, on_event,
+                      budget)
+        except BaseException:
+            writer.wait(raise_error=False)  # the last checkpoint is whole before the failure is reported
+            raise
+        writer.wait()  # a write that failed (a full disk) fails the run here
+        return reporter
+
+    def _fit(self, learn, config: TrainConfig, reporter: EventReporter, lrs: tuple[float, float], frozen_epochs: int,
+             done: int, checkpoint: dict | None, device, on_event: EventFn, budget: TimeBudget | None) -> None:
+        """The fits of a run: fine_tune's frozen epochs, then the discriminative ones (sized by
+        `budget` when the run has a time budget)."""
+        lo, hi = lrs
+        plan, group = lr_plan(lo, hi), self.group
         if frozen_epochs:
             learn.freeze()
             on_event(ev.PhaseChanged("frozen", group_info(learn, plan, config.arch.value)))
             group.wrap(learn, device)
             learn.fit_one_cycle(frozen_epochs, slice(hi), pct_start=0.99)
             if self._stop.is_set():  # fine_tune trap: a stop in the frozen phase ends the run
-                return reporter
+                return
             learn.unfreeze()
             reporter.epoch_base = frozen_epochs
             on_event(ev.PhaseChanged("unfrozen", group_info(learn, plan, config.arch.value)))
@@ -283,11 +317,14 @@ class TrainingSession:
                 rngs = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
                 reporter.restore = lambda: set_rng_state(learn, rngs[self.ranks.rank % len(rngs)])
             group.wrap(learn, device)
+            epochs = config.epochs
+            if budget is not None:  # room for many epochs; the budget chooses how many
+                learn.add_cb(budget)
+                epochs = MAX_EPOCHS
             if config.schedule == Schedule.poly:
-                fit_poly(learn, config.epochs, slice(lo, hi), start_epoch=done)
+                fit_poly(learn, epochs, slice(lo, hi), start_epoch=done)
             else:
-                learn.fit_one_cycle(config.epochs, slice(lo, hi), start_epoch=done)
-        return reporter
+                learn.fit_one_cycle(epochs, slice(lo, hi), start_epoch=done)
 
     @staticmethod
     def _restore(learn, reporter: EventReporter, checkpoint: dict, data: SegDataset, config: TrainConfig,
@@ -320,7 +357,7 @@ class TrainingSession:
 
 def _inherit(config: TrainConfig, dataset: SegDataset | None) -> tuple[SegDataset | None, TrainConfig]:
     """A continued run's config with its parent's decisions where it leaves them to the data
-    (parent.inherit_preprocessing); a dataset handed over that was read with other settings is
+    (preprocess.continued.inherit_preprocessing); a dataset handed over that was read with other settings is
     dropped, to be read again as the parent read its images (one without folders is kept)."""
     recorded = parent_config(config.init_from)
     if recorded is None:
@@ -356,32 +393,6 @@ def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> T
                for k, v in (("images", config.data.images), ("masks", config.data.masks))}
     return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi, norm=Norm(built.norm),
                    data=replace(config.data, window=data.window, labels=data.labels, **folders))
-
-
-def model_meta(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> dict:
-    """What the predictor needs to rebuild the model and preprocess images like training did."""
-    mean, std = built.stats
-    meta = {"format": 1, "segstudio": __version__, "arch": config.arch.value, "n_in": model_inputs(data),
-            "n_out": len(data.codes), "codes": list(data.codes), "size": data.size, "mean": list(mean),
-            "std": list(std), "window": data.window, "pretrained": built.pretrained,
-            "channels": data.n_channels}  # grey (1) or colour (3) images: the predictor says when others come
-    if built.norm != "batch":  # the predictor builds the same layers
-        meta["norm"] = built.norm
-    if config.init_from:
-        meta["parent"] = config.init_from
-    if data.native is not None:  # the predictor cuts windows of the patch size at this scale
-        meta["input"] = {"mode": "patches", "patch": data.size, "scale": data.native.scale, "overlap": 0.5}
-    if data.volumetric:  # how scans were sliced and normalised, for predicting new scans
-        meta["volumes"] = {"axis": config.data.axis, "context": data.context, "channels": data.n_channels,
-                           "modalities": list(config_modalities(data))}
-    return meta
-
-
-def config_modalities(data: SegDataset) -> list[str]:
-    """["CT"] when every scan was read as CT, so new scans get the run's HU window; otherwise
-    nothing is assumed and each new scan is judged by its own values (volume_dataset.is_ct)."""
-    kinds = {v.modality for v in data.volumes}
-    return ["CT"] if kinds == {"CT"} else []
 
 
 def preview_items(data: SegDataset, count: int):

@@ -20,6 +20,7 @@ from segstudio.ui.panels.data_panel import DataPanel
 from segstudio.ui.panels.review_panel import ReviewPanel
 from segstudio.ui.panels.train_panel import TrainPanel
 from segstudio.ui.message_bar import MessageBar
+from segstudio.ui.run_report import RunReportSaver
 from segstudio.ui.settings import Settings
 from segstudio.ui.state import AppState, Message, RunRef
 from segstudio.ui.tasks import TaskRunner
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self._build_status()
+        self.report = RunReportSaver(self, self.state)  # File ▸ Save run report
         self._build_menus()
         self._connect()
         self._restore()
@@ -117,6 +119,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.action_follow)
         file_menu.addAction(self.action_export)
         file_menu.addAction(self.action_export_model)
+        self.action_save_report = self.report.action
+        file_menu.addAction(self.action_save_report)
         file_menu.addSeparator()
         file_menu.addAction(self.action_quit)
         help_menu = self.menuBar().addMenu("&Help")
@@ -132,7 +136,7 @@ class MainWindow(QMainWindow):
         s.watch("run", self._on_run)
         s.watch("train_config", lambda c: self.settings.set_train_config(replace(c, data=s.data_config)))
         s.watch("data_config", self._remember_folders)
-        for runner in (self.data_panel.runner, self.review_panel.runner, self.tasks):
+        for runner in (self.data_panel.runner, self.review_panel.runner, self.tasks, self.report.runner):
             runner.busy_changed.connect(lambda busy, r=runner: self._show_activity(r.name, r.label if busy else ""))
 
     def _restore(self) -> None:
@@ -352,6 +356,6 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.save_settings()
-        for runner in (self.data_panel, self.review_panel, self.tasks, self.probe):
+        for runner in (self.data_panel, self.review_panel, self.tasks, self.probe, self.report):
             runner.wait(30000)
         super().closeEvent(event)

@@ -273,7 +273,7 @@ def run_format(fmt, images_dir, masks_dir, args, log) -> dict:
     res["cache_s"] = cache_s
     codes = list(data.codes)
     n_classes = len(codes)
-    stats = dataset_stats(data.images)
+    stats = dataset_stats(data)
     valid_stems = {Path(data.sources[i]).stem for i in data.valid_idx}
     res["n_train"], res["n_valid"] = len(data.train_idx), len(data.valid_idx)
     log(f"[{fmt}] cache built in {cache_s:.2f} s ({len(data.images)} items, {res['n_train']} train / "

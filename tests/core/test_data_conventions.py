@@ -6,7 +6,7 @@ from PIL import Image
 
 from segstudio.config import DataConfig
 from segstudio.data import inspect_dataset, load_dataset, read_image_frames
-from segstudio.data.windowing import apply_window
+from segstudio.preprocess.windowing import apply_window
 
 
 def discs(rng, shape, n, first=1, radius=(3, 7)):

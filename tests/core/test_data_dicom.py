@@ -13,9 +13,9 @@ from pydicom.uid import (DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian,
                          JPEGLSLossless, RLELossless)
 
 from segstudio.config import DataConfig
-from segstudio.data import WINDOW_PRESETS, inspect_dataset, load_dataset, read_image_frames
+from segstudio.data import inspect_dataset, load_dataset, read_image_frames
 from segstudio.io import group_series
-from segstudio.data.windowing import apply_window
+from segstudio.preprocess.windowing import WINDOW_PRESETS, apply_window
 
 
 def _one(path, window="auto"):

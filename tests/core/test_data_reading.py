@@ -7,9 +7,10 @@ import tifffile
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from segstudio.data import WINDOW_PRESETS, read_image_frames, resize_image, resize_mask
+from segstudio.data import read_image_frames
 from segstudio.io.dicom_file import read_dicom, to_modality_units
-from segstudio.data.windowing import apply_window, parse_window
+from segstudio.preprocess.slicing import resize_image, resize_mask
+from segstudio.preprocess.windowing import WINDOW_PRESETS, apply_window, parse_window
 from segstudio.errors import DataError
 
 

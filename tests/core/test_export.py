@@ -90,6 +90,13 @@ def test_torchscript_export_carries_the_metadata(trained_run, tmp_path):
     assert probs.shape[:2] == (3, len(report.meta["codes"])) and torch.allclose(probs.sum(1), torch.ones(1), atol=1e-5)
 
 
+def test_an_export_into_folders_that_do_not_exist_yet_makes_them(trained_run, tmp_path):
+    report = export_model(trained_run[0].run_dir, "torchscript", tmp_path / "new" / "deeper" / "m.pt")
+    assert report.path == str(tmp_path / "new" / "deeper" / "m.pt") and (tmp_path / "new" / "deeper" / "m.pt").is_file()
+    report = export_model(trained_run[0].run_dir, "torchscript", str(tmp_path / "folder") + "/")
+    assert (tmp_path / "folder").is_dir() and (tmp_path / "folder" / "model.pt").is_file()
+
+
 def test_a_mismatch_fails_and_writes_nothing(trained_run, tmp_path):
     with pytest.raises(SegstudioError, match="differs from PyTorch"):
         export_model(trained_run[0].run_dir, "onnx", tmp_path / "m.onnx", tolerance=-1.0)

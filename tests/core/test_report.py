@@ -14,6 +14,7 @@ from PIL import Image
 
 from segstudio.io import Volume
 from segstudio.errors import SegstudioError
+from segstudio.preprocess.plan import Plan
 from segstudio.reporting import gather, render, score_validation, write_run_report, write_validation
 from segstudio.reporting.validation import CALIBRATION_NAME, _scan_planes, case_means, read_calibration, read_rows
 
@@ -138,7 +139,7 @@ def test_scan_planes_cross_the_structure_at_the_scans_proportions():
     truth[1:3, 2:6, 2:6] = 1
     truth[6:9, 20:31, 10:21] = 2  # centre (7, 25, 15)
     volume = Volume(image, np.eye(4), (3.0, 0.5, 1.0))
-    predictor = SimpleNamespace(window="auto", meta={})
+    predictor = SimpleNamespace(plan=Plan(["background", "a", "b"], 32, [0.5] * 3, [0.25] * 3))
     axial, coronal, sagittal = _scan_planes(volume, truth, truth, predictor, focus=2)
     assert [p.title for p in (axial, coronal, sagittal)] == ["axial", "coronal", "sagittal"]
     assert axial.truth.shape == (40, 30) and (axial.truth == 2).sum() == 11 * 11  # slice z = 7

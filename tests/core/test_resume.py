@@ -133,7 +133,7 @@ def test_a_full_disk_ends_the_run_and_keeps_the_last_checkpoint(sample_data, tmp
 def test_an_unwritable_runs_folder_is_a_clear_failure(sample_data, tmp_path, monkeypatch):
     from segstudio.training import session
 
-    def refused(out_dir, name=""):  # what mkdir raises in a folder without write permission
+    def refused(out_dir, name="", exact=False):  # what mkdir raises in a folder without write permission
         raise PermissionError(errno.EACCES, "Permission denied", str(out_dir))
     monkeypatch.setattr(session, "new_run_dir", refused)
     final = TrainingSession().run(tiny_config(tmp_path, epochs=1), lambda e: None, dataset=sample_data)

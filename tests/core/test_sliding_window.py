@@ -5,6 +5,7 @@ weights, stitching against whole-image and hand-computed results, the predictor'
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -189,21 +190,21 @@ def test_patch_run_predicts_at_full_size_with_the_sliding_window(patch_predictor
     expected = sliding_window(p._probabilities, x, PATCH, 0.5, batch=1)
     assert probs.shape == (3, 100, 150) and np.abs(probs - expected.numpy()).max() < 1e-5
     # not the whole image squeezed to 64 x 64
-    p.meta["input"] = {"mode": "resize"}
+    plan, p.plan = p.plan, replace(p.plan, input_mode="resize")
     try:
         assert np.abs(p.probabilities(img) - probs).max() > 1e-3
     finally:
-        p.meta["input"] = {"mode": "patches", "patch": PATCH, "scale": 1.0, "overlap": 0.5}
+        p.plan = plan
 
 
 def test_scale_is_applied_before_the_windows(patch_predictor):
     p = patch_predictor
     img = smooth(150, 90, seed=2, colour=True)
-    p.meta["input"] = {"mode": "patches", "patch": PATCH, "scale": 0.5, "overlap": 0.5}
+    plan, p.plan = p.plan, replace(p.plan, scale=0.5)
     try:
         probs = p.probabilities(img)
     finally:
-        p.meta["input"] = {"mode": "patches", "patch": PATCH, "scale": 1.0, "overlap": 0.5}
+        p.plan = plan
     half = np.asarray(Image.fromarray(img).resize((45, 75), Image.BILINEAR)).transpose(2, 0, 1)
     small = sliding_window(p._probabilities, half, PATCH, 0.5, batch=1)
     back = torch.nn.functional.interpolate(torch.from_numpy(small)[None], size=(150, 90), mode="bilinear",
@@ -220,8 +221,8 @@ def test_ct_in_hu_is_scaled_then_windowed(tmp_path):
     hu = (smooth(100, 70).astype(np.int16) * 4 - 300).astype(np.int16)
     x = p.prepare(hu)
     assert x.dtype == np.uint8 and x.shape == (1, 50, 35)
-    from segstudio.data.reader import resize_image
-    from segstudio.data.windowing import apply_window
+    from segstudio.preprocess.slicing import resize_image
+    from segstudio.preprocess.windowing import apply_window
 
     assert np.array_equal(x, apply_window(resize_image(hu, (50, 35)), 400, 40))
     assert p.predict(hu).shape == (100, 70)
@@ -270,7 +271,7 @@ def test_review_of_a_patch_run_is_at_full_size(tmp_path, sample_data):
         assert np.array_equal(it.target, truth)
         assert np.allclose(it.dice, dice_per_class(it.pred, truth, len(sample_data.codes)), equal_nan=True)
         from segstudio.io.registry import read_image
-        from segstudio.data.windowing import parse_window
+        from segstudio.preprocess.windowing import parse_window
 
         hu = read_image(Path(it.source), parse_window(p.window), defer_ct=True).frames[it.frame]
         assert np.array_equal(it.pred, p.predict(hu))

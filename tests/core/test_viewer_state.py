@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segstudio.data.items import take_slice
+from segstudio.preprocess.slicing import take_slice
 from segstudio.io.registry import read_scan
 from segstudio.editing.viewer_state import (KEY_STEPS, PlaneLetters, ScanGeometry, ViewerState,
                                             plane_of)

@@ -11,7 +11,8 @@ import torch
 
 from segstudio.config import DataConfig
 from segstudio.data import inspect_dataset, load_dataset
-from segstudio.data.items import put_slice, take_slice
+from segstudio.preprocess.plan import Plan
+from segstudio.preprocess.slicing import put_slice, take_slice
 from segstudio.io.registry import read_scan
 from segstudio.errors import DataError
 from segstudio.training import events as ev
@@ -179,8 +180,8 @@ def test_nrrd_scans_are_written_back_as_nrrd(tmp_path):
     sitk.WriteImage(img, str(scans / "knee.nrrd"))
 
     class Half:
-        meta = {"window": "auto", "n_in": 3}
-        size, codes = 16, ["background", "bone"]
+        codes = ["background", "bone"]
+        plan = Plan.from_meta({"window": "auto", "n_in": 3, "codes": codes, "size": 16})
         tta = False
 
         def probabilities_resized(self, batch, flip=False):
@@ -288,8 +289,9 @@ def test_dicom_series_predictions_are_a_seg_and_a_nifti(tmp_path):
     paths, masks = write_ct_series(root / "case_a")
 
     class Bright:
-        meta = {"window": "400/40", "n_in": 3, "volumes": {"modalities": ["CT"]}}
-        size, codes = 24, ["background", "lesion"]
+        codes = ["background", "lesion"]
+        plan = Plan.from_meta({"window": "400/40", "n_in": 3, "codes": codes, "size": 24,
+                               "volumes": {"modalities": ["CT"]}})
         tta = False
 
         def probabilities_resized(self, batch, flip=False):
@@ -356,8 +358,9 @@ def test_a_model_for_other_channels_reports_the_scans(volumes, tmp_path):
     from segstudio.inference.volumes import predict_volume_folder, scan_layout
 
     class TwoChannels:
-        meta = {"window": "auto", "n_in": 6, "volumes": {"channels": 2, "context": 1}}
-        size, codes = 16, ["background", "liver"]
+        codes = ["background", "liver"]
+        plan = Plan.from_meta({"window": "auto", "n_in": 6, "codes": codes, "size": 16,
+                               "volumes": {"channels": 2, "context": 1}})
         tta = False
 
     report = PredictReport()

@@ -278,6 +278,6 @@ def folders_used(cfg: DataConfig, report) -> str:
 
 def window_choices() -> list[str]:
     """The window modes ("auto", "file", "percentile") then the DICOM presets."""
-    from segstudio.data.windowing import MODES, WINDOW_PRESETS
+    from segstudio.preprocess.windowing import MODES, WINDOW_PRESETS
 
     return list(MODES) + list(WINDOW_PRESETS)

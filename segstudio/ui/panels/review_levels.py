@@ -7,7 +7,7 @@ import math
 
 from PySide6.QtCore import Slot
 
-from segstudio.data.windowing import WINDOW_PRESETS
+from segstudio.preprocess.windowing import WINDOW_PRESETS
 
 CUSTOM, PRESET_HINT = "Custom", "Preset…"
 

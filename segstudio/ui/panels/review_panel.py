@@ -20,6 +20,7 @@ from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
 from segstudio.ui.panels.review_corrections import CorrectionsMixin
 from segstudio.ui.panels.review_predict import PredictMixin
+from segstudio.ui.panels.review_scans import ScanMixin
 from segstudio.ui.panels.review_tools import ReviewTools
 from segstudio.ui.panels.review_viewer import ReviewViewer
 from segstudio.ui.state import AppState, RunRef
@@ -61,7 +62,7 @@ class NumItem(QTableWidgetItem):
         return key(self.value) < key(getattr(other, "value", math.inf))
 
 
-class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
+class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
     """Lists ReviewItems (computed in a worker) and shows the selected one in the viewer.
 
     Watches `state.run`; reads the loaded dataset (reused when the run used it) and the data
@@ -83,6 +84,8 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
         self._generation = 0  # bumped when the items change: late decodes of older ones are dropped
         self._pending_run = None  # (run_dir, dataset, config) asked for while busy
         self.validation_items: list = []  # the run's review, to come back to after a prediction
+        self.boundary = None  # the run folder's NSD and HD95 per case (reporting.after_training.BoundaryScores)
+        self._fit_on_show = False  # the columns are fitted again when the area is next shown
         self.current = -1
         self.model = ReviewModel()  # items, edits and history, without Qt
         self.model.listen(self._on_model)
@@ -167,7 +170,7 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
         self.tools.editing_changed.connect(self.viewer.set_editing)
         split = self.split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.group_items)
-        split.addWidget(self.viewer)
+        split.addWidget(self._build_scan_viewer())
         split.setStretchFactor(1, 1)
         split.setSizes([400, 800])
         v = QVBoxLayout(self)
@@ -189,28 +192,35 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
         self.tools.set_codes(codes)
         ctx = MaskContext.of(self.dataset, self.run_dir) if self.dataset is not None else None
         self.model.set_items(self.items, ctx)
+        self._scan_key = ""
         truth = any(it.target is not None for it in self.items)
         fg = list(range(1, len(codes))) if truth or not self.items else []  # no truth: no Dice
         scans = any(it.is_scan for it in self.items)
         ml = [f"{codes[k]} mL" for k in range(1, len(codes))] if scans else []
         parent = ["Parent Dice"] if any(math.isfinite(it.parent_dice) for it in self.items) else []
         unsure = ["Uncertainty"] if by_uncertainty else []
+        known = self.boundary.by_case if self.boundary is not None and truth else {}
+        boundary = ["NSD", f"HD95 {self.boundary.unit}"] if any(it.name in known for it in self.items) else []
         t = self.table_review
         t.setSortingEnabled(False)
         t.clearContents()
         dice = ["Dice"] if truth or not self.items else []
-        t.setColumnCount(1 + len(dice) + len(parent) + len(unsure) + len(fg) + len(ml))
-        t.setHorizontalHeaderLabels(["Scan" if scans else "Image"] + dice + parent + unsure
+        t.setColumnCount(1 + len(dice) + len(boundary) + len(parent) + len(unsure) + len(fg) + len(ml))
+        t.setHorizontalHeaderLabels(["Scan" if scans else "Image"] + dice + boundary + parent + unsure
                                     + [str(codes[k]) for k in fg] + ml)
+        hd95 = 2 + len(dice) if boundary else -1  # its column: one decimal
+        if boundary:
+            self._explain_boundary(hd95 - 1)
         t.setRowCount(len(self.items))
         for row, item in enumerate(self.items):
             name = QTableWidgetItem(str(item.name))
             name.setData(Qt.ItemDataRole.UserRole, row)
             t.setItem(row, 0, name)
-            values = ([item.dice_mean] if dice else []) + ([item.parent_dice] if parent else [])
-            values += [item.uncertainty] if unsure else []
+            values = ([item.dice_mean] if dice else []) + (list(known.get(item.name, (math.nan,) * 2))
+                                                            if boundary else [])
+            values += ([item.parent_dice] if parent else []) + ([item.uncertainty] if unsure else [])
             for col, value in enumerate(values, start=1):
-                t.setItem(row, col, NumItem(float(value)))
+                t.setItem(row, col, NumItem(float(value), digits=1 if col == hd95 else 3))
             first = 1 + len(values)
             for col, k in enumerate(fg, start=first):
                 t.setItem(row, col, NumItem(float(item.dice[k]) if k < len(item.dice) else math.nan))
@@ -218,6 +228,7 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
                 t.setItem(row, col, NumItem(predicted, digits=1))
         t.setSortingEnabled(True)
         self._fit_columns()
+        self._fit_on_show = not self.isVisible()  # a hidden splitter has no width to share yet
         if unsure:
             t.sortItems(1, Qt.SortOrder.DescendingOrder)
         else:
@@ -228,6 +239,25 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
             self.viewer.fit()
         else:
             self.viewer.clear()
+            self._show_flat()
+            self.scan_viewer.set_data(None)
+
+    def _explain_boundary(self, col: int) -> None:
+        """Tooltips of the NSD and HD95 columns (from `col`): what they are and where they come from."""
+        b, t = self.boundary, self.table_review
+        t.horizontalHeaderItem(col).setToolTip(
+            f"Normalised surface distance at {b.tolerance:g} {b.unit}: the share of both boundaries within\n"
+            "the tolerance of the other (1 is best); the mean over the classes. Scored on the\n"
+            "run's validation cases at their own size after training (metrics_per_case.csv)")
+        t.horizontalHeaderItem(col + 1).setToolTip(
+            f"95th percentile Hausdorff distance in {b.unit} (0 is best; empty when a class is missing\n"
+            "from the mask or the prediction); the mean over the classes (metrics_per_case.csv)")
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._fit_on_show:  # items listed while another area was shown
+            self._fit_on_show = False
+            self._fit_columns()
 
     def _fit_columns(self) -> None:
         """Number columns as wide as their numbers and names (Parent Dice, each class, mL), the
@@ -262,6 +292,12 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
             return
         self.current = index
         self.model.select(index)
+        if item.is_scan and item.source and Path(item.source).exists():  # full resolution, three planes
+            self._show_scan(item)
+            self._update_info()
+            self.tools.update_state(self.save_runner.busy)
+            return
+        self._show_flat()
         key = (item.source, item.frame)
         self.viewer.show_item(item, self._frames.get(key))
         if item.source and not item.is_scan and key not in self._frames and self.predictor is not None:
@@ -303,9 +339,11 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
         if item is not None:
             dice = "no ground truth" if item.target is None else (
                 f"mean {'3-D ' if item.is_scan else ''}Dice {float(item.dice_mean):.3f}")
-            steps = "↑/↓ scans, ←/→ or wheel slices" if item.is_scan else "↑/↓ to step"
-            self.viewer.label_info.setText(f"{item.name} — {dice}  ({row + 1}/{len(self.items)}, {steps})")
-            self.viewer.label_info.setToolTip("\n".join(
+            steps = ("↑/↓ scans, ←/→ or wheel step a plane" if self.showing_scan
+                     else "↑/↓ scans, ←/→ or wheel slices" if item.is_scan else "↑/↓ to step")
+            label = self.scan_viewer.label_info if self.showing_scan else self.viewer.label_info
+            label.setText(f"{item.name} — {dice}  ({row + 1}/{len(self.items)}, {steps})")
+            label.setToolTip("\n".join(
                 f"{name}: {pred:.1f} mL predicted" + ("" if item.target is None else f", {true:.1f} mL true")
                 for name, pred, true in item.volume_ml))
 
@@ -332,7 +370,9 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
         if event.modifiers() not in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
             return False
         if key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
-            if scan:
+            if self.showing_scan:
+                self.scan_viewer.step_hovered(1 if key == Qt.Key.Key_Right else -1)
+            elif scan:
                 self.viewer.step_slice(1 if key == Qt.Key.Key_Right else -1)
             else:
                 self.step(1 if key == Qt.Key.Key_Right else -1)
@@ -414,6 +454,9 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
         self.group_items.setTitle(self._validation_title)
         self.validation_items = list(items)
         self.button_show_validation.setVisible(False)
+        from segstudio.reporting.after_training import boundary_scores  # torch is loaded by now
+
+        self.boundary = boundary_scores(run_dir)
         self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
         self._update_loop_buttons()
         if note:
@@ -432,7 +475,7 @@ class ReviewPanel(CorrectionsMixin, PredictMixin, QWidget):
     def wait(self, ms: int = 60000) -> bool:
         self._pending_run = None
         stopped = [self.runner.wait(ms), self.frame_runner.wait(ms), self.mask_runner.wait(ms),
-                   self.save_runner.wait(ms)]
+                   self.save_runner.wait(ms), self.scan_runner.wait(ms), self.scan_viewer.runner.wait(ms)]
         return all(stopped)
 
     @Slot(bool)

@@ -124,6 +124,13 @@ class ReviewTools(QWidget):
             self.combo_class.addItem(QIcon(pix), f"{k} {name}" if k < 10 else str(name))
         self._sync_tool()
 
+    def set_scan_mode(self, on: bool) -> None:
+        """A scan in the three-plane viewer brings its own tools (scan_tools.py): the 2-D ones
+        hide; the Correct toggle, undo, redo and Save stay."""
+        for w in (*self.tool_buttons.values(), self.spin_radius, self.spin_tolerance, self.combo_class,
+                  self.button_accept, self.button_reset):
+            w.setVisible(not on)
+
     @property
     def editing(self) -> bool:
         return self.button_edit.isChecked()

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsEllipseItem, QHBox
 from superqt import QLabeledSlider, QRangeSlider
 from superqt.utils import signals_blocked
 
-from segstudio.data.windowing import WINDOW_PRESETS
+from segstudio.preprocess.windowing import WINDOW_PRESETS
 from segstudio.editing.review_model import ReviewModel
 from segstudio.palette import COMPARE
 from segstudio.ui import overlay

@@ -238,6 +238,7 @@ class TrainPanel(QWidget):
         worker.epoch_ended.connect(self._on_epoch)
         worker.preview.connect(self.preview.show_preview)
         worker.warning.connect(self._on_warning)
+        worker.scored.connect(lambda text: self.log("info", f"Validation: {text}."))
         self.last_final = None
         self._warnings: list[str] = []
         self._config = config
@@ -367,7 +368,8 @@ class TrainPanel(QWidget):
         if self.following:  # its batches so far arrive at once: the pace is in its epoch times
             eta = (sum(self._epoch_seconds) / len(self._epoch_seconds) / max(ipe, 1) * (total - done)
                    if self._epoch_seconds else float("nan"))
-        self.progress_train.setFormat(f"Epoch {b.epoch + 1}/{s.epochs if s else 0} · batch {batch}/{ipe or '?'}")
+        epochs = total // ipe if ipe else (s.epochs if s else 0)  # a time budget sets them after the first steps
+        self.progress_train.setFormat(f"Epoch {b.epoch + 1}/{epochs} · batch {batch}/{ipe or '?'}")
         self.label_eta.setText(f"ETA {fmt_duration(eta)}")
 
     @Slot(object)
@@ -375,9 +377,9 @@ class TrainPanel(QWidget):
         self.plots.add_epoch(e)
         self._epoch_seconds.append(e.seconds)
         s = self.last_started
-        if s is not None and e.epoch + 1 < s.epochs:  # the next epoch (a resumed run replays those done)
+        if s is not None and e.epoch + 1 < e.epochs:  # the next epoch (a resumed run replays those done)
             self.progress_train.setValue(max(self.progress_train.value(), (e.epoch + 1) * s.iters_per_epoch))
-            self.progress_train.setFormat(f"Epoch {e.epoch + 2}/{s.epochs}")
+            self.progress_train.setFormat(f"Epoch {e.epoch + 2}/{e.epochs}")
         best = " ★ best" if e.is_best else ""
         self.log("info", f"Epoch {e.epoch + 1}/{e.epochs}: train {e.train_loss:.4f}, valid "
                          f"{e.valid_loss:.4f}, Dice {e.dice_mean:.3f} ({e.seconds:.1f} s){best}")

@@ -16,11 +16,12 @@ from superqt import QCollapsible, QDoubleRangeSlider
 from segstudio.config import Arch, Device, InputMode, Loss, Norm, Precision, Schedule, TrainConfig, default_lrs
 from segstudio.training.groups import group_names, lr_plan
 from segstudio.ui import resources
-from segstudio.ui.binding import PERCENT, Binding
+from segstudio.ui.binding import PERCENT, Binding, Convert
 from segstudio.ui.panels.plots import LRFinderPlot, LRGroupChart
 from segstudio.ui.panels.weights_box import WeightsBox
 
 LOG_MIN, LOG_MAX = -6.0, -1.0
+MINUTES = Convert(lambda seconds: float(seconds) / 60, lambda minutes: float(round(float(minutes) * 60)))  # time budget
 # keyed by (enum, value): str-valued members of different enums compare equal ("auto")
 LABELS = {
     (Schedule, "one_cycle"): "One-cycle, discriminative LRs",
@@ -71,7 +72,8 @@ class TrainSettings(QWidget):
         v.addStretch(1)
         self.bool_pretrained.toggled.connect(self._on_defaults_changed)  # LRs first, then one `changed`
         self.combo_schedule.currentIndexChanged.connect(self._on_defaults_changed)
-        self.binding = Binding(self, TrainConfig, {"empty_share": PERCENT}, exclude=("lr_lo", "lr_hi"))
+        self.binding = Binding(self, TrainConfig, {"empty_share": PERCENT, "time_budget": MINUTES},
+                               exclude=("lr_lo", "lr_hi"))
         self.binding.on_change(self._on_edit)
         self.set_config(TrainConfig())
 
@@ -133,6 +135,14 @@ class TrainSettings(QWidget):
         ep_row.addWidget(self.label_freeze)
         ep_row.addWidget(self.value_freeze_epochs, 1)
         form.addRow("Epochs", ep_row)
+        self.value_time_budget = QDoubleSpinBox(objectName="value_time_budget", decimals=1, minimum=0,
+                                                maximum=7 * 24 * 60, singleStep=1, suffix=" min")
+        self.value_time_budget.setSpecialValueText("Off (train the epochs)")
+        self.value_time_budget.setToolTip(
+            "Train for about this long in all, loading included, instead of a number of epochs: the epochs that "
+            "fit are measured on the first training steps and the learning-rate schedule is sized to them "
+            "(the run's config.json records them). Off: train the epochs above.")
+        form.addRow("Time", self.value_time_budget)
         form.addRow("Schedule", self.combo_schedule)
         form.addRow("Loss", self.combo_loss)
         form.addRow("Augment", self.bool_augment)
@@ -382,5 +392,6 @@ class TrainSettings(QWidget):
         fine = self.combo_schedule.currentData() == Schedule.fine_tune.value
         self.value_freeze_epochs.setEnabled(fine)
         self.label_freeze.setEnabled(fine)
+        self.value_epochs.setEnabled(self.value_time_budget.value() == 0)  # a time budget chooses them
         self._sync_lr_views()
         self.changed.emit()
