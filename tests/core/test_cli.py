@@ -111,7 +111,8 @@ def test_bad_options_are_refused_before_anything_runs(sample_dirs):
 
 
 def test_valid_pct_takes_a_fraction_or_a_percentage():
-    from segstudio.cli.main import build_parser, train_config
+    from segstudio.cli.main import build_parser
+    from segstudio.cli.train import train_config
 
     for text in ("0.3", "30"):
         args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--valid-pct", text])
@@ -150,7 +151,8 @@ def test_inspect_of_a_folder_without_images_says_why(tmp_path):
 
 
 def test_mask_options_reach_the_config():
-    from segstudio.cli.main import build_parser, train_config
+    from segstudio.cli.main import build_parser
+    from segstudio.cli.train import train_config
 
     args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--labels", "instances",
                                       "--class-names", "nucleus"])
@@ -274,7 +276,8 @@ def test_every_images_and_masks_option_says_what_it_takes():
 
 
 def test_the_default_architecture_is_train_configs_in_help_and_printout(capsys):
-    from segstudio.cli.main import EventPrinter, build_parser, train_config
+    from segstudio.cli.main import build_parser
+    from segstudio.cli.train import EventPrinter, train_config
     from segstudio.config import TrainConfig
     from segstudio.training import events as ev
 
@@ -292,7 +295,8 @@ def test_the_default_architecture_is_train_configs_in_help_and_printout(capsys):
 
 
 def test_keep_checkpoint_reaches_the_config():
-    from segstudio.cli.main import build_parser, train_config
+    from segstudio.cli.main import build_parser
+    from segstudio.cli.train import train_config
 
     parse = build_parser().parse_args
     assert train_config(parse(["train", "--images", "i", "--keep-checkpoint"])).keep_checkpoint is True

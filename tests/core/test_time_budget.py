@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from fastai.callback.schedule import combined_cos
 
-from segstudio.cli.main import build_parser, train_config
+from segstudio.cli.main import build_parser
+from segstudio.cli.train import train_config
 from segstudio.training import events as ev
 from segstudio.training.session import TrainingSession
 from tests.conftest import tiny_config
