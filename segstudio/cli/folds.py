@@ -8,11 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..data.folds import FOLDS_FILE
-
-
-def is_fold_set(path: str | Path) -> bool:
-    return (Path(path) / FOLDS_FILE).is_file()
+from ..data.folds import FOLDS_FILE, fold_name, is_fold_set, read_fold_record
 
 
 def train_fold_set(args, train_config, run_training) -> int:
@@ -22,13 +18,13 @@ def train_fold_set(args, train_config, run_training) -> int:
     from ..errors import SegstudioError
     from ..files import NotWritable, check_writable, write_atomic
     from ..runs import default_runs_dir, write_json
-    from ..training.fold_set import fold_config, fold_name, fold_state, read_fold_count
+    from ..training.fold_set import fold_config, fold_state
 
     created = False  # the fold-set folder made by this call (removed again if no fold trains)
     try:
         if args.resume:
             root = Path(args.resume)
-            k = read_fold_count(root)
+            k = read_fold_record(root)["folds"]
             base = TrainConfig.load(root / "config.json")
             if args.device:
                 base.device = type(base.device)(args.device)
@@ -40,9 +36,9 @@ def train_fold_set(args, train_config, run_training) -> int:
             runs = Path(base.out_dir) if base.out_dir else default_runs_dir()
             check_writable(runs, "runs folder")
             root = runs / (base.run_name or f"{k}_folds")
-            if (root / FOLDS_FILE).is_file():
-                if read_fold_count(root) != k:
-                    raise SegstudioError(f"{root} is a fold set of {read_fold_count(root)} folds, not {k}.")
+            if is_fold_set(root):
+                if (existing := read_fold_record(root)["folds"]) != k:
+                    raise SegstudioError(f"{root} is a fold set of {existing} folds, not {k}.")
                 if args.fold is None:
                     raise SegstudioError(f"{root} is already a fold set: continue it with --resume {root}, "
                                          "or give another --name.")

@@ -68,7 +68,8 @@ def demo_data(cfg: TrainConfig, volumes: bool) -> None:
 
 def cmd_train(args) -> int:
     from ..errors import SegstudioError
-    from .folds import is_fold_set, train_fold_set
+    from ..data.folds import is_fold_set
+    from .folds import train_fold_set
 
     if args.folds or (args.resume and is_fold_set(args.resume)):
         return train_fold_set(args, train_config, run_training)

@@ -9,16 +9,41 @@ StratifiedGroupKFold takes one label per item, not a set of classes per group).
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 
 from ..config import DataConfig
-from ..errors import DataError
+from ..errors import DataError, SegstudioError
 from ..io.dicom_file import PATIENT_PREFIX
 from .split import split_groups
 
-FOLDS_FILE = "folds.json"
+FOLDS_FILE = "folds.json"  # a fold set's record: {"folds": K, "seed": ..., "runs": {"0": "fold_0", ...}}
+
+
+def fold_name(fold: int) -> str:
+    return f"fold_{fold}"
+
+
+def is_fold_set(path: str | Path) -> bool:
+    return (Path(path) / FOLDS_FILE).is_file()
+
+
+def read_fold_record(root: str | Path) -> dict:
+    """A fold set's folds.json, with an int "folds"; SegstudioError when it cannot be read."""
+    try:
+        record = json.loads((Path(root) / FOLDS_FILE).read_text(encoding="utf-8"))
+        record["folds"] = int(record["folds"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SegstudioError(f"{Path(root) / FOLDS_FILE} cannot be read as a fold set ({exc}).") from exc
+    return record
+
+
+def fold_run(root: str | Path, record: dict, fold: int) -> Path:
+    """The run folder of fold `fold` of the fold set at `root`."""
+    return Path(root) / record.get("runs", {}).get(str(fold), fold_name(fold))
 
 
 def max_folds(groups: list[str]) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..preprocess.recipe import CT_AIR
 from ..preprocess.windowing import WINDOW_PRESETS, percentile_window
 from ..errors import Cancelled, DataError
 from ..io.registry import read_geometry, read_scan
@@ -53,7 +54,7 @@ class ScanData:
         """A scan given as arrays (a test, a benchmark, a memory-mapped file): editable labels
         start from the truth, else the prediction, else empty."""
         sample = values[::4, ::4, ::4]
-        ct = unit == "HU" if unit is not None else float(sample.min()) <= -500
+        ct = unit == "HU" if unit is not None else float(sample.min()) <= CT_AIR
         window = WINDOW_PRESETS["abdomen"] if ct else percentile_window(np.asarray(sample, np.float32))
         start = truth if truth is not None else pred
         labels = np.array(start, np.uint8) if start is not None else np.zeros(geometry.shape, np.uint8)
@@ -121,10 +122,14 @@ def load_scan_data(item, ctx: MaskContext | None, predictor=None, *, progress, s
         progress(n, 4, text)
 
     source = item.source
-    step(0, "Reading the scan's header")
-    check_fits(read_geometry(source).shape, item.name)
+    series = Path(source).is_dir()  # a series folder's "header" is the whole series: read it once
+    if not series:
+        step(0, "Reading the scan's header")
+        check_fits(read_geometry(source).shape, item.name)
     step(1, "Reading the scan")
     volume = read_scan(source)
+    if series:
+        check_fits(volume.shape, item.name)
     values = volume.array[0] if volume.array.ndim == 4 else volume.array
     notes = [f"{item.name} has {volume.channels} channels: channel 1 is shown"] if volume.channels > 1 else []
     truth_file = _truth_file(item, ctx)
@@ -143,7 +148,7 @@ def load_scan_data(item, ctx: MaskContext | None, predictor=None, *, progress, s
         pred = predict_volume(predictor, volume, should_stop)
     codes = tuple(ctx.codes) if ctx is not None else tuple(getattr(predictor, "codes", ()) or ("background",
                                                                                                  "foreground"))
-    ct = volume.modality == "CT" or float(values[::4, ::4, ::4].min()) <= -500
+    ct = volume.modality == "CT" or float(values[::4, ::4, ::4].min()) <= CT_AIR
     angle = obliquity(volume.affine)
     if angle > OBLIQUE_TOL:
         geometry, (values, truth, pred) = straightened(volume, truth, pred)

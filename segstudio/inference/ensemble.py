@@ -9,13 +9,12 @@ temperature, applied inside `FoldEnsemble`, so the ensemble takes inputs in 0..1
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..data.folds import FOLDS_FILE
+from ..data.folds import fold_run, read_fold_record
 from ..errors import SegstudioError
 from ..runs import MODEL_FILE, MODEL_META
 
@@ -24,22 +23,14 @@ OWN_KEYS = {"mean", "std", "epoch", "dice_mean", "temperature", "segstudio", "pr
             "format", "calibration", "ensemble"}
 
 
-def is_fold_set(path: str | Path) -> bool:
-    return (Path(path) / FOLDS_FILE).is_file()
-
-
 def fold_runs(root: str | Path, allow_missing: bool = False) -> list[tuple[int, Path]]:
     """(fold, run folder) of each fold with a trained model; SegstudioError naming the folds
     without one unless `allow_missing` (at least one is always needed)."""
-    root = Path(root)
-    try:
-        record = json.loads((root / FOLDS_FILE).read_text(encoding="utf-8"))
-        k = int(record["folds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SegstudioError(f"{root / FOLDS_FILE} cannot be read as a fold set ({exc}).") from exc
+    record = read_fold_record(root)
+    k = record["folds"]
     found, missing = [], []
     for fold in range(k):
-        run = root / record.get("runs", {}).get(str(fold), f"fold_{fold}")
+        run = fold_run(root, record, fold)
         (found if (run / MODEL_FILE).is_file() and (run / MODEL_META).is_file() else missing).append((fold, run))
     if not found or (missing and not allow_missing):
         names = ", ".join(str(f) for f, _ in missing)

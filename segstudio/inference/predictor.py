@@ -32,7 +32,8 @@ from ..runs import MODEL_FILE, MODEL_META
 from ..training.device import resolve_device
 from ..training.norms import INSTANCE, to_instance_norm
 from ..training.weights import architecture
-from .ensemble import FoldEnsemble, ensemble_meta, fold_runs, is_fold_set
+from ..data.folds import is_fold_set
+from .ensemble import FoldEnsemble, ensemble_meta, fold_runs
 from .fit import FitNotes, refuse_2d_images
 from .outputs import PredictionFolder, check_output_folder
 from .sliding_window import Tiled, gaussian_weights, stitch
@@ -103,10 +104,11 @@ class Predictor:
     """A trained model plus the preprocessing it was trained with."""
 
     def __init__(self, model: torch.nn.Module | None, meta: dict, device: torch.device,
-                 training_folders: tuple[str, str] = ("", ""), session=None):
+                 training_folders: tuple[str, str] = ("", ""), session=None, plan: Plan | None = None):
         self.model = model.eval().to(device) if model is not None else None
         self.meta, self.device = meta, device
-        self.plan = Plan.from_meta(meta)  # how images become the model's input (preprocess/recipe.py)
+        # how images become the model's input (preprocess/recipe.py); `plan`: already read from meta
+        self.plan = plan or Plan.from_meta(meta)
         self.session = session  # an onnxruntime session running an exported model (export.py)
         self.batch_size = BATCH.get(device.type, 1)
         # mirrored test-time augmentation in predict_folder: each image averaged with its mirror
@@ -146,7 +148,7 @@ class Predictor:
         if plan.norm == INSTANCE:
             to_instance_norm(model)
         model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
-        return cls(model, meta, resolve_device(device)[0], training_folders(run_dir))
+        return cls(model, meta, resolve_device(device)[0], training_folders(run_dir), plan=plan)
 
     @property
     def backend(self) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import DataError
 from ..evaluation.evaluate import CSV_NAME, SUMMARY_NAME
 from ..runs import MODEL_META, write_json
-from .validation import ValidationScores, read_rows, score_validation, write_validation
+from .validation import (ValidationScores, finite_mean, read_rows, read_tolerance, score_validation,
+                         write_validation)
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
@@ -58,8 +59,7 @@ def summary(scores: ValidationScores) -> str:
     tolerance = f"{scores.tolerance_mm:g} {unit}"
 
     def mean(metric: str) -> float:
-        values = [getattr(r, metric) for r in scores.rows if math.isfinite(getattr(r, metric))]
-        return sum(values) / len(values) if values else math.nan
+        return finite_mean(getattr(r, metric) for r in scores.rows)
 
     text = (f"{cases} validation {'scan' if scores.scans else 'image'}{'' if cases == 1 else 's'} scored: "
             f"Dice {mean('dice'):.3f}, NSD {mean('nsd'):.3f} ({tolerance}), HD95 {mean('hd95'):.1f} {unit}")
@@ -91,14 +91,7 @@ def boundary_scores(run_dir: str | Path) -> BoundaryScores:
     for r in rows:
         by_case.setdefault(r.case, []).append((r.nsd, r.hd95))
 
-    def mean(values) -> float:
-        finite = [v for v in values if math.isfinite(v)]
-        return sum(finite) / len(finite) if finite else math.nan
-
-    try:
-        tolerance = float(json.loads((run_dir / SUMMARY_NAME).read_text(encoding="utf-8"))["tolerance_mm"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        tolerance = 1.0
-    return BoundaryScores({case: (mean(v[0] for v in pairs), mean(v[1] for v in pairs))
+    tolerance = read_tolerance(run_dir / SUMMARY_NAME, 1.0)
+    return BoundaryScores({case: (finite_mean(v[0] for v in pairs), finite_mean(v[1] for v in pairs))
                            for case, pairs in by_case.items()},
                           rows[0].distance_unit if rows else "mm", tolerance)

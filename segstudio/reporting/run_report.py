@@ -23,7 +23,7 @@ from ..runs import MODEL_FILE, MODEL_META, read_metrics
 from ..training.device import device_name
 from ..training.event_log import EVENTS
 from .validation import (CALIBRATION_NAME, KEEP, ValidationScores, case_means, read_calibration, read_rows,
-                         score_validation)
+                         read_tolerance, score_validation)
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
@@ -97,7 +97,7 @@ def _validation(report: RunReport, progress, stop: StopFn, device: str, toleranc
         try:
             rows = read_rows(run_dir / CSV_NAME)
             report.rows_from = f"read from {CSV_NAME} in the run folder"
-            tolerance_mm = _tolerance(run_dir / SUMMARY_NAME, tolerance_mm)
+            tolerance_mm = read_tolerance(run_dir / SUMMARY_NAME, tolerance_mm)
         except DataError as e:
             report.missing.append(f"{CSV_NAME}: {e}; the cases are scored again")
     if (run_dir / CALIBRATION_NAME).is_file():
@@ -196,11 +196,3 @@ def _json(path: Path, missing: list[str], why: str) -> dict | None:
         missing.append(f"{path.name} does not hold settings")
         return None
     return value
-
-
-def _tolerance(summary: Path, default: float) -> float:
-    """The NSD tolerance summary.json records, else `default`."""
-    try:
-        return float(json.loads(summary.read_text(encoding="utf-8"))["tolerance_mm"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return default

@@ -29,7 +29,7 @@ from ..errors import Cancelled, DataError
 from ..evaluation.calibration import ReliabilityDiagram, apply_temperature, fit_temperature, reliability_diagram
 from ..evaluation.evaluate import METRICS, EvaluationReport, MetricRow, summarise, write_report
 from ..evaluation.surface import ClassMetrics, label_metrics
-from ..files import write_atomic
+from ..runs import write_json
 from ..inference.predictor import Predictor, prefetched
 from ..inference.review import full_size_pair
 from ..inference.volumes import BATCH
@@ -131,7 +131,7 @@ def score_validation(run_dir: str | Path, progress: ProgressFn | None = None, sh
         metrics = label_metrics(truth, pred, spacing, tolerance_mm, classes=range(1, len(dataset.codes)))
         voxel = float(np.prod(spacing)) / 1000 if dataset.volumetric else 1.0
         scores.rows += _rows(name, metrics, dataset.codes, voxel, dataset.volumetric)
-        mean = _mean([m.dice for m in metrics.values()])
+        mean = finite_mean([m.dice for m in metrics.values()])
         if keep > 0 and math.isfinite(mean):
             focus = min((c for c, m in metrics.items() if math.isfinite(m.dice)), key=lambda c: metrics[c].dice)
             views = _extremes(views + [CaseView(name, mean, picture(focus),
@@ -153,7 +153,7 @@ def write_validation(run_dir: str | Path, scores: ValidationScores) -> list[Path
     written = write_report(report, Path(run_dir))
     if scores.calibration is not None:
         path = Path(run_dir) / CALIBRATION_NAME
-        write_atomic(path, json.dumps(scores.calibration.to_dict(), indent=2) + "\n")
+        write_json(path, scores.calibration.to_dict())
         written.append(path)
     return written
 
@@ -184,7 +184,7 @@ def case_means(rows: list[MetricRow]) -> dict[str, float]:
     by_case: dict[str, list[float]] = {}
     for r in rows:
         by_case.setdefault(r.case, []).append(r.dice)
-    means = {case: _mean(values) for case, values in by_case.items()}
+    means = {case: finite_mean(values) for case, values in by_case.items()}
     return dict(sorted(means.items(), key=lambda kv: (math.isnan(kv[1]), kv[1])))
 
 
@@ -302,9 +302,18 @@ def _extremes(views: list[CaseView], keep: int) -> list[CaseView]:
     return ranked if len(ranked) <= 2 * keep else ranked[:keep] + ranked[-keep:]
 
 
-def _mean(values: list[float]) -> float:
+def finite_mean(values) -> float:
+    """The mean of the finite values (NaN: a metric not defined for that case), NaN if none."""
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else NAN
+
+
+def read_tolerance(summary: Path, default: float) -> float:
+    """The NSD tolerance a summary.json records, else `default`."""
+    try:
+        return float(json.loads(Path(summary).read_text(encoding="utf-8"))["tolerance_mm"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return default
 
 
 def _number(text: str) -> float:

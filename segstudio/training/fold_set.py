@@ -4,25 +4,12 @@ ordinary run trained on the other folds and validated on its own (data/folds.py)
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..data.folds import FOLDS_FILE
-from ..errors import SegstudioError
+from ..data.folds import fold_name
 from ..runs import CHECKPOINT, MODEL_FILE
 from .event_log import finished_event
-
-
-def fold_name(fold: int) -> str:
-    return f"fold_{fold}"
-
-
-def read_fold_count(root: str | Path) -> int:
-    try:
-        return int(json.loads((Path(root) / FOLDS_FILE).read_text(encoding="utf-8"))["folds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SegstudioError(f"{root} is not a fold set ({FOLDS_FILE} unreadable: {exc}).") from exc
 
 
 def fold_config(config: TrainConfig, root: Path, k: int, fold: int) -> TrainConfig:

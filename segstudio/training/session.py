@@ -59,7 +59,6 @@ class TrainingSession:
         self.ranks = ranks or ranks_from_env()  # one process, or this process's place under torchrun
         self.group = Group(self.ranks)
         self.launch: dict = {}  # distributed.json of a torchrun launch
-        self.started = time.monotonic()  # when `run` began: a time budget counts from here
 
     def cancel(self) -> None:
         """Ask the running task to stop (thread-safe; takes effect within one batch)."""
@@ -76,7 +75,7 @@ class TrainingSession:
         run_dir: Path | None = None
         reporter = None
         ranks, group = self.ranks, self.group
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # when `run` began: a time budget counts from here
         log = EventLog()  # the run folder's events.jsonl: a run another process can follow
         if ranks.main:
             on_event = tee(on_event, log)
