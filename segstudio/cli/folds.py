@@ -13,7 +13,7 @@ from ..data.folds import FOLDS_FILE, fold_name, is_fold_set, read_fold_record
 
 def train_fold_set(args, train_config, run_training) -> int:
     """0 when every fold asked for has a trained model, 130 when stopped, else 1 (2: bad options).
-    `train_config(args)` and `run_training(args, config, resume)` are main.py's (passed in: main
+    `train_config(args)` and `run_training(args, config, resume)` are cli/train.py's (passed in: train.py
     imports this module)."""
     from ..errors import SegstudioError
     from ..files import NotWritable, check_writable, write_atomic

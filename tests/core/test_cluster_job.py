@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from segstudio.cli import main as cli
+from segstudio.cli.train import train_config
 from segstudio.cluster.job import check_job, default_data_root, slurm_time, write_job
 from segstudio.config import DataConfig, TrainConfig
 from segstudio.errors import SegstudioError
@@ -107,7 +108,7 @@ def test_slurm_script_checks_the_data_then_runs_torchrun(dataset, tmp_path, monk
     args = cli.build_parser().parse_args(targs.training_script_args)
     assert args.command == "train" and args.out == str(out / "runs")
     monkeypatch.chdir(out)  # where torchrun runs
-    cfg = cli.train_config(args)
+    cfg = train_config(args)
     assert (cfg.data.images, cfg.data.masks) == (str(dataset / "images"), str(dataset / "masks"))
     assert cfg.out_dir == str(out / "runs") and cfg.epochs == 3
 
@@ -210,11 +211,11 @@ def test_train_data_root_resolves_relative_folders_only(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(TrainConfig(data=DataConfig(images="scans/images", masks="scans/masks")).to_json())
     parse = cli.build_parser().parse_args
-    cfg = cli.train_config(parse(["train", "--config", str(config), "--data-root", str(tmp_path / "root")]))
+    cfg = train_config(parse(["train", "--config", str(config), "--data-root", str(tmp_path / "root")]))
     assert (cfg.data.images, cfg.data.masks) == (str(tmp_path / "root/scans/images"), str(tmp_path / "root/scans/masks"))
-    assert cli.train_config(parse(["train", "--config", str(config)])).data.images == "scans/images"
+    assert train_config(parse(["train", "--config", str(config)])).data.images == "scans/images"
     config.write_text(TrainConfig(data=DataConfig(images=str(tmp_path / "abs"), masks="")).to_json())
-    cfg = cli.train_config(parse(["train", "--config", str(config), "--data-root", "/elsewhere"]))
+    cfg = train_config(parse(["train", "--config", str(config), "--data-root", "/elsewhere"]))
     assert (cfg.data.images, cfg.data.masks) == (str(tmp_path / "abs"), "")
 
 
