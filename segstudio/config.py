@@ -82,7 +82,7 @@ class DataConfig:
     fold: int = 0
     # DICOM window: "auto" (CT: one HU window for the dataset from its foreground; other
     # modalities: the file's window, else percentiles), "file", "percentile", a preset name
-    # (segstudio.data.WINDOW_PRESETS) or "WIDTH/LEVEL", e.g. "400/40"; fixed windows are in HU
+    # (segstudio.preprocess.windowing.WINDOW_PRESETS) or "WIDTH/LEVEL", e.g. "400/40"; fixed windows are in HU
     # and apply to CT only.
     window: str = "auto"
     # Mask values: "auto" (instance labels are detected), "classes" (each value a class) or

@@ -44,6 +44,29 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
+def write_new(path: str | Path, data: bytes | str) -> bool:
+    """Write `data` to `path` whole unless `path` exists: False then, and the file is left as it
+    is (processes starting together, e.g. a Slurm array's tasks, make one such file once)."""
+    path, data = Path(path), data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, FILE_MODE)
+        os.link(tmp, path)  # fails when `path` exists; no reader sees it half written
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system (FAT, some shares): created exclusively
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+    return True
+
+
 class NotWritable(SegstudioError):
     """A folder no file can be written into (permission, read-only or full disk)."""
 

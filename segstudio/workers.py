@@ -16,14 +16,13 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QThread, Signal
 
 from segstudio.config import DataConfig, TrainConfig
-from segstudio.errors import Cancelled, DataError, SegstudioError
+from segstudio.errors import Cancelled, SegstudioError
 from segstudio.training import events as ev
 
 ProgressFn = Callable[[int, int, str], None]
@@ -92,9 +91,10 @@ class TaskWorker(QThread):
 class TrainWorker(TaskWorker):
     """Runs `TrainingSession.run` (mode "train") or `.find_lr` (mode "find_lr") in a thread.
 
-    `result` always fires once with the final event (Finished, Cancelled, Failed or LRFound), a
-    stopped run included; an unexpected exception becomes a Failed event, so the app never dies
-    with the run. Batch events are coalesced and reach the GUI as lists.
+    `result` always fires once with the final event (Finished, Cancelled, Failed or LRFound; a
+    fold set's: training.fold_set.FoldSetEnded), a stopped run included; an unexpected exception
+    becomes a Failed event, so the app never dies with the run. Batch events are coalesced and
+    reach the GUI as lists.
     """
 
     run_started = Signal(object)  # ev.Started
@@ -104,17 +104,19 @@ class TrainWorker(TaskWorker):
     preview = Signal(object)  # ev.Preview
     warning = Signal(str)
     scored = Signal(str)  # a finished run's validation scores, in one line (reporting.after_training)
+    fold_started = Signal(int, int, bool)  # (fold, folds, resumed): a fold set's next fold begins
 
     def __init__(self, config: TrainConfig, dataset=None, mode: str = "train",
                  session_factory: Callable[[], Any] | None = None, batch_interval: float = 0.1,
-                 parent=None, resume: str = ""):
+                 parent=None, resume: str = "", folds: int = 0):
         if mode not in ("train", "find_lr"):
             raise ValueError(f"unknown mode {mode!r}")
         super().__init__(self._run_session, mode, parent)
         self.config = config
         self.dataset = dataset
         self.mode = mode
-        self.resume = resume  # a run folder to continue from its checkpoint
+        self.resume = resume  # a run folder to continue from its checkpoint, or a fold set to continue
+        self.folds = folds  # >= 2: train a new fold set of this many folds of `config` (each loads its own split)
         self.score_after = True  # score a finished run's validation cases (in this thread, before `result`)
         self._factory = session_factory
         self._interval = batch_interval
@@ -141,6 +143,15 @@ class TrainWorker(TaskWorker):
         return TrainingSession()
 
     def _run_session(self, progress: ProgressFn, should_stop: StopFn):
+        from segstudio.data.folds import is_fold_set
+
+        if self.mode == "train" and (self.folds >= 2 or (self.resume and is_fold_set(self.resume))):
+            return self._run_fold_set()
+        return self._run_one(self.config, self.resume, self.dataset)
+
+    def _run_one(self, config: TrainConfig, resume: str, dataset):
+        """One run (or LR finder) in a new session, scored when it finishes: its final event."""
+        session = None
         try:
             session = self._make_session()
             with self._lock:
@@ -148,19 +159,54 @@ class TrainWorker(TaskWorker):
                 stop = self._stop
             if stop:
                 final = ev.Cancelled(run_dir="", epochs_done=0, best_dice=float("nan"))
+            elif self.mode == "train":
+                more = {"resume": resume} if resume else {}  # sessions without resume still plug in
+                final = session.run(config, self._on_event, dataset=dataset, **more)
             else:
-                if self.mode == "train":
-                    resume = {"resume": self.resume} if self.resume else {}  # sessions without resume still plug in
-                    final = session.run(self.config, self._on_event, dataset=self.dataset, **resume)
-                else:
-                    final = session.find_lr(self.config, self._on_event, dataset=self.dataset)
+                final = session.find_lr(config, self._on_event, dataset=dataset)
         except BaseException as exc:  # noqa: BLE001 - the thread must always report an end
             final = ev.Failed(message=f"{type(exc).__name__}: {exc}", advice=traceback.format_exc())
         gc.unfreeze()
         self._flush()
         if isinstance(final, ev.Finished) and self.mode == "train" and self._scores_here(session, final.run_dir):
-            self._score(final.run_dir)
+            self._score(final.run_dir, None if resume else dataset)  # a resumed run reads its own data again
         return final if final is not None else ev.Failed(message="The training session ended without a result.")
+
+    def _run_fold_set(self):
+        """Train a fold set's folds one after another (training/fold_set.py, as `segstudio train
+        --folds` does), each loading its data with its own split: a new one of `folds` folds
+        in a new folder of the runs folder, or the fold set `resume` from where it stopped.
+        Stop ends the current fold and keeps the finished ones. A FoldSetEnded, or Failed when
+        the fold set cannot be made or read."""
+        from segstudio.runs import new_run_dir
+        from segstudio.training.fold_set import (FoldSetEnded, discard_if_empty, fold_step, open_fold_set,
+                                                 start_fold_set, trained_folds)
+
+        try:
+            if self.resume:
+                root, created = Path(self.resume), False
+                base, k = open_fold_set(root)
+            else:
+                k, name = self.folds, "-".join(filter(None, (self.config.run_name, f"{self.folds}-folds")))
+                root, created = new_run_dir(self.config.out_dir, name), True
+                base, _ = start_fold_set(self.config, k, root)
+        except (SegstudioError, OSError, ValueError) as exc:
+            return ev.Failed(message=f"The fold set could not be {'read' if self.resume else 'made'}: {exc}")
+        last = None
+        for fold in range(k):
+            with self._lock:
+                if self._stop:
+                    break
+            step = fold_step(root, k, base, fold)
+            if step is None:  # trained before (a resumed fold set)
+                continue
+            self.fold_started.emit(fold, k, bool(step.resume))
+            last = self._run_one(step.config, step.resume, None)
+            if not isinstance(last, ev.Finished):
+                break
+        if created and discard_if_empty(root, k):
+            return FoldSetEnded(str(root), k, (), last)
+        return FoldSetEnded(str(root), k, trained_folds(root, k), last)
 
     def _scores_here(self, session, run_dir: str) -> bool:
         """A run trained in this process, with a model, is scored here; `segstudio train` in a
@@ -174,14 +220,13 @@ class TrainWorker(TaskWorker):
         return (self.score_after and bool(run_dir) and not isinstance(session, (FollowSession, ProcessSession))
                 and (run / MODEL_FILE).is_file() and (run / MODEL_META).is_file())
 
-    def _score(self, run_dir: str) -> None:
+    def _score(self, run_dir: str, dataset) -> None:
         """Score the finished run's validation cases into its folder (metrics_per_case.csv and a
         calibration temperature in model.json), with progress; Stop ends the scoring, not the
         run. A failure is a warning: the run finished."""
         from segstudio.reporting.after_training import score_finished_run
 
         self.phase_changed.emit(ev.PhaseChanged("scoring the validation cases (Dice, NSD, HD95)", ()))
-        dataset = None if self.resume else self.dataset  # a resumed run reads its own data again
         try:
             text = score_finished_run(run_dir, self._progress, self.isInterruptionRequested, dataset=dataset)
         except Cancelled:
@@ -234,8 +279,8 @@ class TrainWorker(TaskWorker):
 def probe_environment(*, progress: ProgressFn, should_stop: StopFn) -> dict:
     """Device kind/name and which pretrained encoders are cached locally."""
     from segstudio.config import Arch
-    from segstudio.training.device import describe_device
-    from segstudio.training.weights import pretrained_available
+    from segstudio.model.device import describe_device
+    from segstudio.model.weights import pretrained_available
 
     kind, name = describe_device("auto")
     weights = {a.value: bool(pretrained_available(a.value)) for a in Arch}
@@ -258,55 +303,10 @@ def load_dataset_task(data: DataConfig, size: int, *, progress: ProgressFn, shou
 
 def review_task(run_dir: str, dataset, data: DataConfig | None = None, *, progress: ProgressFn,
                 should_stop: StopFn):
-    """(predictor, dataset, [ReviewItem...], note): the run's model and, when `dataset` is None
-    or was prepared otherwise (another size or window), the run's data (or `data`, where it is
-    now), predicted. When that data cannot be read, the dataset is None, there are no items and
-    the note says why (the model still predicts). A continued run's items carry its parent's
-    Dice, scored as the parent's own review scores them."""
-    from segstudio.data import load_dataset
-    from segstudio.inference import Predictor, review_items
+    """The run's (or fold set's) Review: reporting.run_review.review_run's RunReview."""
+    from segstudio.reporting.run_review import review_run
 
-    progress(0, 0, "Loading model")
-    predictor = Predictor.load(run_dir)
-    ds = dataset
-    if ds is None or (ds.size, ds.window) != (predictor.size, predictor.window):
-        data = data or TrainConfig.load(Path(run_dir) / "config.json").data
-        try:
-            ds, _ = load_dataset(data, predictor.size, progress=progress, should_stop=should_stop)
-        except DataError as exc:
-            return predictor, None, [], str(exc)
-    progress(0, 0, "Predicting validation images")
-    items = review_items(predictor, ds, should_stop=should_stop)
-    parent = predictor.meta.get("parent", "")
-    if parent and not ds.volumetric:  # a continued run: its parent's Dice on the same images
-        from segstudio.inference.review import add_parent_dice
-
-        progress(0, 0, "Predicting with the parent run")
-        try:
-            model = Predictor.load(parent)
-            parent_ds = _as_parent_prepared(ds, model, parent, lambda: data or TrainConfig.load(
-                Path(run_dir) / "config.json").data, should_stop)
-            add_parent_dice(items, model, parent_ds, should_stop)
-        except (SegstudioError, OSError, ValueError):
-            pass  # the parent run was moved or deleted, or its data cannot be read now: no comparison
-    if should_stop():
-        raise Cancelled()
-    return predictor, ds, items, ""
-
-
-def _as_parent_prepared(ds, model, parent: str, data: Callable[[], DataConfig], should_stop: StopFn):
-    """The dataset `ds`'s images prepared as the parent run prepared its own (its size, window and
-    mask reading): `ds` when that is how it was prepared, else read again from `data()`'s folders."""
-    from segstudio.data import load_dataset
-    from segstudio.preprocess.continued import parent_data
-    from segstudio.training.parent import parent_config
-
-    recorded = parent_config(parent)
-    labels = recorded.data.labels if recorded is not None else "auto"
-    if (ds.size, ds.window) == (model.size, model.window) and labels in ("auto", ds.labels):
-        return ds
-    own = parent_data(data(), recorded) if recorded is not None else replace(data(), window=model.window)
-    return load_dataset(own, model.size, should_stop=should_stop)[0]
+    return review_run(run_dir, dataset, data, progress, should_stop)
 
 
 def load_mask_task(item, ctx, predictor, *, progress: ProgressFn, should_stop: StopFn):

@@ -1,5 +1,7 @@
-"""Shared fixtures: isolated user folders, the sample dataset, and one small trained run."""
+"""Shared fixtures: isolated user folders, the sample dataset, and one small trained run (its
+users are marked slow); `implements`, which checks a test double against a core protocol."""
 
+import inspect
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -71,3 +73,66 @@ def trained_run(sample_data, tmp_path_factory):
 
 
 TRAIN_EPOCHS = 5
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    """A test that uses the trained run (directly or through a fixture) waits for a training: slow."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+def signature_mismatches(cls, protocol) -> list[str]:
+    """How `cls`'s methods differ from those `protocol` declares: each must exist and take the
+    same parameters in the same order, of the same kind, with the same defaults (one the
+    protocol requires may have a default)."""
+    problems = []
+    for name, declared in vars(protocol).items():
+        if name.startswith("_") or not callable(declared):
+            continue
+        method = getattr(cls, name, None)
+        if method is None:
+            problems.append(f"{cls.__name__} has no {name}()")
+            continue
+        want = list(inspect.signature(declared).parameters.values())
+        got = list(inspect.signature(method).parameters.values())
+        same = len(want) == len(got) and all(
+            w.name == g.name and w.kind == g.kind and (w.default is w.empty or w.default == g.default)
+            for w, g in zip(want, got))
+        if not same:
+            problems.append(f"{cls.__name__}.{name}{inspect.signature(method)} is not "
+                            f"{protocol.__name__}.{name}{inspect.signature(declared)}")
+    return problems
+
+
+def implements(*protocols):
+    """Class decorator for a test double: TypeError at once (when the class is made) unless it
+    implements each of `protocols` with their signatures, so a changed core signature breaks
+    the double instead of leaving it testing an interface that no longer exists."""
+    def check(cls):
+        problems = [p for protocol in protocols for p in signature_mismatches(cls, protocol)]
+        if problems:
+            raise TypeError("; ".join(problems))
+        return cls
+    return check
+
+
+@pytest.fixture
+def data_dirs(tmp_path) -> tuple:
+    """Empty (images, masks) folders."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    return images, masks
+
+
+@pytest.fixture(scope="session")
+def mk():
+    """The writers of tests/makers.py (DICOM files and series, PNGs, test images and masks)."""
+    from types import SimpleNamespace
+
+    from tests.makers import gradient, square_mask, write_dicom, write_png, write_series
+
+    return SimpleNamespace(dicom=write_dicom, png=write_png, gradient=gradient,
+                           square=square_mask, series=write_series)

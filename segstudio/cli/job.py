@@ -20,6 +20,9 @@ def add_parser(subparsers) -> None:
     ex.add_argument("--time", default="04:00:00", help="Slurm time limit (e.g. 04:00:00 or 2-00:00:00)")
     ex.add_argument("--cpus", type=_positive, help="CPUs per node (default: 8 per GPU)")
     ex.add_argument("--name", default="segstudio", help="Slurm job name")
+    ex.add_argument("--folds", type=_positive, metavar="K",
+                    help="train a fold set of K folds as a Slurm array job, one task per fold (default: the "
+                         "config's folds, e.g. a fold set's config.json; 1: one run)")
     ch = sub.add_parser("check", help="compare a dataset with a job folder's manifest.json")
     ch.add_argument("--job", required=True, metavar="JOB_DIR")
     ch.add_argument("--data-root", required=True)
@@ -45,13 +48,17 @@ def run(args) -> int:
                   file=sys.stdout if check.ok else sys.stderr)
             return 0 if check.ok else 1
         config = TrainConfig.load(args.config)
+        if args.folds is not None:
+            config.data.folds = args.folds if args.folds >= 2 else 0
         root = args.data_root or default_data_root(config.data.images, config.data.masks)
         job = write_job(config, root, args.out, args.nodes, args.gpus, time_limit=args.time,
                         cpus_per_task=args.cpus or 0, job_name=args.name)
     except (OSError, ValueError, SegstudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {job.path}: {job.n_files} dataset files under {root} in the manifest, {job.nodes} node(s) x "
-          f"{job.gpus_per_node} GPU(s)\ncopy it and the dataset to the cluster (see README.txt there), then: "
-          "sbatch job.slurm in that folder")
+    what = (f"an array job of {job.folds} tasks, one per fold of the fold set runs/{job.fold_set}, each on "
+            if job.folds else "")
+    print(f"wrote {job.path}: {job.n_files} dataset files under {root} in the manifest, {what}{job.nodes} node(s) x "
+          f"{job.gpus_per_node} GPU(s)\ncopy it and the dataset to the cluster (see README.txt there), then submit "
+          f"it there: {job.submit_command}")
     return 0

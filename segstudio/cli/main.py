@@ -123,8 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="the folder to write the masks into (segstudio replaces only "
                                                  "files it wrote there itself)")
     pr.add_argument("--device", default="auto", choices=[d.value for d in Device])
-    pr.add_argument("--probabilities", action="store_true", help="also save class probabilities (.npy; with the run's calibration temperature "
-                         "applied, when model.json has one)")
+    pr.add_argument("--save-probabilities", dest="probabilities", action="store_true",
+                    help="also save the class probabilities as NAME.npz (nnU-Net's convention: float16 under the "
+                         "key 'probabilities', (K, H, W) per image, (K, Z, Y, X) per scan; a fold set's averaged; "
+                         "with the run's calibration temperature applied, when model.json has one)")
+    pr.add_argument("--probabilities", dest="probabilities", action="store_true", help=argparse.SUPPRESS)  # old name
     pr.add_argument("--dicom-seg", action="store_true",
                     help="also write one DICOM SEG per DICOM series, referencing its source images")
     pr.add_argument("--nifti", action="store_true",
@@ -256,7 +259,7 @@ def versions() -> str:
     import fastai
     import torch
 
-    from ..training.device import describe_device
+    from ..model.device import describe_device
 
     qt = "not installed"
     for dist in ("PySide6-Essentials", "PySide6"):  # read from the metadata: the core imports no Qt

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """0 when done, 1 on an error, 130 when a download was stopped with Ctrl-C."""
     from ..errors import Cancelled, SegstudioError
-    from ..training import weights_download as wd
+    from ..model import weights_download as wd
 
     if args.weights_command == "list":
         for arch in ARCHS:

@@ -2,7 +2,10 @@
 
 `write_job` writes config.json (data folders relative to a data root), manifest.json (every
 dataset file with its size, to check the copy), job.slurm, run_local.sh and README.txt into a new
-folder; `check_job` compares a copied dataset with the manifest (`segstudio job check`).
+folder; `check_job` compares a copied dataset with the manifest (`segstudio job check`). A config
+with folds (data.folds = K) makes a fold set: job.slurm is then a Slurm array of K tasks, task i
+training fold i (`train --folds K --fold i`) into the one fold-set folder, and run_local.sh trains
+the folds one after another.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class JobFolder:
     n_bytes: int
     nodes: int
     gpus_per_node: int
+    folds: int = 0  # a fold set's K (an array job of K tasks); 0: one run
+    fold_set: str = ""  # the fold-set folder's name under runs/
 
     @property
     def submit_command(self) -> str:
@@ -122,8 +127,16 @@ def job_config(config: TrainConfig, root: Path) -> tuple[TrainConfig, dict[str, 
         fixes = corrections_dir(config.data.masks)
         if fixes.is_dir():  # the loaders use the corrected masks in place of the originals
             folders["corrections"] = relative_to_root(fixes, root, "corrections folder")
-    data = replace(config.data, images=folders["images"], masks=folders.get("masks", ""))
-    return replace(config, data=data, out_dir="", init_from=""), folders
+    data = replace(config.data, images=folders["images"], masks=folders.get("masks", ""), fold=0)
+    return replace(config, data=data, out_dir="", init_from="", run_name=fold_set_name(config)), folders
+
+
+def fold_set_name(config: TrainConfig) -> str:
+    """The run name, or for a fold set its folder's name (as `train --folds` names it; a fold's
+    own config.json, named fold_<i>, gives its fold set's default name)."""
+    if config.data.folds < 2:
+        return config.run_name
+    return "" if re.fullmatch(r"fold_\d+", config.run_name) else config.run_name
 
 
 def list_files(root: Path, folders: dict[str, str], should_stop: Callable[[], bool] | None = None,
@@ -163,6 +176,8 @@ def write_job(config: TrainConfig, data_root: str | Path, out_dir: str | Path, n
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SegstudioError(f"{out} already exists and is not an empty folder: choose a new job folder.")
     cfg, folders = job_config(config, root)
+    k = cfg.data.folds if cfg.data.folds >= 2 else 0
+    fold_set = (cfg.run_name or f"{k}_folds") if k else ""  # as `train --folds` names it
     if any(relative_path(out, root / rel) is not None for rel in folders.values()):
         raise SegstudioError(f"The job folder {out} is inside the dataset: choose another place.")
     manifest = make_manifest(root, folders, should_stop, progress)
@@ -170,7 +185,7 @@ def write_job(config: TrainConfig, data_root: str | Path, out_dir: str | Path, n
               "TIME": time_limit.strip(), "NAME": re.sub(r"[^\w.-]+", "_", job_name) or "segstudio",
               "PORT": RDZV_PORT, "VERSION": __version__, "FILES": manifest["n_files"],
               "ROOT": one_line(manifest["data_root"]), "ROOT_Q": shlex.quote(manifest["data_root"]),
-              "SIZE": f"{manifest['n_bytes'] / 1e6:.1f} MB"}
+              "SIZE": f"{manifest['n_bytes'] / 1e6:.1f} MB", **script_values(k, fold_set)}
     weights = Path(cfg.weights_path).expanduser() if cfg.weights_path else None
     if weights is not None:  # a local encoder weights file travels with the job
         cfg.weights_path = f"encoder-weights{weights.suffix}"
@@ -193,7 +208,25 @@ def write_job(config: TrainConfig, data_root: str | Path, out_dir: str | Path, n
         if created:
             out.rmdir()
         raise
-    return JobFolder(out, manifest["n_files"], manifest["n_bytes"], nodes, gpus_per_node)
+    return JobFolder(out, manifest["n_files"], manifest["n_bytes"], nodes, gpus_per_node, k, fold_set)
+
+
+def script_values(k: int, name: str) -> dict[str, str]:
+    """The scripts' fields that differ between one run and a fold set of `k` folds named `name`
+    (an array job: task i trains fold i; concurrent tasks share the fold-set folder, which
+    `train --fold` creates once, cli/folds.py)."""
+    if not k:
+        return {"WHAT": "one run", "WHAT_LOCAL": "one run", "PER_TASK": "", "ARRAY": "", "LOG": "%j",
+                "WHERE": "", "FOLD_ARGS": "", "LOCAL_FOLD_ARGS": "", "OUTPUT": "the run folder goes to runs/"}
+    name = one_line(name)
+    return {"WHAT": f"the {k} folds of the fold set {name} as an array job (one task per fold)",
+            "WHAT_LOCAL": f"the {k} folds of the fold set {name}, one after another", "PER_TASK": " per task",
+            "ARRAY": f"#SBATCH --array=0-{k - 1}\n", "LOG": "%A_%a",
+            "PORT": f"$(({RDZV_PORT} + SLURM_ARRAY_TASK_ID))",  # tasks sharing a node: one port each
+            "WHERE": f" (the fold set $RUNS/{name}, one fold_<i> folder per task)",
+            "FOLD_ARGS": f' --folds {k} --fold "$SLURM_ARRAY_TASK_ID"', "LOCAL_FOLD_ARGS": f" --folds {k}",
+            "OUTPUT": f"the fold set goes to runs/{name}/ (fold_0 ... fold_{k - 1}, one per task; "
+                      f"predict with its folds averaged: segstudio predict --model runs/{name})"}
 
 
 def make_manifest(root: Path, folders: dict[str, str], should_stop: Callable[[], bool] | None = None,

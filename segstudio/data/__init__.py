@@ -9,7 +9,7 @@ from importlib import import_module
 
 _SOURCES = {
     "ProgressFn": "dataset", "SegDataset": "items", "VolumeRef": "items", "StopFn": "dataset", "inspect_dataset": "dataset",
-    "load_dataset": "dataset", "list_image_files": "discovery", "read_image_frames": "reader",
+    "load_dataset": "dataset", "list_image_files": "discovery",
     "ClassInfo": "report", "DatasetReport": "report", "Problem": "report", "sample_dataset": "sample",
 }
 __all__ = sorted(_SOURCES)

@@ -164,9 +164,6 @@ class Observable:
     def connect(self, fn: Callable[[Change], None]) -> None:
         self._observers.append(fn)
 
-    def disconnect(self, fn: Callable[[Change], None]) -> None:
-        self._observers.remove(fn)
-
     @contextlib.contextmanager
     def batch(self):
         """Changes inside are told to the observers once, together, at the end."""
@@ -221,9 +218,6 @@ class CursorState(Observable):
     def point(self) -> np.ndarray:
         """The point in RAS+ mm."""
         return self.geometry.world(self._voxel)
-
-    def set_point(self, world) -> None:
-        self.set_voxel(self.geometry.voxel(world))
 
     def set_voxel(self, voxel) -> None:
         """Move the point to continuous voxel coordinates (clipped to the volume)."""

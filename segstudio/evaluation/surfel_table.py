@@ -8,7 +8,7 @@ outside a mask is a surface element; its neighbourhood code (one bit per neighbo
 (github.com/deepmind/surface-distance, surface_distance/lookup_tables.py; Copyright 2018 Google
 Inc., Apache License 2.0), multiplied by 8 so that it is written in integers: for each of the 256
 codes the normals of its marching-cubes triangles, whose lengths are the triangles' areas in unit
-voxels. tests/core/test_evaluation.py checks both tables against that package.
+voxels. tests/evaluation/test_evaluation.py checks both tables against that package.
 """
 
 from __future__ import annotations

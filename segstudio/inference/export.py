@@ -1,4 +1,5 @@
-"""Exporting a run's model to ONNX or TorchScript, self-describing and checked against PyTorch.
+"""Exporting a run's model to ONNX or TorchScript, self-describing and checked against PyTorch
+(a fold set's: one graph that averages its folds' probabilities, as the predictor does).
 
 The exported graph takes what the predictor feeds the model before normalising: float32 images
 (N, C, S, S) scaled to 0..1 (CT windowed first, a grey image repeated to C channels), and returns
@@ -21,33 +22,21 @@ import torch
 
 from ..errors import SegstudioError
 from ..files import atomic_path, check_writable
-from .predictor import Predictor
+from ..model.backends import TorchBackend, load_backend
+from ..model.onnx import METADATA_KEY, onnx_session, run_onnx
 from .sliding_window import MIN_WEIGHT, SIGMA_SCALE, window_step
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-# The check's tolerance on probabilities, as a share of the model's largest logit on the samples.
+# The check's tolerance on probabilities, as a share of the model's largest logit on the samples
+# (a fold set: its folds' largest, each over its temperature).
 # Float32 rounding grows with the logits (a random-encoder U-Net with instance norm reaches
 # |logits| ~800, a BatchNorm one ~70): ONNX Runtime and PyTorch logits were measured to differ by
 # at most 1.6e-6 of the largest (both models, against a float64 reference as well), and softmax
 # changes by at most half the logits' change. Real export mistakes are far above it: weights
 # rounded to float16 8.4e-6..2.8e-5, inputs half a grey level off 3.7e-5..1.3e-4.
 RELATIVE_TOLERANCE = 5e-6
-METADATA_KEY = "segstudio"
 TORCHSCRIPT_META = "segstudio.json"
 OPSET = 18
-
-
-class Probabilities(torch.nn.Module):
-    """The model with the predictor's normalisation before it and softmax after it."""
-
-    def __init__(self, model: torch.nn.Module, mean: list[float], std: list[float]):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model((image - self.mean) / self.std), dim=1)
 
 
 @dataclass
@@ -89,8 +78,8 @@ def exported_meta(meta: dict) -> dict:
 
 def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,
                  tolerance: float | None = None, samples: np.ndarray | None = None) -> ExportReport:
-    """Write the run's model as ONNX or TorchScript (default: model.onnx / model.pt in the run
-    folder; a folder: that name in it) after checking it against PyTorch on `samples`
+    """Write the model of the run (or fold set) in `run_dir` as ONNX or TorchScript (default:
+    model.onnx / model.pt in `run_dir`; a folder: that name in it) after checking it against PyTorch on `samples`
     ((N, C, S, S) in 0..1; default: a few random and flat images): probabilities within
     `tolerance` (default RELATIVE_TOLERANCE of the largest logit), and the same class on every
     pixel whose two likeliest classes are further apart than that. SegstudioError when the
@@ -103,15 +92,15 @@ def export_model(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None 
     if out.is_dir() or folder_given:
         out = out / f"model{FORMATS[fmt]}"
     check_writable(out.parent, "folder to export into")
-    predictor = Predictor.load(run_dir, device="cpu")
-    if predictor.backend != "torch":
+    backend = load_backend(run_dir, device="cpu")
+    if not isinstance(backend, TorchBackend):
         raise SegstudioError(f"{run_dir} is an exported model already; export from its run folder")
-    meta = exported_meta(predictor.meta)
-    wrapper = Probabilities(predictor.model.float(), meta["mean"], meta["std"]).eval()
+    meta = exported_meta(backend.meta)
+    wrapper = backend.graph()
     n_in, size = int(meta["n_in"]), int(meta["size"])
     x = sample_inputs(n_in, size) if samples is None else torch.as_tensor(samples, dtype=torch.float32)
     with torch.no_grad():
-        scale = float(wrapper.model((x - wrapper.mean) / wrapper.std).abs().max())
+        scale = backend.logit_scale(x)
         expected = wrapper(x).numpy()
     limit = RELATIVE_TOLERANCE * scale if tolerance is None else tolerance
     out.parent.mkdir(parents=True, exist_ok=True)  # checked writable above
@@ -162,27 +151,3 @@ def _write_torchscript(wrapper: torch.nn.Module, x: torch.Tensor, path: Path, me
         traced = torch.jit.trace(wrapper, x)
     torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
 
-
-def onnx_session(path: str | Path, cpu: bool = False):
-    """An onnxruntime session: CUDA first when onnxruntime has it, unless `cpu` (the export's
-    check: float32 on the CPU, as PyTorch's reference is computed)."""
-    import onnxruntime as ort
-
-    wanted = ("CPUExecutionProvider",) if cpu else ("CUDAExecutionProvider", "CPUExecutionProvider")
-    providers = [p for p in wanted if p in ort.get_available_providers()]
-    return ort.InferenceSession(str(path), providers=providers)
-
-
-def run_onnx(path_or_session, x: np.ndarray) -> np.ndarray:
-    session = onnx_session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
-    return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-
-def read_onnx_meta(path: str | Path) -> dict:
-    """The segstudio metadata of an exported ONNX model; SegstudioError when it has none."""
-    session = onnx_session(path)
-    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if not text:
-        raise SegstudioError(f"{Path(path).name} is an ONNX model without segstudio's metadata: export it "
-                             "with `segstudio export` to predict with it here")
-    return json.loads(text)

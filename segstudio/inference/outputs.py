@@ -8,10 +8,13 @@ user's image, mask or hand-corrected prediction with the same name is left alone
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable
+
+import numpy as np
 
 from ..errors import SegstudioError
 from ..files import check_writable, write_atomic
@@ -19,6 +22,15 @@ from ..runs import write_json
 
 MANIFEST = ".segstudio-predictions.json"
 SAVE_EVERY = 50  # manifest saves while writing; a crash in between only leaves files alone later
+PROBABILITIES = "probabilities"  # the key in NAME.npz, as nnU-Net writes them
+
+
+def probabilities_npz(probs: np.ndarray) -> bytes:
+    """NAME.npz as nnU-Net writes predicted probabilities: one float16 array under the key
+    "probabilities", (K, H, W) for an image, (K, Z, Y, X) for a scan; compressed."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{PROBABILITIES: np.asarray(probs, dtype=np.float16)})
+    return buf.getvalue()
 
 
 def same_folder(a: Path, b: Path) -> bool:

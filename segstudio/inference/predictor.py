@@ -1,4 +1,5 @@
-"""Predictor: rebuild a run's U-Net from model.json + model.pth (weights only, no pickle) and predict."""
+"""Predictor: a trained model's backend (model/backends.py) and its plan, predicting masks at the
+images' original size."""
 
 from __future__ import annotations
 
@@ -22,20 +23,15 @@ from ..data.reader import frame_name
 from ..preprocess.plan import Plan
 from ..preprocess.recipe import image_input
 from ..preprocess.windowing import parse_window
-from ..errors import Cancelled, DataError, SegstudioError
+from ..errors import Cancelled, DataError
 from ..io.dicom_seg import write as write_dicom_seg
 from ..io.dicom_series import group_series, is_series_folder
 from ..io.registry import hu_frames, read_image
 from ..files import check_writable
+from ..model.backends import Backend, TorchBackend, load_backend
 from ..palette import colourise
-from ..runs import MODEL_FILE, MODEL_META
-from ..training.device import resolve_device
-from ..training.norms import INSTANCE, to_instance_norm
-from ..training.weights import architecture
-from ..data.folds import is_fold_set
-from .ensemble import FoldEnsemble, ensemble_meta, fold_runs
 from .fit import FitNotes, refuse_2d_images
-from .outputs import PredictionFolder, check_output_folder
+from .outputs import PredictionFolder, check_output_folder, probabilities_npz
 from .sliding_window import Tiled, gaussian_weights, stitch
 from .uncertainty import entropy_map, score, to_uint8, with_flip, with_temperature
 from .volumes import images_to_predict, predict_volume_folder, scan_layout
@@ -101,22 +97,17 @@ class PredictReport:
 
 
 class Predictor:
-    """A trained model plus the preprocessing it was trained with."""
+    """A trained model (its backend) plus the preprocessing it was trained with."""
 
-    def __init__(self, model: torch.nn.Module | None, meta: dict, device: torch.device,
-                 training_folders: tuple[str, str] = ("", ""), session=None, plan: Plan | None = None):
-        self.model = model.eval().to(device) if model is not None else None
-        self.meta, self.device = meta, device
-        # how images become the model's input (preprocess/recipe.py); `plan`: already read from meta
-        self.plan = plan or Plan.from_meta(meta)
-        self.session = session  # an onnxruntime session running an exported model (export.py)
-        self.batch_size = BATCH.get(device.type, 1)
+    def __init__(self, engine: Backend, training_folders: tuple[str, str] = ("", "")):
+        self.engine = engine  # runs the model: PyTorch (a run, a fold set) or onnxruntime
+        self.meta, self.device = engine.meta, engine.device
+        self.plan = Plan.from_meta(self.meta)  # how images become the model's input (preprocess/recipe.py)
+        self.batch_size = BATCH.get(self.device.type, 1)
         # mirrored test-time augmentation in predict_folder: each image averaged with its mirror
         # image's (twice the forward passes; +0.002..+0.047 held-out Dice in bench_recipe.py)
         self.tta = False
         self.training_folders = training_folders  # (images, masks) the run was trained on
-        self._mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self._std = torch.tensor(meta["std"], dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self._weights: torch.Tensor | None = None  # the sliding window's importance map
 
     @classmethod
@@ -124,35 +115,18 @@ class Predictor:
         """Load the model of the run in `run_dir` (or an ONNX file `segstudio export` wrote, run
         with onnxruntime, without fastai; or a fold set, its folds' probabilities averaged);
         SegstudioError if it has none."""
-        run_dir = Path(run_dir)
-        if is_fold_set(run_dir):
-            runs = fold_runs(run_dir, allow_missing_folds)
-            members = [cls.load(run, "cpu") for _, run in runs]
-            metas = [m.meta for m in members]
-            model = FoldEnsemble([m.model for m in members], metas)
-            return cls(model, ensemble_meta(metas, [f for f, _ in runs]), resolve_device(device)[0],
-                       members[0].training_folders)
-        if run_dir.suffix.lower() == ".onnx" and run_dir.is_file():
-            from .export import onnx_session, read_onnx_meta
-
-            return cls(None, read_onnx_meta(run_dir), torch.device("cpu"), session=onnx_session(run_dir))
-        from fastai.vision.learner import create_unet_model
-
-        if not (run_dir / MODEL_FILE).is_file() or not (run_dir / MODEL_META).is_file():
-            raise SegstudioError(f"{run_dir} holds no trained model ({MODEL_FILE} + {MODEL_META}); "
-                                 "a run saves one after its first finished epoch.")
-        meta = json.loads((run_dir / MODEL_META).read_text(encoding="utf-8"))
-        plan = Plan.from_meta(meta)
-        model = create_unet_model(architecture(plan.arch), plan.n_out, (plan.size, plan.size),
-                                  pretrained=False, n_in=plan.n_in)
-        if plan.norm == INSTANCE:
-            to_instance_norm(model)
-        model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
-        return cls(model, meta, resolve_device(device)[0], training_folders(run_dir), plan=plan)
+        engine = load_backend(run_dir, device, allow_missing_folds)
+        return cls(engine, training_folders(engine.run_dir))
 
     @property
     def backend(self) -> str:
-        return "torch" if self.session is None else "onnx"
+        """"torch" or "onnx": what runs the model."""
+        return self.engine.name
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The PyTorch model (None: an ONNX one)."""
+        return self.engine.model if isinstance(self.engine, TorchBackend) else None
 
     @property
     def codes(self) -> list[str]:
@@ -190,20 +164,8 @@ class Predictor:
         x = torch.from_numpy(np.array(batch, dtype=np.uint8, copy=True)).to(self.device).float().div_(255)
         if x.shape[1] == 1 and self.plan.n_in == 3:  # grey, repeated as in training
             x = x.repeat(1, 3, 1, 1)
-        return with_flip(self._probabilities, x) if flip else self._probabilities(x)
-
-    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Model inputs in 0..1 -> class probabilities (the exported graph normalises itself)."""
-        if self.session is not None:
-            from .export import run_onnx
-
-            return torch.from_numpy(run_onnx(self.session, x.cpu().numpy()))
-        # bf16 autocast on CUDA, as training uses there (not yet measured on a GPU in this project);
-        # the softmax is taken in float32
-        cuda = self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and torch.cuda.is_bf16_supported()):
-            logits = self.model((x - self._mean) / self._std)
-        return torch.softmax(torch.as_tensor(logits).float(), dim=1)
+        fn = self.engine.probabilities
+        return with_flip(fn, x) if flip else fn(x)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """(C, h, w) uint8 the model's windows are cut from, for an (H, W) or (H, W, 3) uint8
@@ -216,7 +178,7 @@ class Predictor:
         """(payload, (H, W), prepared input) -> (payload, (K, H, W) probabilities on the device at
         that size), in order: the one batched path of both modes, `batch` (default batch_size)
         windows per forward pass, across images; `flip`: averaged with the mirrored windows'."""
-        fn = partial(with_flip, self._probabilities) if flip else self._probabilities
+        fn = partial(with_flip, self.engine.probabilities) if flip else self.engine.probabilities
         tiles = (((payload, shape), self._tiled(x)) for payload, shape, x in entries)
         for (payload, shape), probs in stitch(tiles, fn, batch or self.batch_size):
             if probs.shape[-2:] != shape:
@@ -264,7 +226,8 @@ class Predictor:
         No file segstudio did not write is replaced (see outputs.PredictionFolder); such files
         are listed in `left_alone`. `uncertainty`: predictions averaged with the mirrored
         image's, an <name>_uncertainty.png entropy map each, and uncertainty.csv ranking the
-        images most uncertain first."""
+        images most uncertain first. `save_probabilities`: <name>.npz with the class probabilities
+        of each image or scan (outputs.probabilities_npz; a fold set's averaged)."""
         given = Path(images_dir)
         if not given.is_dir():
             raise DataError(f"{given} is a file, not a folder of images" if given.exists()
@@ -285,7 +248,8 @@ class Predictor:
         fit = FitNotes(self.meta)
         try:
             if layout is not None:
-                predict_volume_folder(self, layout, folder, report, progress, should_stop, nifti, fit)
+                predict_volume_folder(self, layout, folder, report, progress, should_stop, nifti, fit,
+                                      save_probabilities)
             else:
                 self._predict_images(images_dir, folder, report, progress, should_stop, fit,
                                      save_probabilities, dicom_seg, uncertainty)
@@ -360,9 +324,7 @@ class Predictor:
             report.uncertainty[report.written[-1]] = score(entropy)
             folder.write(f"{stem}_uncertainty.png", png_bytes(to_uint8(entropy)), item)
         if save_probabilities:
-            buf = io.BytesIO()
-            np.save(buf, probs.astype(np.float16))
-            folder.write(f"{stem}_prob.npy", buf.getvalue(), item)
+            folder.write(f"{stem}.npz", probabilities_npz(probs), item)
         return mask
 
     def _write_dicom_segs(self, masks: dict[Path, list[np.ndarray]], folder: PredictionFolder,
@@ -396,8 +358,10 @@ class Predictor:
                 note(series[0], error)
 
 
-def training_folders(run_dir: Path) -> tuple[str, str]:
+def training_folders(run_dir: Path | None) -> tuple[str, str]:
     """(images, masks) folders a run was trained on, from its config.json ("" when unknown)."""
+    if run_dir is None:
+        return "", ""
     try:
         data = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("data", {})
         return str(data.get("images", "") or ""), str(data.get("masks", "") or "")

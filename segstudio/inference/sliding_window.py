@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .uncertainty import with_flip
 
 ProbabilitiesFn = Callable[[torch.Tensor], torch.Tensor]  # (B, C, S, S) 0..1 -> (B, K, S, S)
 SIGMA_SCALE = 1 / 8  # the importance map's sigma, as a share of the window (nnU-Net's and MONAI's)
@@ -134,20 +132,3 @@ def stitch(items: Iterable[tuple[Any, Tiled]], probabilities_fn: ProbabilitiesFn
         done, t = pending.popleft()
         yield done, t.result()
 
-
-def sliding_window(probabilities_fn: ProbabilitiesFn, image: np.ndarray | torch.Tensor, size: int,
-                   overlap: float = 0.5, batch: int = 1, flip: bool = False,
-                   device: torch.device | str | None = None) -> np.ndarray | torch.Tensor:
-    """(C, H, W) (or (H, W)) image, uint8 0..255 or float 0..1 -> (K, H, W) float32
-    probabilities stitched from S x S windows (a numpy image gives a numpy array, a tensor a
-    tensor on its device). `flip`: each window's prediction averaged with its mirror image's."""
-    as_numpy = isinstance(image, np.ndarray)
-    x = torch.from_numpy(np.ascontiguousarray(image)) if as_numpy else image
-    x = x.to(device if device is not None else x.device)
-    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-    if x.ndim == 2:
-        x = x[None]
-    fn = (lambda t: with_flip(probabilities_fn, t)) if flip else probabilities_fn
-    tiled = Tiled(x, size, overlap, gaussian_weights(size, device=x.device))
-    (_, probs), = stitch([(None, tiled)], fn, batch)
-    return probs.cpu().numpy() if as_numpy else probs

@@ -22,7 +22,7 @@ from ..io import dicom_seg
 from ..io.registry import read_channels, read_scan, volume_suffix, write_label_like
 from ..io.volume import Volume, to_native
 from .fit import FitNotes
-from .outputs import PredictionFolder
+from .outputs import PredictionFolder, probabilities_npz
 
 BATCH = 16
 OUTPUT_SUFFIX = {".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".nrrd": ".nrrd", ".nhdr": ".nrrd",
@@ -30,9 +30,11 @@ OUTPUT_SUFFIX = {".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".nrrd": ".nrrd", ".nh
 VOLUMES_CSV = "volumes.csv"
 
 
-def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | None = None,
+                   probabilities: np.ndarray | None = None) -> np.ndarray:
     """(Z, Y, X) uint8 class indices for a canonical `volume`: its slices across the run's axis,
-    each with its neighbours in 2.5-D, as training fed them (recipe.scan_input)."""
+    each with its neighbours in 2.5-D, as training fed them (recipe.scan_input). `probabilities`:
+    a (K, Z, Y, X) array that receives the class probabilities too (calibrated, as exported)."""
     plan = predictor.plan
     axis = plan.slice_axis
     slices = scan_input(volume, plan)
@@ -47,6 +49,10 @@ def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | 
         probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
         for k, plane in zip(ks, probs.argmax(dim=1).to(torch.uint8).cpu().numpy()):
             put_slice(labels, axis, int(k), plane)
+        if probabilities is not None:
+            for k, planes in zip(ks, predictor.calibrated(probs).cpu().numpy()):
+                for c, plane in enumerate(planes):
+                    put_slice(probabilities[c], axis, int(k), plane)
     return labels
 
 
@@ -90,11 +96,13 @@ def scan_layout(images_dir: Path) -> Layout | None:
 
 def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, report,
                           progress: Callable | None, should_stop: Callable | None, nifti: bool = False,
-                          fit: FitNotes | None = None) -> None:
+                          fit: FitNotes | None = None, save_probabilities: bool = False) -> None:
     """Every scan of `layout` (a folder of scans, a Decathlon/KiTS layout, or DICOM series
     folders): a label file named after the case in the scan's own format and geometry (a DICOM
     SEG for a DICOM series, and with `nifti` a NIfTI too), and volumes.csv with the millilitres
-    of each structure. `fit` (predict_folder's) collects notes on scans the model may not fit."""
+    of each structure. `fit` (predict_folder's) collects notes on scans the model may not fit.
+    `save_probabilities`: <case>.npz with the (K, Z, Y, X) class probabilities in the scan's own
+    voxel order, as SimpleITK and nnU-Net read the scan (slices, rows, columns)."""
     report.problems += [Problem(p.name, reason) for p, reason in layout.problems]
     cases, rows = layout.cases, []
     plan = predictor.plan
@@ -116,7 +124,8 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
             continue
         if fit is not None:
             fit.scan(_shown(case), is_ct(volume, []), hu and is_ct(volume, plan.modalities), volume.modality)
-        labels = predict_volume(predictor, volume, should_stop)
+        probs = np.zeros((len(predictor.codes), *volume.shape), np.float16) if save_probabilities else None
+        labels = predict_volume(predictor, volume, should_stop, probs)
         series = volume.format == "dicom"
         name = case.name + (".nii.gz" if series else OUTPUT_SUFFIX[volume_suffix(case.images[0])])
         if series:
@@ -125,6 +134,9 @@ def predict_volume_folder(predictor, layout: Layout, folder: PredictionFolder, r
                 name, case.images[0].name, lambda path: write_label_like(labels, volume, path)):
             report.written.append(str(folder.out_dir / name))
             report.sources.append((str(case.images[0]), 0))
+        if probs is not None:  # the file's (i, j, k) order, reversed to numpy's (k, j, i)
+            native = np.stack([to_native(p, volume).T for p in probs])
+            folder.write(f"{case.name}.npz", probabilities_npz(native), case.images[0].name)
         rows += [(case.name, *row) for row in structure_volumes(labels, volume.spacing, predictor.codes)]
     if progress:
         progress(len(cases), len(cases), "done")

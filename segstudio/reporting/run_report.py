@@ -19,8 +19,8 @@ from ..data.report import DatasetReport
 from ..errors import DataError, SegstudioError
 from ..evaluation.evaluate import CSV_NAME, SUMMARY_NAME
 from ..inference.predictor import Predictor
+from ..model.device import device_name
 from ..runs import MODEL_FILE, MODEL_META, read_metrics
-from ..training.device import device_name
 from ..training.event_log import EVENTS
 from .validation import (CALIBRATION_NAME, KEEP, ValidationScores, case_means, read_calibration, read_rows,
                          read_tolerance, score_validation)

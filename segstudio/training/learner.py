@@ -16,6 +16,8 @@ from fastcore.basics import noop
 
 from ..config import Norm, Schedule, TrainConfig
 from ..data import SegDataset
+from ..model.norms import to_instance_norm
+from ..model.weights import arch_from_file, architecture, cached_weights_file, pretrained_available
 from ..preprocess.plan import model_inputs
 from .events import GroupInfo
 from .groups import group_names
@@ -23,9 +25,7 @@ from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats
 from .losses import make_loss
 from .metrics import PerClassDice, VolumeDice
 from .deep_supervision import PREFIX as HEADS, DeepSupervision, with_heads
-from .norms import to_instance_norm
 from .schedules import fused_adamw, sgd_nesterov
-from .weights import arch_from_file, architecture, cached_weights_file, pretrained_available
 
 
 MIN_INSTANCE_SIZE = 64  # a 2 x 2 bottleneck: instance norm cannot normalise a single pixel

@@ -81,9 +81,6 @@ class TilePairs:
             masks[k, :, :left] = IGNORE
         return images, masks
 
-    def item_of(self, positions) -> np.ndarray:
-        return np.array([self.tiles[int(p)][0] for p in positions], dtype=np.int64)
-
 
 def tile_starts(length: int, size: int) -> list[int]:
     """0, size, 2*size, … and a last start flush with the end (one start when length <= size)."""

@@ -26,12 +26,12 @@ from ..data import SegDataset, load_dataset
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
 from ..files import unwritable_reason, write_atomic
+from ..model.device import device_name, resolve_device
 from ..preprocess.continued import inherit_preprocessing
 from ..preprocess.plan import make_plan
 from ..runs import CHECKPOINT, MODEL_META, MetricsLog, new_run_dir, save_model
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
-from .device import device_name, resolve_device
 from .groups import lr_plan
 from .learner import BuiltLearner, build_learner, group_info
 from .loaders import gather

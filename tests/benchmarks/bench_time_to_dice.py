@@ -15,7 +15,16 @@ thread instead, as before the thread existed (the "before" of the README's table
 
     python tests/benchmarks/bench_time_to_dice.py [--runs resize patches scans] [--epochs 2] [--size 64]
     python tests/benchmarks/bench_time_to_dice.py --sync-checkpoints   # checkpoints written between epochs
-    python tests/benchmarks/bench_time_to_dice.py --smoke      # one epoch, tiny data: a check that it runs
+    python tests/benchmarks/bench_time_to_dice.py --smoke      # one epoch, tiny data (and --curve): a check that it runs
+
+`--curve` measures held-out Dice against training time instead: one run per point (`--curve 2 4 8
+16` epochs, or seconds of `--time-budget` with `--curve-unit seconds`) and seed, random encoder, on
+a split with train/ and test/ folders (`bench_peer.py --make-split`: MNI slices), each run's
+model scored on test/ (Dice per class pooled over the images, mean over classes; with and without
+mirroring TTA). Wall and CPU seconds of each run are printed: on a shared machine the CPU seconds
+(both cores busy: about twice the wall time of a quiet machine) are the steadier measure.
+
+    python tests/benchmarks/bench_time_to_dice.py --curve 2 4 8 16 --split /tmp/mni_split --size 128 [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -217,6 +226,48 @@ def table(kind: str, timings: Timings, run_seconds: float, imports: float, epoch
     return rows
 
 
+def curve(args) -> int:
+    """Held-out Dice of runs of growing length: epochs (or time budgets) x seeds, one line each."""
+    from bench_peer import pooled_dice  # the side-by-side benchmark's scoring, so the figures compare
+    from segstudio.config import Arch, DataConfig, Device, TrainConfig
+    from segstudio.inference import Predictor
+    from segstudio.training import events as ev
+    from segstudio.training.session import TrainingSession
+
+    train, test = args.split / "train", args.split / "test"
+    print(f"curve on {args.split}: {args.curve_unit} {args.curve}, seeds {args.seeds}, size {args.size}, bs {args.bs}, "
+          f"lr {args.lr or 'default'}, random encoder, CPU")
+    print("| " + args.curve_unit + " | seed | epochs | wall s | CPU s | best valid Dice | held-out Dice | with TTA | "
+          "load at start |\n|" + "---|" * 9, flush=True)
+    with tempfile.TemporaryDirectory(prefix="segstudio-curve-") as tmp:
+        for point in args.curve:
+            for seed in args.seeds:
+                by_time = args.curve_unit == "seconds"
+                cfg = TrainConfig(data=DataConfig(images=str(train / "images"), masks=str(train / "masks"),
+                                                  labels="classes"),
+                                  arch=Arch.resnet18, pretrained=False, size=args.size, bs=args.bs,
+                                  epochs=10 if by_time else int(point), time_budget=point if by_time else 0.0,
+                                  lr_lo=args.lr, lr_hi=args.lr, device=Device.cpu, seed=seed,
+                                  out_dir=str(Path(tmp) / "runs"), run_name=f"p{point}s{seed}")
+                load = os.getloadavg()[0]
+                t, c = time.perf_counter(), time.process_time()
+                final = TrainingSession().run(cfg, lambda e: None)
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                if not isinstance(final, ev.Finished):
+                    print(f"{point} seed {seed}: the run ended with {final}", file=sys.stderr)
+                    return 1
+                predictor, dice = Predictor.load(final.run_dir, device="cpu"), []
+                for tta in (False, True):
+                    out = Path(tmp) / f"pred_p{point}s{seed}_{tta}"
+                    predictor.tta = tta
+                    predictor.predict_folder(test / "images", out)
+                    per_class = pooled_dice(out, test / "masks")
+                    dice.append(sum(per_class) / len(per_class))
+                print(f"| {point:g} | {seed} | {final.epochs_done} | {wall:.0f} | {cpu:.0f} | {final.best_dice:.3f} | "
+                      f"{dice[0]:.3f} | {dice[1]:.3f} | {load:.1f} |", flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", default=["resize", "patches", "scans"],
@@ -227,7 +278,17 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=40, help="2-D sample slices (patch images: a quarter)")
     ap.add_argument("--sync-checkpoints", action="store_true", help="write checkpoints in the training thread")
     ap.add_argument("--smoke", action="store_true", help="one epoch on tiny data: only checks that it runs")
+    ap.add_argument("--curve", nargs="+", type=float, help="held-out Dice against time: epochs (or seconds) per run")
+    ap.add_argument("--curve-unit", choices=["epochs", "seconds"], default="epochs")
+    ap.add_argument("--split", type=Path, help="--curve: a folder with train/ and test/ (images/, masks/)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--lr", type=float, default=None, help="--curve: one learning rate for all groups")
     args = ap.parse_args()
+    if args.curve:
+        if not args.split:
+            ap.error("--curve needs --split")
+        os.environ.setdefault("OMP_NUM_THREADS", str(min(2, os.cpu_count() or 1)))
+        return curve(args)
     if args.smoke:
         args.epochs, args.size, args.bs, args.slices = 1, 32, 8, 16
         args.runs = [r for r in args.runs if r != "scans"] if len(args.runs) == 3 else args.runs
@@ -252,6 +313,12 @@ def main() -> int:
             predict_seconds(final.run_dir, predict_dir, root / "predicted", timings)
             print("\n".join(table(kind, timings, seconds, imports, final.epochs_done, args.sync_checkpoints)))
             print(f"best Dice {final.best_dice:.3f}; load average {os.getloadavg()[0]:.1f} at the end")
+        if args.smoke:  # and one point of the curve, on a tiny generated split
+            from bench_peer import make_tiny_split
+
+            args.split, args.curve, args.bs = Path(tmp) / "split", [1], 4
+            make_tiny_split(args.split)
+            ok = curve(args) == 0 and ok
     return 0 if ok else 1
 
 

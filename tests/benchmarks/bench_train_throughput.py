@@ -72,7 +72,7 @@ from segstudio.training import events as ev  # noqa: E402
 from segstudio.training import learner as learner_mod  # noqa: E402
 from segstudio.training import session as session_mod  # noqa: E402
 from segstudio.training.callbacks import EventReporter, StopGuard  # noqa: E402
-from segstudio.training.device import device_name, resolve_device  # noqa: E402
+from segstudio.model.device import device_name, resolve_device  # noqa: E402
 from segstudio.training.learner import build_learner  # noqa: E402
 from segstudio.training.loaders import CachedPairs  # noqa: E402
 

@@ -51,13 +51,20 @@ def runs_dir(tmp_path):
     return path
 
 
-@pytest.fixture
-def window(qtbot, runs_dir):
-    """The main window, styled like the app, with runs going to tmp_path; closed after the test."""
+@pytest.fixture(scope="session")
+def styled_app(qapp):
+    """The QApplication with the app's look, applied once: applying the stylesheet again restyles
+    every widget still alive (seconds per test, growing with the tests run)."""
     from segstudio.ui.app import make_app
+
+    return make_app()
+
+
+@pytest.fixture
+def window(qtbot, runs_dir, styled_app):
+    """The main window, styled like the app, with runs going to tmp_path; closed after the test."""
     from segstudio.ui.main_window import MainWindow
 
-    make_app()
     w = MainWindow(probe=False)
     w.train_panel.settings.path_out_dir.setText(str(runs_dir))
     qtbot.addWidget(w)

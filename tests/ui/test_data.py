@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -24,6 +25,7 @@ def drop(widget, paths):
     return event
 
 
+@pytest.mark.slow
 def test_drop_parent_folder_loads_dataset(window, qtbot, sample_dirs):
     images, masks = sample_dirs
     panel = window.data_panel
@@ -131,6 +133,7 @@ def test_classify_folders_by_name_and_values(tmp_path):
     assert classify_folders([tmp_path / "missing"]) == (None, None)
 
 
+@pytest.mark.slow
 def test_open_sample_dataset_action(window, qtbot):
     panel = window.data_panel
     with qtbot.waitSignal(panel.dataset_loaded, timeout=120000):

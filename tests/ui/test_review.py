@@ -301,10 +301,12 @@ def test_the_cursor_readout_is_cleared_when_the_item_or_the_run_changes(review):
 
 
 def _open_fake_run(panel, run_dir, items):
-    """What the review worker hands back for a run: (predictor, dataset, items, note)."""
+    """What the review worker hands back for a run: a RunReview (predictor, dataset, items)."""
     from types import SimpleNamespace
 
-    panel._on_review(run_dir, None, (SimpleNamespace(codes=list(CODES), window=""), None, items, ""))
+    from segstudio.reporting.run_review import RunReview
+
+    panel._on_review(run_dir, None, RunReview(SimpleNamespace(codes=list(CODES), window=""), None, items))
 
 
 def test_opening_a_run_shows_its_folder_size_and_leaves_correcting(window, tmp_path):

@@ -17,8 +17,12 @@ from PySide6.QtWidgets import QFileDialog
 from segstudio.config import TrainConfig
 from segstudio.evaluation.evaluate import EvaluationReport, MetricRow, summarise, write_report
 from segstudio.inference import ReviewItem
+from segstudio.reporting.after_training import boundary_scores
+from segstudio.reporting.run_review import RunReview
 from segstudio.training import events as ev
+from segstudio.training.protocols import Session
 from segstudio.workers import TrainWorker
+from tests.conftest import implements
 
 CODES = ("background", "liver", "kidney")
 
@@ -43,8 +47,9 @@ def test_the_review_shows_nsd_and_hd95_from_the_run_folder_and_sorts_by_them(win
     write_report(report, run)
     panel = window.review_panel
     window.tabs.setCurrentIndex(1)  # the review comes in while training is shown
-    panel._on_review(str(run), None, (SimpleNamespace(codes=list(CODES), window=""), None,
-                                      [item("a", 0.9), item("b", 0.2), item("c", 0.5), item("d", 0.7)], ""))
+    panel._on_review(str(run), None, RunReview(SimpleNamespace(codes=list(CODES), window=""), None,
+                                               [item("a", 0.9), item("b", 0.2), item("c", 0.5), item("d", 0.7)],
+                                               boundary=boundary_scores(run)))
     window.tabs.setCurrentIndex(2)
     qtbot.wait(50)
     t = panel.table_review
@@ -66,7 +71,8 @@ def test_the_review_shows_nsd_and_hd95_from_the_run_folder_and_sorts_by_them(win
     # a run without metrics_per_case.csv: no such columns
     other = tmp_path / "other"
     other.mkdir()
-    panel._on_review(str(other), None, (SimpleNamespace(codes=list(CODES), window=""), None, [item("a", 0.9)], ""))
+    panel._on_review(str(other), None, RunReview(SimpleNamespace(codes=list(CODES), window=""), None, [item("a", 0.9)],
+                                                 boundary=boundary_scores(other)))
     assert [t.horizontalHeaderItem(c).text() for c in range(2)] == ["Image", "Dice"]
     assert "NSD" not in [t.horizontalHeaderItem(c).text() for c in range(t.columnCount())]
 
@@ -102,13 +108,14 @@ def test_save_run_report_writes_the_page_in_a_worker(window, qtbot, tmp_path, mo
     assert window.state.message.level == "error" and "not a report segstudio wrote" in window.state.message.text
 
 
+@implements(Session)
 class Finished:
     """A session whose run has already finished in `run_dir`."""
 
     def __init__(self, run_dir: str):
         self.run_dir = run_dir
 
-    def run(self, config, on_event, dataset=None):
+    def run(self, config, on_event, dataset=None, resume=""):
         return ev.Finished(self.run_dir, 0, 0.8, 1)
 
     def cancel(self):

@@ -1,5 +1,5 @@
 """`segstudio --self-test` reports a broken step and exits 1, never hangs (CI runs the passing case
-from the install, and tests/core/test_packaging.py from the wheel)."""
+from the install, and tests/package/test_packaging.py from the wheel)."""
 
 import pytest
 
@@ -8,6 +8,7 @@ from segstudio.ui import self_test
 from segstudio.ui.panels.review_panel import ReviewPanel
 
 
+@pytest.mark.slow
 def test_fails_when_training_fails(monkeypatch, capsys):
     def broken_run(self, config, emit, dataset=None):
         raise RuntimeError("CUDA kernel image not found")
@@ -20,6 +21,7 @@ def test_fails_when_training_fails(monkeypatch, capsys):
     assert "self-test passed" not in out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_timeout_mid_run_stops_the_run_and_exits(monkeypatch, capsys):
     """Closing the window while a run is still stopping must not ask "Stop training?" (nobody answers)."""
@@ -28,6 +30,7 @@ def test_a_timeout_mid_run_stops_the_run_and_exits(monkeypatch, capsys):
     assert "FAIL  train: did not finish within 0.5 s" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_an_exception_in_a_slot_fails_the_step(monkeypatch, capsys):
     def broken_slot(self, result):
         raise ValueError("mask writer broke")

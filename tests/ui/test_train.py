@@ -15,7 +15,9 @@ from PySide6.QtWidgets import QCheckBox, QLabel
 from segstudio.config import Schedule, default_lrs
 from segstudio.training import events as ev
 from segstudio.training.groups import group_names, lr_plan
+from segstudio.training.protocols import LRSession, Session
 from segstudio.training.session import TrainingSession
+from tests.conftest import implements
 
 from .conftest import small_train_settings
 
@@ -80,6 +82,7 @@ def _start(window, qtbot, sample_dirs, mode="train", preload=True, **kw):
     return panel
 
 
+@implements(Session, LRSession)
 class QuickFindLR(TrainingSession):
     """The real session with a shorter LR sweep, to keep the test quick on a CPU."""
 
@@ -87,6 +90,7 @@ class QuickFindLR(TrainingSession):
         return super().find_lr(config, on_event, dataset=dataset, num_it=8)
 
 
+@pytest.mark.slow
 def test_short_training_fills_plots_review_and_export(window, qtbot, sample_dirs, tmp_path):
     panel = _start(window, qtbot, sample_dirs, epochs=1, size=32, bs=16)
     assert not panel.settings.combo_arch.isEnabled() and not panel.settings.slider_lr.isEnabled() and not panel.button_train.isEnabled()
@@ -170,13 +174,14 @@ def test_closing_during_find_lr_asks_about_the_lr_finder(window, qtbot, sample_d
 
     from PySide6.QtWidgets import QMessageBox
 
+    @implements(LRSession)
     class Sweeping:
         """An LR sweep that goes on until it is stopped."""
 
         def __init__(self):
             self.stop = threading.Event()
 
-        def find_lr(self, config, on_event, dataset=None):
+        def find_lr(self, config, on_event, dataset=None, num_it=100):
             self.stop.wait(60)
             return ev.Cancelled("", 0, math.nan)
 
@@ -193,6 +198,7 @@ def test_closing_during_find_lr_asks_about_the_lr_finder(window, qtbot, sample_d
     assert asked == ["Stop the LR finder?"] and not panel.running
 
 
+@pytest.mark.slow
 def test_stop_ends_run_mid_epoch(window, qtbot, sample_dirs):
     panel = _start(window, qtbot, sample_dirs, epochs=3, size=64, bs=4)
     qtbot.waitSignal(panel.runner.worker.batches, timeout=120000).wait()
@@ -208,6 +214,7 @@ def test_stop_ends_run_mid_epoch(window, qtbot, sample_dirs):
     assert panel.button_train.isEnabled()
 
 
+@pytest.mark.slow
 def test_close_during_run_asks_then_stops(window, qtbot, sample_dirs, monkeypatch):
     panel = _start(window, qtbot, sample_dirs, preload=False, epochs=5, size=64, bs=4)
     qtbot.waitSignal(panel.runner.worker.batches, timeout=120000).wait()
@@ -244,8 +251,9 @@ def test_failure_is_shown_in_the_train_area_and_app_survives(window, qtbot, tmp_
 
 
 def test_worker_turns_exceptions_into_failed(window, qtbot, sample_dirs, monkeypatch):
+    @implements(Session)
     class Exploding:
-        def run(self, *a, **k):
+        def run(self, config, on_event, dataset=None, resume=""):
             raise RuntimeError("boom")
 
         def cancel(self):
@@ -258,6 +266,7 @@ def test_worker_turns_exceptions_into_failed(window, qtbot, sample_dirs, monkeyp
     assert "boom" in banner(window, "train").text()
 
 
+@pytest.mark.slow
 def test_find_lr_plots_and_applies(window, qtbot, sample_dirs):
     window.train_panel.session_factory = QuickFindLR
     panel = _start(window, qtbot, sample_dirs, mode="find_lr", size=32, bs=4)
@@ -300,6 +309,7 @@ def test_a_single_point_is_drawn_as_a_dot(qtbot):
     assert plots.c_smooth.opts["symbol"] is None
 
 
+@pytest.mark.slow
 def test_resume_continues_a_stopped_run_in_its_folder(window, qtbot, sample_dirs):
     from pathlib import Path
 
@@ -339,11 +349,12 @@ def test_run_in_a_separate_process_uses_a_process_session(window, qtbot, sample_
 
     made = []
 
-    class FakeProcessSession:  # the real one is tested in tests/core/test_run_processes.py
+    @implements(Session)
+    class FakeProcessSession:  # the real one is tested in tests/training/test_run_processes.py
         def __init__(self, processes):
             made.append(processes)
 
-        def run(self, config, on_event, dataset=None):
+        def run(self, config, on_event, dataset=None, resume=""):
             made.append(dataset)
             return ev.Finished(run_dir="", best_epoch=0, best_dice=0.5, epochs_done=1)
 
@@ -378,13 +389,14 @@ def batch(iteration: int, loss: float = 0.7, total: int = 30) -> ev.BatchEnd:
                        lrs=(1e-5, 1e-4, 1e-3))
 
 
+@implements(Session)
 class Scripted:
     """A session that emits `events`, then trains until it is stopped."""
 
     def __init__(self, *events):
         self.events, self.stopped = events, threading.Event()
 
-    def run(self, config, on_event, dataset=None):
+    def run(self, config, on_event, dataset=None, resume=""):
         for event in self.events:
             on_event(event)
         self.stopped.wait(60)

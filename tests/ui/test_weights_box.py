@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from segstudio.training import weights
+from segstudio.model import weights
 from segstudio.ui.panels.train_settings import TrainSettings
 
 PAYLOAD = os.urandom(300_000)

@@ -13,9 +13,11 @@ from PySide6.QtWidgets import QProgressBar, QWidget
 from segstudio.config import TrainConfig
 from segstudio.errors import DataError
 from segstudio.training import events as ev
+from segstudio.training.protocols import Session
 from segstudio.ui.state import AppState, RunRef
 from segstudio.ui.tasks import TaskRunner, progress_text
 from segstudio.workers import TaskWorker, TrainWorker
+from tests.conftest import implements
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux-only")
@@ -39,6 +41,7 @@ STARTED = ev.Started(device="cpu", device_name="CPU", mixed_precision=False, pre
                      run_dir="/runs/x", lr_lo=3e-3, lr_hi=3e-3)
 
 
+@implements(Session)
 class ScriptedSession:
     """Emits a fixed event sequence, as TrainingSession.run does, and returns its final event."""
 
@@ -53,7 +56,7 @@ class ScriptedSession:
     def __init__(self):
         self.stopped = threading.Event()
 
-    def run(self, config, on_event, dataset=None):
+    def run(self, config, on_event, dataset=None, resume=""):
         for event in self.script:
             on_event(event)
         return ev.Finished("/runs/x", 0, 0.8, 1)
@@ -62,8 +65,9 @@ class ScriptedSession:
         self.stopped.set()
 
 
+@implements(Session)
 class BlockingSession(ScriptedSession):
-    def run(self, config, on_event, dataset=None):
+    def run(self, config, on_event, dataset=None, resume=""):
         on_event(STARTED)
         self.stopped.wait(10)
         return ev.Cancelled("", 0, math.nan)
@@ -102,8 +106,9 @@ def test_a_stopped_run_still_ends_with_its_final_event(qtbot):
 
 
 def test_an_exception_in_the_session_becomes_a_failed_event(qtbot):
+    @implements(Session)
     class Broken(ScriptedSession):
-        def run(self, *a, **k):
+        def run(self, config, on_event, dataset=None, resume=""):
             raise RuntimeError("kaboom")
 
     worker = TrainWorker(TrainConfig(), session_factory=Broken)

@@ -1,5 +1,5 @@
-"""Review area: a run's validation images worst first, or a predicted folder, in the viewer; open a
-run, predict a folder, locate a run's data."""
+"""Review area: a run's validation images worst first (a fold set's every labelled image, out of
+fold), or a predicted folder, in the viewer; open a run, predict a folder, locate a run's data."""
 
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
         self.last_export = None  # the PredictReport of the last "Predict folder"
         self.run_dir = ""  # the run whose model is loaded
         self.run_config: TrainConfig | None = None
+        self.folds: tuple[int, ...] = ()  # a fold set reviewed out of fold: its folds with a model
         self.predictor = None
         self.dataset = None
         self._validation_title = "Validation images"
@@ -125,6 +126,7 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
             lambda *_: QTimer.singleShot(0, self._update_info))
         self.label_run = QLabel("No run loaded. Train a model or use File ▸ Open run.",
                                 objectName="label_run", wordWrap=True)
+        self.label_summary = QLabel("", objectName="label_summary", wordWrap=True, visible=False)
         self.progress_review = QProgressBar(objectName="progress_review", textVisible=True)
         show_state(self.progress_review, "Idle")
         self.button_open_run = QPushButton(resources.icon("run"), "Open run…", objectName="button_open_run")
@@ -138,6 +140,7 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
         self.group_items.setMinimumWidth(340)
         lv = QVBoxLayout(self.group_items)
         lv.addWidget(self.label_run)
+        lv.addWidget(self.label_summary)
         lv.addWidget(self.table_review, 1)
         lv.addWidget(self.progress_review)
         row = QHBoxLayout()
@@ -437,37 +440,69 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
                                  label="Predicting validation images…",
                                  on_done=lambda result: self._on_review(self.run_dir, config, result))
 
-    def _on_review(self, run_dir: str, config, result) -> None:
-        self.predictor, self.dataset, items, note = result
-        self.run_dir, self.run_config = run_dir, config
+    def _on_review(self, run_dir: str, config, review) -> None:
+        """Show a RunReview (reporting.run_review): a run's validation cases, or a fold set's
+        every labelled case out of fold, worst first, with their mean Dice and its interval."""
+        self.predictor, self.dataset, items, note = review.predictor, review.dataset, review.items, review.note
+        self.run_dir, self.run_config, self.folds = run_dir, config, review.folds
         self._frames.clear()
         self.viewer.forget_levels()
         if self.state.run is None or self.state.run.run_dir != run_dir:
             self.state.run = RunRef(run_dir, config)
         self.tools.button_edit.setChecked(False)  # a run (re)opened starts by looking, not painting
         size = folder_size(run_dir)
-        self.label_run.setText(f"Run: <b>{Path(run_dir).name}</b>"
-                               + (f" · run folder {human_size(size)}" if size is not None else ""))
+        kind = f"Fold set of {len(review.folds) + len(review.missing)} folds" if review.out_of_fold else "Run"
+        self.label_run.setText(f"{kind}: <b>{Path(run_dir).name}</b>"
+                               + (f" · {'fold-set' if review.out_of_fold else 'run'} folder {human_size(size)}"
+                                  if size is not None else ""))
         self.label_run.setToolTip(run_dir)
         scans = bool(items) and items[0].is_scan
-        self._validation_title = "Validation scans (Dice in 3-D)" if scans else "Validation images"
+        noun = "scan" if scans else "image"
+        if review.out_of_fold:
+            self._validation_title = f"All labelled {noun}s, out of fold" + (" (Dice in 3-D)" if scans else "")
+        else:
+            self._validation_title = "Validation scans (Dice in 3-D)" if scans else "Validation images"
         self.group_items.setTitle(self._validation_title)
         self.validation_items = list(items)
         self.button_show_validation.setVisible(False)
-        from segstudio.reporting.after_training import boundary_scores  # torch is loaded by now
-
-        self.boundary = boundary_scores(run_dir)
+        self.boundary = review.boundary
         self.set_items(items, tuple(getattr(self.predictor, "codes", ()) or ()))
+        self._show_summary(review, noun)
         self._update_loop_buttons()
+        if review.missing:
+            names = lambda folds: ", ".join(f"fold_{f}" for f in folds)  # noqa: E731 - the folders' names
+            self.post("warning", f"{names(review.missing)} of {Path(run_dir).name}: no trained model yet. Their cases "
+                                 f"are not listed, and Predict folder averages {names(review.folds)} only; "
+                                 "File ▸ Resume run trains the rest.")
         if note:
             show_state(self.progress_review, "Model loaded; data not found")
             self.post("warning", f"The run's model is loaded, but its validation images could not be "
                                  f"read: {note.splitlines()[0]}\nPredict folder works without them; "
                                  "Locate data… computes the review.", ("Locate data…", self.locate_data))
         else:
-            what = f"{len(items)} validation {'scan' if scans else 'image'}{'' if len(items) == 1 else 's'}"
+            listed = "labelled" if review.out_of_fold else "validation"
+            what = f"{len(items)} {listed} {noun}{'' if len(items) == 1 else 's'}"
             show_state(self.progress_review, what, full=True)
-            self.post("info", f"Review ready: {what}, worst first.")
+            self.post("info", f"Review ready: {what}, worst first" + (
+                ", each predicted by the fold that did not train on it." if review.out_of_fold else "."))
+
+    def _show_summary(self, review, noun: str) -> None:
+        """The mean Dice over the listed cases with its 95% interval (a percentile bootstrap)."""
+        summary = review.summary
+        if not review.items or not summary.n:
+            self.label_summary.setVisible(False)
+            return
+        where = (f"Out of fold ({len(review.folds)} fold{'s' if len(review.folds) > 1 else ''})" if review.out_of_fold
+                 else "Validation")
+        self.label_summary.setText(f"{where}: {summary.text()} {noun}{'s' if summary.n != 1 else ''}"
+                                   + (f" ({summary.without} without foreground)" if summary.without else ""))
+        self.label_summary.setToolTip(
+            "The mean of the cases' Dice (the foreground classes' mean on each case) with a 95% confidence\n"
+            "interval: the 2.5th to 97.5th percentile of the mean over 10,000 bootstrap resamples of the cases."
+            + ("\nEach case is predicted by the one fold that did not train on it: the best place to find\n"
+               "label errors, since every labelled case is seen by a model that never learnt its mask." if
+               review.out_of_fold else ""))
+        self.label_summary.setVisible(True)
 
     def cancel(self) -> None:
         self.runner.cancel()
@@ -489,4 +524,4 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
         n = len(self.dataset.unlabelled) if self.dataset is not None else 0
         self.button_unlabelled.setText(f"Predict unlabelled ({n})" if n else "Predict unlabelled")
         self.button_unlabelled.setEnabled(not busy and bool(n) and self.predictor is not None)
-        self.button_continue.setEnabled(not busy and bool(self.run_dir))
+        self.button_continue.setEnabled(not busy and bool(self.run_dir) and not self.folds)  # one run's model

@@ -93,7 +93,7 @@ def seg_summary(report) -> str:
 
 
 class PredictMixin:
-    """Needs the panel's run_dir, run_config, predictor, runner, state, validation_items,
+    """Needs the panel's run_dir, run_config, folds, predictor, runner, state, validation_items,
     group_items, progress_review, button_show_validation, set_items and post."""
 
     def export_masks(self, images_dir: str | None = None, out_dir: str | None = None) -> bool:
@@ -124,6 +124,8 @@ class PredictMixin:
         self.last_export = report
         segs = f" and {len(report.dicom_segs)} DICOM SEG file(s)" if report.dicom_segs else ""
         first = f"Wrote {len(report.written)} masks{segs} to {report.out_dir}"
+        if self.folds:  # a fold set predicts with the mean of its folds' probabilities
+            first += f", each the average of {len(self.folds)} folds"
         if report.left_alone:
             first += f"; {len(report.left_alone)} existing file(s) left alone"
         if report.problems:

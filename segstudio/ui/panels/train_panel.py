@@ -47,6 +47,7 @@ class TrainPanel(QWidget):
         self._t0 = 0.0
         self._it0: int | None = None  # the first iteration this attempt trains (a resumed run's is later)
         self._epoch_seconds: list[float] = []  # how long the run's epochs took
+        self._fold = (0, 0)  # (fold, folds) while a fold set trains, else (0, 0)
         self.following = ""  # the run folder being followed
         self._followed: TrainConfig | None = None  # its settings, once it has written them
         self._own_settings: TrainConfig | None = None  # the user's, shown again when the following ends
@@ -159,6 +160,10 @@ class TrainPanel(QWidget):
         if self.runner.busy:
             self.state.post("train", "warning", "A run is in progress: resume when it has finished.")
             return False
+        from segstudio.data.folds import is_fold_set  # (its module imports pydicom)
+
+        if is_fold_set(run_dir):
+            return self._resume_fold_set(run_dir)
         if not (Path(run_dir) / CHECKPOINT).is_file():
             from segstudio.training.event_log import finished_event
 
@@ -175,6 +180,24 @@ class TrainPanel(QWidget):
             return False
         self.settings.set_config(config)
         return self.start(resume=str(run_dir), config=config)
+
+    def _resume_fold_set(self, root: str) -> bool:
+        """Continue a fold set where it stopped: its stopped fold from its checkpoint, then the
+        folds not trained yet; the trained ones are kept as they are."""
+        from segstudio.errors import SegstudioError
+        from segstudio.training.fold_set import open_fold_set, trained_folds
+
+        try:
+            config, k = open_fold_set(Path(root))
+        except (SegstudioError, OSError, ValueError) as exc:
+            self.state.post("train", "error", f"{Path(root).name} cannot be resumed: {exc}")
+            return False
+        if len(trained_folds(Path(root), k)) == k:
+            self.state.post("train", "error", f"Every fold of {Path(root).name} is trained: there is nothing to "
+                                              "resume.")
+            return False
+        self.settings.set_config(config)
+        return self.start(resume=str(root), config=config)
 
     def follow(self, run_dir: str) -> bool:
         """Show a run that another process writes (torchrun, a cluster job on a shared file
@@ -229,9 +252,16 @@ class TrainPanel(QWidget):
         if not config.data.images and not follow:
             self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
             return False
+        folds = self.settings.folds() if mode == "train" and not (init_from or resume or follow) else 1
+        if folds >= 2 and not self._folds_possible(config, folds):
+            return False
         factory, in_app = self._session_factory(mode, follow)
-        worker = TrainWorker(config, self.state.dataset_for(config.data, config.size) if in_app else None, mode,
-                             session_factory=factory, resume=resume)
+        # each fold of a fold set reads the data with its own split
+        dataset = self.state.dataset_for(config.data, config.size) if in_app and folds < 2 else None
+        worker = TrainWorker(config, dataset, mode, session_factory=factory, resume=resume,
+                             folds=folds if folds >= 2 else 0)
+        worker.fold_started.connect(self._on_fold_started)
+        self._fold = (0, 0)
         worker.run_started.connect(self._on_started)
         worker.phase_changed.connect(lambda p: self.log("info", f"Phase: {p.name}."))
         worker.batches.connect(self._on_batches)
@@ -250,11 +280,27 @@ class TrainPanel(QWidget):
             self.log("info", f"Following {follow}.")
         else:
             self.log("info", f"{'Training' if mode == 'train' else 'LR finder'} started "
-                             f"({config.arch.value}, {config.size}px, batch {config.bs})"
+                             f"({config.arch.value}, {config.size}px, batch {config.bs}"
+                             + (f", {folds} folds)" if folds >= 2 else ")")
                              + (f", continuing from {Path(init_from).name}." if init_from else
                                 f", resuming {Path(resume).name}." if resume else "."))
         self.runner.start_worker(worker, self._on_ended, "Preparing…")
         return True
+
+    def _folds_possible(self, config: TrainConfig, k: int) -> bool:
+        """Whether the loaded data has enough patients (or cases) for `k` folds; the reason, with
+        the largest number that works, is posted when not. Data not loaded yet is checked when
+        the first fold reads it."""
+        key = self.state.dataset_key  # the groups do not depend on the size the data was loaded at
+        if self.state.dataset is None or not key or key[0] != config.data:
+            return True
+        dataset = self.state.dataset
+        from segstudio.training.fold_set import fold_refusal
+
+        refusal = fold_refusal([dataset.volumes[v].group for v in dataset.item_volume], k)
+        if refusal:
+            self.state.post("train", "error", refusal)
+        return not refusal
 
     @Slot()
     def open_cluster_dialog(self):
@@ -330,6 +376,21 @@ class TrainPanel(QWidget):
     def _on_warning(self, message: str) -> None:
         self._warnings.append(message)
         self.state.post("train", "warning", message)
+    def _fold_text(self) -> str:
+        """"Fold 2/5 · " while a fold set trains, else ""."""
+        fold, k = self._fold
+        return f"Fold {fold + 1}/{k} · " if k else ""
+
+    @Slot(int, int, bool)
+    def _on_fold_started(self, fold: int, k: int, resumed: bool) -> None:
+        """A fold set's next fold: its curves replace the previous fold's (its run folder keeps them)."""
+        self._fold = (fold, k)
+        self.plots.reset()
+        self.preview.clear()
+        self.progress_train.setFormat(f"{self._fold_text()}Preparing…")
+        self.log("info", f"Fold {fold + 1} of {k} (fold_{fold}, "
+                         + ("resumed)." if resumed else "validated on its own cases, trained on the others)."))
+
     @Slot(object)
     def _on_started(self, s: ev.Started) -> None:
         self.last_started = s
@@ -341,7 +402,7 @@ class TrainPanel(QWidget):
                          volumetric=s.volumetric)
         self.progress_train.setRange(0, max(1, s.epochs * s.iters_per_epoch))
         self.progress_train.setValue(0)
-        self.progress_train.setFormat(f"Epoch 1/{s.epochs}")  # a resumed run's epochs done follow (_on_epoch)
+        self.progress_train.setFormat(f"{self._fold_text()}Epoch 1/{s.epochs}")  # a resumed run's: see _on_epoch
         start = (f"starting from the weights of {Path(s.parent_run).name}" if s.parent_run  # a continued run
                  else f"{'pretrained' if s.pretrained else 'random-init'} encoder")
         self.log("info", f"Run folder {s.run_dir}: {s.n_train} train / {s.n_valid} validation images, "
@@ -369,7 +430,7 @@ class TrainPanel(QWidget):
             eta = (sum(self._epoch_seconds) / len(self._epoch_seconds) / max(ipe, 1) * (total - done)
                    if self._epoch_seconds else float("nan"))
         epochs = total // ipe if ipe else (s.epochs if s else 0)  # a time budget sets them after the first steps
-        self.progress_train.setFormat(f"Epoch {b.epoch + 1}/{epochs} · batch {batch}/{ipe or '?'}")
+        self.progress_train.setFormat(f"{self._fold_text()}Epoch {b.epoch + 1}/{epochs} · batch {batch}/{ipe or '?'}")
         self.label_eta.setText(f"ETA {fmt_duration(eta)}")
 
     @Slot(object)
@@ -379,12 +440,14 @@ class TrainPanel(QWidget):
         s = self.last_started
         if s is not None and e.epoch + 1 < e.epochs:  # the next epoch (a resumed run replays those done)
             self.progress_train.setValue(max(self.progress_train.value(), (e.epoch + 1) * s.iters_per_epoch))
-            self.progress_train.setFormat(f"Epoch {e.epoch + 2}/{e.epochs}")
+            self.progress_train.setFormat(f"{self._fold_text()}Epoch {e.epoch + 2}/{e.epochs}")
         best = " ★ best" if e.is_best else ""
-        self.log("info", f"Epoch {e.epoch + 1}/{e.epochs}: train {e.train_loss:.4f}, valid "
+        self.log("info", f"{self._fold_text()}Epoch {e.epoch + 1}/{e.epochs}: train {e.train_loss:.4f}, valid "
                          f"{e.valid_loss:.4f}, Dice {e.dice_mean:.3f} ({e.seconds:.1f} s){best}")
 
     def _on_ended(self, final) -> None:
+        from segstudio.training.fold_set import FoldSetEnded
+
         self.last_final = final
         self.plots.flush()
         self.label_eta.setText("")
@@ -421,6 +484,34 @@ class TrainPanel(QWidget):
         elif isinstance(final, ev.Failed):
             show_state(self.progress_train, "Failed")
             self.state.post("train", "error", final.message + (f"\n{final.advice}" if final.advice else ""))
+        elif isinstance(final, FoldSetEnded):
+            self._on_fold_set_ended(final)
+
+    def _on_fold_set_ended(self, end) -> None:
+        """A fold set's outcome (a FoldSetEnded); one with a trained fold opens in the Review, out of fold."""
+        name, k, last = Path(end.root).name, end.folds, end.last
+        kept = (f"{', '.join(f'fold_{f}' for f in end.trained)} {'are' if len(end.trained) > 1 else 'is'} "
+                f"trained and kept in {name}")
+        if isinstance(last, ev.Failed) and not end.complete:
+            show_state(self.progress_train, "Failed")
+            text = last.message + (f"\n{last.advice}" if last.advice else "")
+            self.state.post("train", "error", f"Fold {self._fold[0] + 1} of {k} failed: {text}\n{kept}."
+                            if end.trained else text)
+        else:
+            if end.complete:
+                show_state(self.progress_train, f"Finished — {k} folds", full=True)
+                text = (f"Fold set finished: {k} folds in {end.root}. The Review lists every labelled case, each "
+                        "predicted by the fold that did not train on it; Predict folder averages the folds.")
+            else:
+                show_state(self.progress_train, "Stopped")
+                text = (f"Stopped in fold {self._fold[0] + 1} of {k}: "
+                        + (kept if end.trained else "no fold is trained")
+                        + ("; File ▸ Resume run continues it." if Path(end.root).exists() else "; nothing was kept."))
+            if self._warnings:
+                text = f"{text} ⚠ {self._warnings[-1]}"
+            self.state.post("train", "warning" if self._warnings else "info", text)
+        if end.trained:
+            self.state.run = RunRef(end.root, self._config)
 
     @Slot()
     def apply_suggested_lr(self) -> None:

@@ -50,6 +50,7 @@ def enum_combo(name: str, enum) -> QComboBox:
     return combo
 
 
+MAX_FOLDS = 10
 RUN_IN = (("This app", 0), ("A separate process", 1), ("torchrun, 2 processes", 2), ("torchrun, 4 processes", 4),
           ("torchrun, 8 processes", 8))  # (label, processes; 0 = a thread of the app)
 
@@ -143,6 +144,14 @@ class TrainSettings(QWidget):
             "fit are measured on the first training steps and the learning-rate schedule is sized to them "
             "(the run's config.json records them). Off: train the epochs above.")
         form.addRow("Time", self.value_time_budget)
+        self.choice_folds = QSpinBox(objectName="choice_folds", minimum=1, maximum=MAX_FOLDS, suffix=" folds")
+        self.choice_folds.setSpecialValueText("1 (one split)")  # how to train, not a run setting: not in config()
+        self.choice_folds.setToolTip(
+            "1: one run, validated on a share of the cases. 2 to 10: cross-validation, one run per fold in a fold-set "
+            "folder, each validated on its own 1/K of the cases (a patient's images in one fold) and trained on "
+            "the rest: K times the training time. The Review then scores every labelled case with the fold that "
+            "did not train on it, and predicting a folder averages the folds' probabilities.")
+        form.addRow("Folds", self.choice_folds)
         form.addRow("Schedule", self.combo_schedule)
         form.addRow("Loss", self.combo_loss)
         form.addRow("Augment", self.bool_augment)
@@ -257,6 +266,10 @@ class TrainSettings(QWidget):
     def processes(self) -> int:
         """0: train in a thread of the app; 1: in a child process; N: under torchrun with N processes."""
         return int(self.choice_processes.currentData())
+
+    def folds(self) -> int:
+        """1: train one run; K >= 2: a fold set of K folds."""
+        return int(self.choice_folds.value())
 
     def config(self) -> TrainConfig:
         lo, hi = self.lrs()

@@ -14,7 +14,7 @@ MB = 1_000_000
 
 def download_task(arch: str, *, progress, should_stop) -> str:
     """Runs in the TaskRunner's thread: the download, its progress in whole MB (Qt ints)."""
-    from segstudio.training.weights_download import download_weights
+    from segstudio.model.weights_download import download_weights
 
     def report(done: int, total: int) -> None:
         progress(done // MB, math.ceil(total / MB), "Downloading (MB)")
@@ -61,7 +61,7 @@ class WeightsBox(QWidget):
     @Slot()
     def download(self) -> None:
         """Ask, then download the shown architecture's weights in the background."""
-        from segstudio.training.weights_download import weights_info
+        from segstudio.model.weights_download import weights_info
 
         if self.runner.busy or not self.arch:
             return

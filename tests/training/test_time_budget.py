@@ -1,0 +1,92 @@
+"""A time budget instead of epochs: the run ends near its budget, with the one-cycle schedule
+sized to the epochs that fit, and records those epochs (config.json, events)."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastai.callback.schedule import combined_cos
+
+from segstudio.cli.main import build_parser
+from segstudio.cli.train import train_config
+from segstudio.training import events as ev
+from segstudio.training.session import TrainingSession
+from tests.conftest import tiny_config
+
+BUDGET = 30.0
+
+
+@pytest.mark.slow
+def test_a_time_budget_sizes_the_schedule_and_is_honoured(sample_data, tmp_path):
+    cfg = tiny_config(tmp_path, epochs=1, bs=8, size=32, augment=False, time_budget=BUDGET)
+    events = []
+    t = time.monotonic()
+    final = TrainingSession().run(cfg, events.append, dataset=sample_data)
+    seconds = time.monotonic() - t
+    assert isinstance(final, ev.Finished), final
+    assert 0.5 * BUDGET <= seconds, seconds
+    epochs = [e for e in events if isinstance(e, ev.EpochEnd)]
+    # within 25% (the machine is shared), unless not even one epoch fitted (then it trains one)
+    assert seconds <= 1.25 * BUDGET or (len(epochs) == 1 and epochs[0].seconds > BUDGET / 2), seconds
+    chosen = epochs[-1].epochs
+    assert final.epochs_done == len(epochs) == chosen  # not the 1 epoch configured: those that fit
+    recorded = json.loads((Path(final.run_dir) / "config.json").read_text())
+    assert recorded["epochs"] == chosen and recorded["time_budget"] == BUDGET
+    assert any("Time budget" in e.message for e in events if isinstance(e, ev.WarningEvent))
+    batches = [e for e in events if isinstance(e, ev.BatchEnd)]
+    assert batches[-1].total_iterations == chosen * len([b for b in batches if b.epoch == 0])
+    hi = cfg.lrs(False)[1]  # one-cycle over the chosen epochs: its last step's learning rate
+    last = combined_cos(0.25, hi / 25, hi, hi / 1e5)((batches[-1].total_iterations - 1) / batches[-1].total_iterations)
+    assert batches[-1].lrs[-1] == pytest.approx(last, rel=1e-4)
+
+
+def test_the_cli_takes_a_time_budget_in_seconds(capsys):
+    args = build_parser().parse_args(["train", "--images", "i", "--masks", "m", "--time-budget", "300"])
+    assert train_config(args).time_budget == 300.0
+    assert train_config(build_parser().parse_args(["train", "--images", "i"])).time_budget == 0.0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--images", "i", "--time-budget", "0"])
+    assert "positive number of seconds" in capsys.readouterr().err
+
+
+def fit_with_clock(step_seconds, deadline=100.0):
+    """A tiny fastai fit whose clock advances `step_seconds(epoch)` per training step and a third
+    of that per validation batch; returns (epochs chosen, one by one; epochs trained; end time)."""
+    import torch
+    from fastai.callback.core import Callback
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.losses import MSELossFlat
+
+    from segstudio.training.time_budget import MAX_EPOCHS, TimeBudget
+
+    x, y = torch.randn(64, 2), torch.randn(64, 1)
+    dls = DataLoaders.from_dsets(list(zip(x, y)), list(zip(x[:16], y[:16])), bs=8)  # 8 train, 2 valid batches
+    now, chosen = [0.0], []
+
+    class Clock(Callback):
+        order = -30
+
+        def after_batch(self):
+            now[0] += step_seconds(self.epoch) * (1 if self.training else 1 / 3)
+
+    budget = TimeBudget(deadline, lambda n, note: chosen.append(n), clock=lambda: now[0])
+    learn = Learner(dls, torch.nn.Linear(2, 1), loss_func=MSELossFlat(), cbs=[Clock(), budget])
+    with learn.no_logging(), learn.no_bar():
+        learn.fit_one_cycle(MAX_EPOCHS, 1e-2)
+    return chosen, len(learn.recorder.values), now[0]
+
+
+@pytest.mark.slow
+def test_the_epochs_that_fit_are_chosen_from_the_first_steps():
+    chosen, trained, end = fit_with_clock(lambda epoch: 1.0)  # an epoch: 8 s of steps + 2 x 1/3 s validation
+    assert chosen == [11] and trained == 11  # floor(100 / 8.67)
+    assert 90 < end <= 100
+
+
+@pytest.mark.slow
+def test_a_slower_machine_shortens_the_schedule_and_the_budget_holds():
+    chosen, trained, end = fit_with_clock(lambda epoch: 1.0 if epoch < 4 else 2.0)
+    assert chosen[0] == 11 and chosen[-1] < 11 and trained == chosen[-1]
+    assert end <= 100 + 2 * 8.67  # at most about the epoch that showed the slowdown over
