@@ -103,8 +103,8 @@ class MainWindow(QMainWindow):
                                                       self.open_volume_sample, None, "sample")
         self.action_open_run = self._action("action_open_run", "Open run…",
                                             self.review_panel.choose_run, "Ctrl+R", "run")
-        self.action_export = self._action("action_export_masks", "Predict folder…",
-                                          lambda: self.review_panel.export_masks(), "Ctrl+E", "export")
+        self.action_predict_folder = self._action("action_predict_folder", "Predict folder…",
+                                          lambda: self.review_panel.predict_folder(), "Ctrl+E", "export")
         self.action_export_model = self._action("action_export_model", "Export model (ONNX/TorchScript)…",
                                                 lambda: self.review_panel.export_model(), icon="export")
         self.action_resume = self._action("action_resume_run", "Resume run…", self.choose_resume, icon="run")
@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.action_open_run)
         file_menu.addAction(self.action_resume)
         file_menu.addAction(self.action_follow)
-        file_menu.addAction(self.action_export)
+        file_menu.addAction(self.action_predict_folder)
         file_menu.addAction(self.action_export_model)
         self.action_save_report = self.report.action
         file_menu.addAction(self.action_save_report)

@@ -164,7 +164,7 @@ class SelfTest:
         images = self.window.data_panel.data_config().images
         out = self.tmp / "predicted"
         out.mkdir()
-        if not rp.export_masks(images, str(out)):
+        if not rp.predict_folder(images, str(out)):
             raise SelfTestFailed("prediction did not start")
         self.wait(lambda: not rp.busy, "predict")
         report, n_images = rp.last_export, len(self.window.data_panel.dataset)
@@ -201,7 +201,7 @@ class SelfTest:
             raise SelfTestFailed("the review shows no scans")
         out = self.tmp / "predicted-scans"
         images = w.state.dataset.volumes[0].sources[0]
-        if not rp.export_masks(str(__import__("pathlib").Path(images).parent), str(out)):
+        if not rp.predict_folder(str(__import__("pathlib").Path(images).parent), str(out)):
             raise SelfTestFailed("prediction of the scans did not start")
         self.wait(lambda: not rp.busy, "volumes")
         written = sorted(out.glob("*.nii.gz"))

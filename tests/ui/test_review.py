@@ -387,11 +387,11 @@ def test_predict_folder_offers_the_suggested_folder_and_creates_it(window, qtbot
         (button.click if ok else dialog.reject)()
 
     QTimer.singleShot(0, lambda: answer(False))  # cancelled: nothing made
-    assert not panel.export_masks(str(images))
+    assert not panel.predict_folder(str(images))
     suggested = tmp_path / "new scans-predictions"
     assert seen[0][:2] == (str(suggested), True) and "created" in seen[0][2] and not suggested.exists()
     QTimer.singleShot(0, lambda: answer(True))
-    assert panel.export_masks(str(images))
+    assert panel.predict_folder(str(images))
     assert suggested.is_dir() and started[0][2] == str(suggested)
     assert (images / "mine.txt").read_text() == "a file of the user's"
     dialog = OutputFolderDialog(str(images / "mine.txt"))  # a file: not accepted

@@ -124,7 +124,7 @@ def test_short_training_fills_plots_review_and_export(window, qtbot, sample_dirs
     # predict a folder and export PNG masks (File > Export masks does the same)
     out = tmp_path / "exported"
     with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
-        assert review.export_masks(sample_dirs[0], str(out))
+        assert review.predict_folder(sample_dirs[0], str(out))
     assert len(list(out.glob("*.png"))) >= 40
     assert "Wrote" in review.progress_review.format()
     assert review.group_items.title() == "Predicted images (no ground truth)"  # the results, viewable
@@ -164,7 +164,7 @@ def test_a_run_whose_data_moved_opens_and_predicts(window, qtbot, trained_run, s
     assert review.table_review.rowCount() > 0 and review.dataset is not None
     before = sorted(p.name for p in sample_dirs[1].iterdir())
     with qtbot.waitSignal(review.runner.busy_changed, timeout=120000, check_params_cb=lambda b: not b):
-        assert review.export_masks(str(sample_dirs[0]), str(sample_dirs[1]))  # the located ground truth
+        assert review.predict_folder(str(sample_dirs[0]), str(sample_dirs[1]))  # the located ground truth
     assert "is the training masks folder" in window.state.message.text
     assert sorted(p.name for p in sample_dirs[1].iterdir()) == before
 
@@ -446,6 +446,7 @@ def test_following_shows_the_runs_settings_and_stop_leaves_it_running(window, qt
     assert "Stopped following cluster run; the run continues" in text and "Stopped after" not in text
     assert panel.progress_train.format() == "Stopped following"
     assert s.config() == own and s.value_epochs.isEnabled() and panel.label_settings_source.isHidden()
+    assert window.state.run is None or window.state.run.run_dir != str(run)  # no model yet: not opened in the Review
     assert window.label_state.text() == "Idle"
     # closing the app while following stops the following without asking to stop "training"
     assert window.choose_follow(str(run))

@@ -26,7 +26,7 @@ def test_window_opens_with_three_areas(window):
     menus = [a.text() for a in window.menuBar().actions()]
     assert menus == ["&File", "&Help"]
     for name in ("action_open_images", "action_open_masks", "action_open_sample", "action_open_run",
-                 "action_export_masks", "action_quit", "action_about", "action_versions"):
+                 "action_predict_folder", "action_quit", "action_about", "action_versions"):
         assert window.findChild(type(window.action_quit), name) is not None, name
 
 

@@ -135,7 +135,7 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
         self.button_predict.setToolTip("Predict every image of a folder and save the masks as PNG\n"
                                        "(and as DICOM SEG for DICOM series)")
         self.button_open_run.clicked.connect(self.choose_run)
-        self.button_predict.clicked.connect(lambda: self.export_masks())
+        self.button_predict.clicked.connect(lambda: self.predict_folder())
         self.group_items = QGroupBox("Validation images")
         self.group_items.setMinimumWidth(340)
         lv = QVBoxLayout(self.group_items)

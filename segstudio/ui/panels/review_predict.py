@@ -96,7 +96,7 @@ class PredictMixin:
     """Needs the panel's run_dir, run_config, folds, predictor, runner, state, validation_items,
     group_items, progress_review, button_show_validation, set_items and post."""
 
-    def export_masks(self, images_dir: str | None = None, out_dir: str | None = None) -> bool:
+    def predict_folder(self, images_dir: str | None = None, out_dir: str | None = None) -> bool:
         """Predict a folder of images with the current run's model, writing PNG masks."""
         if not self.run_dir:
             self.post("warning", "Open or train a run first.")

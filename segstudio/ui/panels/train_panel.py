@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.config import TrainConfig
-from segstudio.runs import CHECKPOINT, MODEL_META
+from segstudio.runs import CHECKPOINT, MODEL_FILE, MODEL_META
 from segstudio.training import events as ev
 from segstudio.ui import resources
 from segstudio.ui.message_bar import MessageBar
@@ -479,8 +479,8 @@ class TrainPanel(QWidget):
                 if self._warnings:  # warnings stay in view until closed, with the outcome
                     text = f"{text} ⚠ {self._warnings[-1]}"
                 self.state.post("train", "warning" if self._warnings else "info", text)
-            if final.run_dir and final.epochs_done > 0:
-                self.state.run = RunRef(final.run_dir, self._config)
+            if final.run_dir and final.epochs_done > 0 and (Path(final.run_dir) / MODEL_FILE).is_file():
+                self.state.run = RunRef(final.run_dir, self._config)  # (a followed run may have none yet)
         elif isinstance(final, ev.Failed):
             show_state(self.progress_train, "Failed")
             self.state.post("train", "error", final.message + (f"\n{final.advice}" if final.advice else ""))
