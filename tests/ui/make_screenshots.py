@@ -122,7 +122,9 @@ def main() -> int:
     panel.start("train")
     wait_until(app, lambda: not panel.running)
     wait_until(app, lambda: w.review_panel.items and w.review_panel.items[0].is_scan and not w.review_panel.busy)
-    viewer.bool_compare.setChecked(True)
+    scans = w.review_panel.scan_viewer  # the three planes, loaded at full resolution in a worker
+    wait_until(app, lambda: scans.data is not None and not w.review_panel.scan_runner.busy)
+    scans.combo_overlay.setCurrentIndex(scans.combo_overlay.findData("compare"))
     shot(2, "review_scans")
     w.close()
     return 0
