@@ -80,6 +80,9 @@ class DataConfig:
     # validates (data/folds.py) instead of valid_pct; a fold set trains each fold in turn.
     folds: int = 0
     fold: int = 0
+    # Cases (split groups) whose fold is fixed: a continued fold set keeps its parent's folds,
+    # so that no fold validates on a case its parent fold trained on (data/folds.assign_folds).
+    fold_of: dict[str, int] = field(default_factory=dict)
     # DICOM window: "auto" (CT: one HU window for the dataset from its foreground; other
     # modalities: the file's window, else percentiles), "file", "percentile", a preset name
     # (segstudio.preprocess.windowing.WINDOW_PRESETS) or "WIDTH/LEVEL", e.g. "400/40"; fixed windows are in HU
@@ -112,7 +115,7 @@ class TrainConfig:
     pretrained: bool = True
     weights_path: str = ""  # optional local encoder weights file (torchvision state dict)
     size: int = 256
-    bs: int = 8
+    bs: int = 0  # 0: auto (training.loaders.auto_batch_size: 2 to 8, by the dataset's size)
     epochs: int = 10
     lr_lo: float | None = None  # None: default_lrs(encoder is pretrained)
     lr_hi: float | None = None

@@ -18,6 +18,7 @@ from .files import write_atomic
 
 MODEL_FILE = "model.pth"
 MODEL_META = "model.json"
+SPLIT_FILE = "split.json"  # the split groups (patients, scans, cases) that trained and validated
 CHECKPOINT = "checkpoint.pth"  # model, optimizer and generators after every epoch, until the run finishes
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..data.folds import fold_name
+from ..data.folds import fold_name, is_fold_set
 
 
 def train_fold_set(args, train_config, run_training) -> int:
@@ -26,13 +26,22 @@ def train_fold_set(args, train_config, run_training) -> int:
             if args.device:
                 base.device = type(base.device)(args.device)
         else:
-            config, k = train_config(args), args.folds
+            config = train_config(args)
+            continued = bool(args.init_from) and is_fold_set(args.init_from)
+            k = config.data.folds if continued else args.folds  # a continued fold set keeps its folds
+            if args.folds and args.folds != k:
+                print(f"error: {args.init_from} has {k} folds: a fold set continued from it has as many "
+                      "(leave out --folds)", file=sys.stderr)
+                return 2
             if not config.data.images:
                 print("error: give --images and --masks (or --images with a dataset root), or --demo", file=sys.stderr)
                 return 2
             runs = Path(config.out_dir) if config.out_dir else default_runs_dir()
             check_writable(runs, "runs folder")
             root = runs / (config.run_name or f"{k}_folds")
+            if continued and not config.run_name:  # a fresh name beside its parent's
+                stem = f"{Path(args.init_from).name}-continued"
+                root = next(runs / f"{stem}{i or ''}" for i in range(1000) if not (runs / f"{stem}{i or ''}").exists())
             existed = root.exists()
             base, made = start_fold_set(config, k, root, args.fold)
             created = made and not existed and args.fold is None  # one fold's tasks share the folder

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue a stopped or crashed run from its last checkpoint (its own settings)")
     tr.add_argument("--init-from", metavar="RUN_DIR",
                     help="continue from a run: start from its best model, on its data (with any corrections) "
-                         "unless --images is given, for a few epochs at lower learning rates")
+                         "unless --images is given, for a few epochs at lower learning rates; from a fold set: "
+                         "a new fold set, each fold from its parent fold, every case in its parent's fold")
     tr.add_argument("--epochs", type=at_least(1), help=f"default {defaults.epochs}")
     tr.add_argument("--time-budget", type=seconds, metavar="SECONDS",
                     help="train for about this much wall time in all (loading included) instead of --epochs: the "
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="whole images resized, or patches at native resolution predicted by sliding window "
                          "(default auto: patches when the images' longer side is at least 3 x --size)")
     tr.add_argument("--scale", type=scale_factor, help="patches: scale the images by this factor first (0.5: half)")
-    tr.add_argument("--bs", type=at_least(1), help=f"batch size (default {defaults.bs})")
+    tr.add_argument("--bs", type=at_least(0), help="batch size (default 0: auto, 2 to 8 by the dataset's size: "
+                                                   "a batch covers at most 5%% of the training pixels)")
     tr.add_argument("--arch", choices=[a.value for a in Arch],
                     help=f"the U-Net's encoder (default {defaults.arch.value})")
     tr.add_argument("--lr-lo", type=learning_rate, help="learning rate of the earliest encoder group")

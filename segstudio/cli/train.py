@@ -22,9 +22,16 @@ def train_config(args) -> TrainConfig:
             if folder and not Path(folder).expanduser().is_absolute():
                 setattr(cfg.data, key, str(Path(args.data_root) / folder))
     if args.init_from:
+        from ..data.folds import is_fold_set
+        from ..training.fold_set import continue_fold_set
         from ..training.parent import continue_config
 
-        cfg = continue_config(args.init_from, cfg if args.config else None)
+        if is_fold_set(args.init_from):
+            cfg, _, notes = continue_fold_set(args.init_from, cfg if args.config else None)
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr)
+        else:
+            cfg = continue_config(args.init_from, cfg if args.config else None)
     if args.demo or args.demo_volumes:
         demo_data(cfg, volumes=args.demo_volumes)
         for key, value in (DEMO_VOLUME_SETTINGS if args.demo_volumes else DEMO_SETTINGS).items():
@@ -71,7 +78,7 @@ def cmd_train(args) -> int:
     from ..data.folds import is_fold_set
     from .folds import train_fold_set
 
-    if args.folds or (args.resume and is_fold_set(args.resume)):
+    if args.folds or (args.resume and is_fold_set(args.resume)) or (args.init_from and is_fold_set(args.init_from)):
         return train_fold_set(args, train_config, run_training)
     if args.fold is not None:
         print("error: --fold needs --folds K", file=sys.stderr)
@@ -197,7 +204,7 @@ class EventPrinter:
             lrs = ", ".join(f"{g.name} {g.lr:.1e}{' (frozen)' if g.frozen else ''}" for g in e.groups)
             model = f"a {self.arch} U-Net " if self.arch else ""
             print(f"training {model}on {e.device_name}{' with mixed precision' if e.mixed_precision else ''}: "
-                  f"{e.n_train} train / {e.n_valid} valid images, classes {', '.join(e.codes)}, "
+                  f"{e.n_train} train / {e.n_valid} valid images in batches of {e.bs}, classes {', '.join(e.codes)}, "
                   f"{'starting from ' + e.parent_run if e.parent_run else ('pretrained' if e.pretrained else 'random') + ' encoder'}\nlearning rates: {lrs}\nrun folder: {e.run_dir}")
         elif isinstance(e, ev.EpochEnd):
             per_class = ", ".join(f"{name} {d:.3f}" for name, d in zip(self.codes[1:], e.dice[1:]) if not math.isnan(d))

@@ -54,18 +54,25 @@ def max_folds(groups: list[str]) -> int:
 
 def split_items(groups: list[str], cfg: DataConfig, classes: list[set] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
-    """The run's split: fold `cfg.fold` of `cfg.folds` when folds are set, else the validation
-    share (split.split_groups)."""
+    """The run's split: fold `cfg.fold` of `cfg.folds` when folds are set (the groups in
+    `cfg.fold_of` keep their fold), else the validation share (split.split_groups)."""
     if cfg.folds >= 2:
-        return split_fold(groups, cfg.folds, cfg.fold, cfg.split_seed, classes)
+        return split_fold(groups, cfg.folds, cfg.fold, cfg.split_seed, classes, cfg.fold_of)
     return split_groups(groups, cfg.valid_pct, cfg.split_seed)
 
 
-def assign_folds(groups: list[str], k: int, seed: int, classes: list[set] | None = None
-                 ) -> tuple[np.ndarray, list[str]]:
+def split_record(groups: list[str], train_idx: np.ndarray, valid_idx: np.ndarray) -> dict[str, list[str]]:
+    """A run's split as its run folder records it (SPLIT_FILE): the groups on each side."""
+    return {side: sorted({groups[i] for i in idx}) for side, idx in (("train", train_idx), ("valid", valid_idx))}
+
+
+def assign_folds(groups: list[str], k: int, seed: int, classes: list[set] | None = None,
+                 fixed: dict[str, int] | None = None) -> tuple[np.ndarray, list[str]]:
     """(fold of each item, notes) for `k` folds. `classes`: the foreground classes (any hashable
-    keys) of each item's mask, for stratification. Refused (DataError) when there are fewer
-    groups than folds."""
+    keys) of each item's mask, for stratification. `fixed`: groups whose fold is given (a
+    continued fold set's, so that no fold validates on a case its parent fold trained on);
+    the others are spread around them. Refused (DataError) when there are fewer groups than
+    folds."""
     if k < 2:
         raise DataError(f"Folds need at least 2 parts, not {k}.")
     notes = []
@@ -79,6 +86,8 @@ def assign_folds(groups: list[str], k: int, seed: int, classes: list[set] | None
         kind = "patients" if any(g.startswith(PATIENT_PREFIX) for g in names) else "cases"
         raise DataError(f"{k} folds need at least {k} {kind} (each in one fold); this dataset has "
                         f"{len(names)}: choose {len(names)} folds or fewer.")
+    known = set(names)
+    fixed = {g: f for g, f in (fixed or {}).items() if g in known and 0 <= f < k}
     size = Counter(groups)
     index: dict = {}  # class key -> column
     present: dict[str, set[int]] = defaultdict(set)
@@ -92,10 +101,11 @@ def assign_folds(groups: list[str], k: int, seed: int, classes: list[set] | None
     fold_items = np.zeros(k, dtype=np.int64)
     fold_classes = np.zeros((k, len(index)), dtype=np.int64)
     fold_of: dict[str, int] = {}
-    for g in order:
+    for g in [g for g in order if g in fixed] + [g for g in order if g not in fixed]:
         rare = min(present[g], key=lambda c: in_groups[c], default=None)
         held = fold_classes[:, rare] if rare is not None else np.zeros(k, dtype=np.int64)
-        f = int(np.lexsort((np.arange(k), fold_items, held))[0])  # fewest of its rare class, then smallest
+        # its given fold, else the one with the fewest of its rare class, then the smallest
+        f = fixed[g] if g in fixed else int(np.lexsort((np.arange(k), fold_items, held))[0])
         fold_of[g] = f
         fold_items[f] += size[g]
         for c in present[g]:
@@ -107,13 +117,13 @@ def assign_folds(groups: list[str], k: int, seed: int, classes: list[set] | None
     return np.array([fold_of[g] for g in groups], dtype=np.int64), notes
 
 
-def split_fold(groups: list[str], k: int, fold: int, seed: int, classes: list[set[int]] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+def split_fold(groups: list[str], k: int, fold: int, seed: int, classes: list[set[int]] | None = None,
+               fixed: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     """(train_idx, valid_idx, description, notes) of fold `fold` of `k`: its items validate, the
     other folds' train."""
     if not 0 <= fold < k:
         raise DataError(f"Fold {fold} does not exist in {k} folds (0 to {k - 1}).")
-    of, notes = assign_folds(groups, k, seed, classes)
+    of, notes = assign_folds(groups, k, seed, classes, fixed)
     valid = of == fold
     patients = len({g for g in groups if g.startswith(PATIENT_PREFIX)})
     by = "by patient" if patients else "by case"

@@ -31,10 +31,13 @@ VOLUMES_CSV = "volumes.csv"
 
 
 def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | None = None,
-                   probabilities: np.ndarray | None = None) -> np.ndarray:
+                   probabilities: np.ndarray | None = None,
+                   on_slice: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
     """(Z, Y, X) uint8 class indices for a canonical `volume`: its slices across the run's axis,
     each with its neighbours in 2.5-D, as training fed them (recipe.scan_input). `probabilities`:
-    a (K, Z, Y, X) array that receives the class probabilities too (calibrated, as exported)."""
+    a (K, Z, Y, X) array that receives the class probabilities too (calibrated, as exported).
+    `on_slice(k, probs)`: called with each slice's index and its (K, H, W) probabilities as
+    predicted, at the scan's size, on the model's device."""
     plan = predictor.plan
     axis = plan.slice_axis
     slices = scan_input(volume, plan)
@@ -49,6 +52,9 @@ def predict_volume(predictor, volume: Volume, should_stop: Callable[[], bool] | 
         probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
         for k, plane in zip(ks, probs.argmax(dim=1).to(torch.uint8).cpu().numpy()):
             put_slice(labels, axis, int(k), plane)
+        if on_slice is not None:
+            for k, p in zip(ks, probs):
+                on_slice(int(k), p)
         if probabilities is not None:
             for k, planes in zip(ks, predictor.calibrated(probs).cpu().numpy()):
                 for c, plane in enumerate(planes):

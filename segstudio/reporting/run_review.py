@@ -8,6 +8,7 @@ not one fold's share; its model for predicting folders is the ensemble of its fo
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,12 +18,15 @@ import numpy as np
 
 from ..config import DataConfig, TrainConfig
 from ..data import SegDataset, load_dataset
-from ..data.folds import is_fold_set, read_fold_record
+from ..data.folds import is_fold_set, read_fold_record, split_items
 from ..errors import Cancelled, DataError, SegstudioError
 from ..inference import Predictor, review_items
-from ..model.ensemble import fold_runs
+from ..inference.predictor import training_folders
 from ..inference.review import ReviewItem, add_parent_dice
+from ..model.backends import TorchBackend
+from ..model.ensemble import fold_runs
 from ..preprocess.continued import parent_data
+from ..runs import MODEL_META, SPLIT_FILE
 from ..training.parent import parent_config
 from .after_training import BoundaryScores, boundary_scores
 
@@ -137,9 +141,9 @@ def review_run(run_dir: str | Path, dataset: SegDataset | None = None, data: Dat
 def review_fold_set(root: str | Path, data: DataConfig | None = None, progress: ProgressFn | None = None,
                     should_stop: StopFn | None = None) -> RunReview:
     """Every labelled case of a fold set predicted by the fold that held it out: each fold's
-    validation cases (its data read with its own split, from its config.json, or from `data`'s
-    folders) with that fold's model, all of them worst first. Folds without a trained model are
-    left out (`missing`); the predictor is the ensemble of the others."""
+    validation cases (its split, from its config.json, or from `data`'s folders) with that fold's
+    model, all of them worst first. Folds without a trained model are left out (`missing`); the
+    predictor is the ensemble of the others, whose folds' weights (loaded once) predict their cases."""
     progress = progress or (lambda *a: None)
     should_stop = should_stop or (lambda: False)
     k = read_fold_record(root)["folds"]
@@ -148,27 +152,61 @@ def review_fold_set(root: str | Path, data: DataConfig | None = None, progress: 
     missing = tuple(f for f in range(k) if f not in folds)
     progress(0, 0, f"Loading the ensemble of {len(runs)} folds")
     ensemble = Predictor.load(root, allow_missing_folds=True)
-    shown: SegDataset | None = None  # the first fold's data: every item indexes it
+    own = [replace(data, folds=k, fold=fold) if data is not None else TrainConfig.load(run / "config.json").data
+           for fold, run in runs]
+    read = lambda cfg: load_dataset(cfg, ensemble.size, progress=progress, should_stop=should_stop)[0]  # noqa: E731
+    try:
+        progress(0, 0, "Reading the labelled cases")
+        shown = read(own[0])
+        splits = fold_splits(shown, own, read, [run for _, run in runs])
+    except DataError as exc:
+        return RunReview(ensemble, None, [], str(exc), folds=folds, missing=missing)
     items: list[ReviewItem] = []
-    scored: list[BoundaryScores] = []  # each fold's NSD and HD95 of its validation cases
-    for fold, run in runs:
-        progress(0, 0, f"Fold {fold + 1} of {k}: loading its model and its validation cases")
-        model = Predictor.load(run)
-        own = replace(data, folds=k, fold=fold) if data is not None else TrainConfig.load(run / "config.json").data
-        try:
-            ds, _ = load_dataset(own, model.size, progress=progress, should_stop=should_stop)
-        except DataError as exc:
-            return RunReview(ensemble, None, [], str(exc), folds=folds, missing=missing)
-        shown = shown if shown is not None else ds
-        if ds is not shown and ds.names == shown.names and (ds.size, ds.window) == (shown.size, shown.window):
-            ds = replace(shown, train_idx=ds.train_idx, valid_idx=ds.valid_idx)  # one copy of the images
+    for (fold, _), model, ds in zip(runs, fold_predictors(ensemble, runs), splits):
         progress(0, 0, f"Fold {fold + 1} of {k}: predicting its validation cases")
         items += review_items(model, ds, should_stop=should_stop)
-        scored.append(boundary_scores(run))
     if should_stop():
         raise Cancelled()
     items.sort(key=lambda it: (np.isnan(it.dice_mean), it.dice_mean))
-    return RunReview(ensemble, shown, items, boundary=merged(scored), folds=folds, missing=missing)
+    return RunReview(ensemble, shown, items, boundary=merged([boundary_scores(run) for _, run in runs]),
+                     folds=folds, missing=missing)
+
+
+def fold_predictors(ensemble: Predictor, runs: list[tuple[int, Path]]) -> list[Predictor]:
+    """Each fold of the fold-set predictor `ensemble` as a predictor of its own, on the weights
+    the ensemble loaded (its FoldEnsemble's models, in the order of `runs`)."""
+    return [Predictor(TorchBackend(model, json.loads((run / MODEL_META).read_text(encoding="utf-8")),
+                                   ensemble.device, run), training_folders(run))
+            for model, (_, run) in zip(ensemble.model.models, runs)]
+
+
+def fold_splits(shown: SegDataset, own: list[DataConfig], read: Callable[[DataConfig], SegDataset],
+                runs: list[Path]) -> list[SegDataset]:
+    """`shown` (read with `own[0]`) split as each fold split it: as its run recorded it
+    (SPLIT_FILE: a case added since is in neither side), else, for a run without the record,
+    scans by their groups alone (data.folds.split_items), and 2-D items by reading the data again
+    with `read` (their split also weighs the classes their masks hold at full size, which
+    `shown` does not keep)."""
+    groups = np.asarray(shown.groups, dtype=object)
+    splits = []
+    for i, (cfg, run) in enumerate(zip(own, runs)):
+        try:
+            record = json.loads((run / SPLIT_FILE).read_text(encoding="utf-8"))
+            sides = [np.flatnonzero(np.isin(groups, list(record[side]))) for side in ("train", "valid")]
+            splits.append(replace(shown, train_idx=sides[0], valid_idx=sides[1]))
+        except (OSError, ValueError, KeyError, TypeError):
+            if shown.volumetric:
+                train, valid, _, _ = split_items(shown.groups, cfg)
+                splits.append(replace(shown, train_idx=train, valid_idx=valid))
+            else:
+                splits.append(shown if i == 0 else shared(shown, read(cfg)))
+    return splits
+
+
+def shared(shown: SegDataset, ds: SegDataset) -> SegDataset:
+    """`ds`'s split on `shown`'s images when both hold the same items prepared alike (one copy of the images)."""
+    same = ds.names == shown.names and (ds.size, ds.window) == (shown.size, shown.window)
+    return replace(shown, train_idx=ds.train_idx, valid_idx=ds.valid_idx) if same else ds
 
 
 def merged(scores: list[BoundaryScores]) -> BoundaryScores:

@@ -11,19 +11,19 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..data import SegDataset, load_dataset
 from ..data.layouts import Case
 from ..data.masks import class_indices
 from ..data.volume_dataset import read_label
-from ..preprocess.recipe import display_window, scan_input, windowed, with_context
-from ..preprocess.slicing import put_slice, take_slice
+from ..preprocess.recipe import display_window, windowed
+from ..preprocess.slicing import take_slice
 from ..preprocess.windowing import apply_window, parse_window
 from ..errors import Cancelled, DataError
 from ..evaluation.calibration import ReliabilityDiagram, apply_temperature, fit_temperature, reliability_diagram
@@ -32,7 +32,7 @@ from ..evaluation.surface import ClassMetrics, label_metrics
 from ..runs import write_json
 from ..inference.predictor import Predictor, prefetched
 from ..inference.review import full_size_pair
-from ..inference.volumes import BATCH
+from ..inference.volumes import predict_volume
 from ..io import Volume, read_channels, read_scan
 
 ProgressFn = Callable[[int, int, str], None]
@@ -238,32 +238,16 @@ def _scan_cases(predictor: Predictor, data: SegDataset, volumes: list[int], stop
         except (DataError, OSError, MemoryError) as e:
             yield v.name, str(e) if not isinstance(e, MemoryError) else "not enough memory to read this scan"
             continue
-        pred = _predict_scan(predictor, image, truth, stop, sampler)
+        pred = predict_volume(predictor, image, stop, on_slice=None if sampler is None else partial(
+            _sample_slice, sampler, truth, predictor.plan.slice_axis))
         yield v.name, (truth, pred, tuple(image.spacing),
                        lambda c, a=(image, truth, pred): _scan_planes(*a, predictor, c))
     progress(len(volumes), len(volumes), "Scored")
 
 
-def _predict_scan(predictor: Predictor, volume: Volume, truth: np.ndarray, stop: StopFn, sampler) -> np.ndarray:
-    """(Z, Y, X) class indices of a canonical `volume`, as inference.volumes.predict_volume
-    predicts it, handing each slice's probabilities and truth to `sampler`."""
-    plan = predictor.plan
-    axis = plan.slice_axis
-    slices = scan_input(volume, plan)
-    labels = np.zeros(volume.shape, np.uint8)
-    n = len(slices)
-    height, width = (d for i, d in enumerate(volume.shape) if i != axis)
-    for start in range(0, n, BATCH):
-        if stop():
-            raise Cancelled()
-        ks = np.arange(start, min(start + BATCH, n))
-        probs = F.interpolate(predictor.probabilities_resized(with_context(slices, ks, plan.context)),
-                              size=(height, width), mode="bilinear", align_corners=False)
-        for k, p in zip(ks, probs):
-            put_slice(labels, axis, int(k), p.argmax(dim=0).to(torch.uint8).cpu().numpy())
-            if sampler is not None:
-                sampler.add(p, take_slice(truth, axis, int(k)), share=1 / n)
-    return labels
+def _sample_slice(sampler: _Sampler, truth: np.ndarray, axis: int, k: int, probs: torch.Tensor) -> None:
+    """Hand slice `k`'s probabilities and truth to `sampler`, a share of the scan's sample."""
+    sampler.add(probs, take_slice(truth, axis, k), share=1 / truth.shape[axis])
 
 
 def _scan_planes(volume: Volume, truth: np.ndarray, pred: np.ndarray, predictor: Predictor, focus: int) -> list[Plane]:

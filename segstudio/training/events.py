@@ -46,6 +46,7 @@ class Started:
     lr_hi: float
     volumetric: bool = False  # Dice is per scan, in 3-D (else over all validation pixels)
     parent_run: str = ""  # a continued run: the run folder whose best model it starts from
+    bs: int = 0  # the batch size used (the config's, or the automatic one)
 
 
 @dataclass(frozen=True)

@@ -7,24 +7,57 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..data.folds import FOLDS_FILE, assign_folds, fold_name, is_fold_set, read_fold_record
+from ..data.folds import FOLDS_FILE, assign_folds, fold_name, fold_run, is_fold_set, read_fold_record
 from ..errors import DataError, SegstudioError
 from ..files import write_atomic, write_new
-from ..runs import CHECKPOINT, MODEL_FILE
+from ..runs import CHECKPOINT, MODEL_FILE, SPLIT_FILE
 from .event_log import finished_event
+from .parent import continue_config
 
 
 def fold_config(config: TrainConfig, root: Path, k: int, fold: int) -> TrainConfig:
     """The config of one fold: the same settings, validated on fold `fold` of `k`, its run in
-    `root/fold_<fold>`."""
+    `root/fold_<fold>`; a fold set continued from a fold set starts from its parent fold."""
     cfg = copy.deepcopy(config)
     cfg.data.folds, cfg.data.fold = k, fold
     cfg.out_dir, cfg.run_name = str(root), fold_name(fold)
+    if cfg.init_from and is_fold_set(cfg.init_from):
+        cfg.init_from = str(fold_run(cfg.init_from, read_fold_record(cfg.init_from), fold))
     return cfg
+
+
+def continue_fold_set(parent: str | Path, base: TrainConfig | None = None) -> tuple[TrainConfig, int, list[str]]:
+    """(the settings of a new fold set continued from the fold set `parent`, its number of
+    folds, notes). Each fold starts from its parent fold's best model, with fine-tuning settings
+    as a continued run has them (parent.continue_config); every case keeps its parent's fold,
+    so that no fold validates on a case its parent fold trained on (new cases are spread over
+    the folds). SegstudioError when a fold of `parent` has no model."""
+    root = Path(parent).expanduser().absolute()
+    record = read_fold_record(root)
+    k = record["folds"]
+    missing = [f for f in range(k) if not (fold_run(root, record, f) / MODEL_FILE).is_file()]
+    if missing:
+        raise SegstudioError(f"Cannot continue from {root.name}: fold(s) {', '.join(map(str, missing))} have no "
+                             f"trained model. Resume it first (segstudio train --resume {root}, or File ▸ Resume run).")
+    config = continue_config(str(fold_run(root, record, 0)), base)
+    fold_of, notes = {}, []
+    for f in range(k):
+        try:
+            split = json.loads((fold_run(root, record, f) / SPLIT_FILE).read_text(encoding="utf-8"))
+            fold_of.update({group: f for group in split["valid"]})
+        except (OSError, ValueError, KeyError, TypeError):
+            notes.append(f"{fold_name(f)} of {root.name} did not record its cases ({SPLIT_FILE}): its folds are "
+                         "made again from the current cases, so a case added or relabelled since may move to "
+                         "another fold and be validated by a fold whose parent trained on it.")
+            fold_of = {}
+            break
+    data = replace(config.data, folds=k, fold=0, split_seed=record.get("seed", config.data.split_seed),
+                   fold_of=fold_of)
+    return replace(config, data=data, init_from=str(root), run_name=""), k, notes
 
 
 def fold_state(root: Path, fold: int) -> str:

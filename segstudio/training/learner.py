@@ -21,7 +21,7 @@ from ..model.weights import arch_from_file, architecture, cached_weights_file, p
 from ..preprocess.plan import model_inputs
 from .events import GroupInfo
 from .groups import group_names
-from .loaders import IMAGENET_STATS, build_dataloaders, dataset_stats
+from .loaders import IMAGENET_STATS, auto_batch_size, build_dataloaders, dataset_stats
 from .losses import make_loss
 from .metrics import PerClassDice, VolumeDice
 from .deep_supervision import PREFIX as HEADS, DeepSupervision, with_heads
@@ -40,6 +40,7 @@ class BuiltLearner:
     mixed_precision: bool
     norm: str = Norm.batch.value  # the U-Net's normalisation layers (a continued run keeps its parent's)
     warnings: list[str] = field(default_factory=list)
+    bs: int = 8  # the batch size: the config's, or the automatic one
 
 
 def resolve_encoder(config: TrainConfig, warnings: list[str]):
@@ -71,7 +72,8 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
     n_in = model_inputs(data.n_channels, data.context)
     stats = (parent.stats if parent is not None else
              IMAGENET_STATS if pretrained and n_in == 3 else dataset_stats(data))
-    dls = build_dataloaders(data, config.bs, device, augment=config.augment, stats=stats, seed=config.seed,
+    bs = config.bs or auto_batch_size(data)
+    dls = build_dataloaders(data, bs, device, augment=config.augment, stats=stats, seed=config.seed,
                             empty_share=config.empty_share)
     if dls.train.bs < config.bs:
         warnings.append(f"Batch size {config.bs} is more than the {len(data.train_idx)} training images: "
@@ -110,7 +112,7 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
         warnings.append(f"The encoder is randomly initialised, but its learning rate ({config.lr_lo:.0e}) is far "
                         f"below the decoder's ({config.lr_hi:.0e}): tiny encoder rates suit pretrained "
                         "encoders only and may leave the model barely trained.")
-    return BuiltLearner(learn, dice, pretrained, stats, mixed, norm, warnings)
+    return BuiltLearner(learn, dice, pretrained, stats, mixed, norm, warnings, bs)
 
 
 def resolve_norm(norm: Norm, pretrained: bool, size: int, warnings: list[str]) -> str:

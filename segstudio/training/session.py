@@ -23,13 +23,14 @@ from fastai.torch_core import set_seed
 
 from ..config import InputMode, Norm, Schedule, TrainConfig
 from ..data import SegDataset, load_dataset
+from ..data.folds import split_record
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
 from ..files import unwritable_reason, write_atomic
 from ..model.device import device_name, resolve_device
 from ..preprocess.continued import inherit_preprocessing
 from ..preprocess.plan import make_plan
-from ..runs import CHECKPOINT, MODEL_META, MetricsLog, new_run_dir, save_model
+from ..runs import CHECKPOINT, MODEL_META, SPLIT_FILE, MetricsLog, new_run_dir, save_model
 from . import events as ev
 from .callbacks import EventReporter, StopGuard
 from .groups import lr_plan
@@ -125,6 +126,7 @@ class TrainingSession:
             built = build_learner(config, data, device, path=str(run_dir), parent=parent)
             if checkpoint is None and ranks.main:
                 write_atomic(run_dir / "config.json", used_config(config, data, built).to_json())
+                write_atomic(run_dir / SPLIT_FILE, json.dumps(split_record(data.groups, data.train_idx, data.valid_idx)))
             if ranks.active:
                 self._distribute(built, config, run_dir, device)
             for message in built.warnings:
@@ -270,7 +272,7 @@ class TrainingSession:
         on_event(ev.Started(device=device.type, device_name=device_name(device), mixed_precision=built.mixed_precision,
                             pretrained=built.pretrained, groups=group_info(learn, plan, config.arch.value),
                             codes=tuple(data.codes), n_train=len(data.train_idx), n_valid=len(data.valid_idx),
-                            epochs=frozen_epochs + config.epochs, iters_per_epoch=len(learn.dls.train),
+                            epochs=frozen_epochs + config.epochs, iters_per_epoch=len(learn.dls.train), bs=built.bs,
                             run_dir=str(run_dir), lr_lo=lo, lr_hi=hi, volumetric=data.volumetric,
                             parent_run=config.init_from))
         done = 0
@@ -385,12 +387,12 @@ def _failures_only(on_event: EventFn) -> EventFn:
 
 def used_config(config: TrainConfig, data: SegDataset, built: BuiltLearner) -> TrainConfig:
     """The config as the run really used it (config.json): whether the encoder was pretrained,
-    the learning rates, the DICOM window, how mask values were read, and the data folders as
+    the batch size, the learning rates, the DICOM window, how mask values were read, and the data folders as
     absolute paths, so that replaying it (from any folder) trains the same way."""
     lo, hi = config.lrs(built.pretrained)
     folders = {k: str(Path(v).expanduser().absolute()) if str(v).strip() else ""
                for k, v in (("images", config.data.images), ("masks", config.data.masks))}
-    return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi, norm=Norm(built.norm),
+    return replace(config, pretrained=built.pretrained, lr_lo=lo, lr_hi=hi, norm=Norm(built.norm), bs=built.bs,
                    data=replace(config.data, window=data.window, labels=data.labels, **folders))
 
 

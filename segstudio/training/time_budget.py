@@ -9,8 +9,11 @@ the deadline. It measures again at the start of every later epoch, from the last
 quarter of one-cycle), where a longer or shorter schedule changes the learning rate least, the
 length may change either way; later it may only shrink (the machine got slower), so the
 learning rate never climbs back. The fit stops after the chosen epochs, or when no whole epoch
-fits before the deadline. fastai's schedulers read `pct_train`, the share
-of the run done, so changing the length is setting `n_epoch` and `pct_train` together.
+fits before the deadline. fastai's schedulers read `pct_train`, the share of the run done: once
+chosen, it is set before every step as the share of the steps after the probe, so that the
+schedule (warm-up included) runs whole over the chosen length. The probe's steps are trained
+at the schedule's starting rate, an extra warm-up: counted as done, they made a short run (a few
+steps an epoch, the probe a whole epoch) start past its warm-up at the peak rate, and diverge.
 """
 
 from __future__ import annotations
@@ -43,9 +46,15 @@ class TimeBudget(Callback):
         self.epoch_starts: list[float] = []
         self.steps = 0
         self.t_probe = 0.0
+        self.offset = 0  # the training steps done when the epochs were first chosen (the probe)
 
     def before_fit(self):
-        self.epochs, self.epoch_starts, self.steps = None, [], 0
+        self.epochs, self.epoch_starts, self.steps, self.offset = None, [], 0, 0
+
+    def before_batch(self):
+        if self.training and self.epochs is not None:  # before the schedulers read it
+            total = len(self.dls.train) * self.epochs
+            self.learn.pct_train = min(1.0, (self.learn.train_iter - self.offset) / max(1, total - self.offset))
 
     def before_epoch(self):
         now = self.clock()
@@ -57,7 +66,7 @@ class TimeBudget(Callback):
             seconds = (recent[-1] - recent[0]) / (len(recent) - 1)
             epochs = self.epoch + math.floor((self.deadline - now) / seconds)
             if self.epochs is None or self.epoch == 1 or self.epoch < RESIZE_UNTIL * self.epochs or epochs < self.epochs:
-                self._choose(epochs, seconds)
+                self._choose(epochs, seconds, self.learn.train_iter)
             if self.epochs <= self.epoch:
                 raise CancelFitException()  # no time for another whole epoch
 
@@ -70,7 +79,9 @@ class TimeBudget(Callback):
         elif self.steps == PROBE_STEPS + 1 or self.iter == len(self.dls.train) - 1:
             step = (self.clock() - self.t_probe) / (self.steps - 1)
             seconds = step * len(self.dls.train) * (1 + VALID_COST * self._valid_share())
-            self._choose(math.floor((self.deadline - self.epoch_starts[0]) / seconds), seconds)
+            # TrainEvalCallback (after this) counts this step in train_iter
+            self._choose(math.floor((self.deadline - self.epoch_starts[0]) / seconds), seconds,
+                         self.learn.train_iter + 1)
 
     def _valid_share(self) -> float:
         """Validation images per training image (the validation loader may have other batches)."""
@@ -79,17 +90,18 @@ class TimeBudget(Callback):
         n_valid = len(valid) * (valid.bs or 1)
         return n_valid / max(n_train, 1)
 
-    def _choose(self, epochs: int, seconds: float) -> None:
+    def _choose(self, epochs: int, seconds: float, done: int) -> None:
+        """Size the fit to `epochs` (an epoch taking `seconds`), `done` training steps in."""
         epochs = min(MAX_EPOCHS, max(1, epochs))
         if self.agree is not None:
             epochs = self.agree(epochs)
         if epochs == self.epochs:
             return
         first = self.epochs is None
+        if first:
+            self.offset = done
         self.epochs = epochs
         self.learn.n_epoch = epochs
-        # the share of the run done, for the schedulers: TrainEvalCallback then adds this step's
-        self.learn.pct_train = self.learn.train_iter / (len(self.dls.train) * epochs)
         left = self.deadline - self.clock()
         fit = (f"{epochs} epoch(s) fit in the {left:.0f} s left" if left > seconds else
                "the budget allows less than one more: training one")

@@ -274,7 +274,7 @@ def main() -> int:
                     choices=["resize", "patches", "scans"])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--bs", type=int, default=8)
+    ap.add_argument("--bs", type=int, default=0, help="batch size (0: the product's automatic one)")
     ap.add_argument("--slices", type=int, default=40, help="2-D sample slices (patch images: a quarter)")
     ap.add_argument("--sync-checkpoints", action="store_true", help="write checkpoints in the training thread")
     ap.add_argument("--smoke", action="store_true", help="one epoch on tiny data: only checks that it runs")

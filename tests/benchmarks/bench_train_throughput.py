@@ -543,7 +543,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--archs", nargs="+", default=["resnet18", "resnet34"], choices=[a.value for a in Arch])
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs, after one warm-up epoch")
-    ap.add_argument("--bs", type=int, default=TrainConfig.bs, help="batch size (segstudio's default)")
+    ap.add_argument("--bs", type=int, default=8, help="batch size (the automatic batch's largest)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="the torch.compile rows; auto: on CUDA only (compiling takes minutes on a CPU)")

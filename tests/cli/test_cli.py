@@ -39,7 +39,7 @@ def test_inspect_prints_report_and_exit_codes(sample_dirs, tmp_path):
 @pytest.mark.slow
 def test_train_then_predict(sample_dirs, tmp_path):
     images, masks = sample_dirs
-    run = cli("train", "--images", images, "--masks", masks, "--epochs", 1, "--size", 32, "--input", "resize",
+    run = cli("train", "--images", images, "--masks", masks, "--epochs", 1, "--size", 32, "--bs", 8, "--input", "resize",
               "--arch", "resnet18", "--no-pretrained", "--device", "cpu", "--out", tmp_path / "runs")
     assert run.returncode == 0, run.stderr
     assert "epoch 1/1" in run.stdout and "dice" in run.stdout
@@ -87,7 +87,7 @@ def test_config_file_and_overrides(sample_dirs, tmp_path):
 def test_ctrl_c_stops_cleanly_and_keeps_the_best_model(sample_dirs, tmp_path):
     images, masks = sample_dirs
     proc = subprocess.Popen([sys.executable, "-m", "segstudio", "train", "--images", str(images), "--masks",
-                             str(masks), "--epochs", "200", "--size", "32", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
+                             str(masks), "--epochs", "200", "--size", "32", "--bs", "8", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
                              "--device", "cpu", "--out", str(tmp_path / "runs")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -173,7 +173,7 @@ def test_train_and_predict_scans_from_a_dataset_root(tmp_path):
     from segstudio.data.sample_volumes import sample_volumes
 
     images, _ = sample_volumes(tmp_path / "scans")
-    run = cli("train", "--images", images.parent, "--epochs", 1, "--size", 32, "--arch", "resnet18",
+    run = cli("train", "--images", images.parent, "--epochs", 1, "--size", 32, "--bs", 8, "--arch", "resnet18",
               "--no-pretrained", "--device", "cpu", "--context", 1, "--out", tmp_path / "runs")
     assert run.returncode == 0, run.stderr
     assert "epoch 1/1" in run.stdout

@@ -12,7 +12,7 @@ from segstudio.cli.main import main
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--epochs", "1", "--size", "32", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
+TINY = ["--epochs", "1", "--size", "32", "--bs", "8", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
         "--device", "cpu", "--no-metrics"]
 
 
@@ -62,3 +62,45 @@ def test_more_folds_than_patients_is_refused_before_training(sample_dirs, tmp_pa
     err = capsys.readouterr().err
     assert "50 folds need at least 50" in err and "or fewer" in err
     assert not (tmp_path / "fs").exists()  # no husk of a fold set left behind
+
+
+def _pngs(images, masks, names, seed=0):
+    rng = np.random.default_rng(seed)
+    images.mkdir(exist_ok=True)
+    masks.mkdir(exist_ok=True)
+    for name in names:
+        img = rng.integers(0, 60, (32, 32), dtype=np.uint8)
+        r, c = rng.integers(4, 18, 2)
+        mask = np.zeros((32, 32), np.uint8)
+        mask[r:r + 10, c:c + 10] = 1
+        Image.fromarray(np.where(mask, 200, img).astype(np.uint8)).save(images / f"{name}.png")
+        Image.fromarray(mask).save(masks / f"{name}.png")
+
+
+def test_a_continued_fold_set_starts_each_fold_from_its_parent_fold_and_keeps_every_case_in_its_fold(
+        tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    _pngs(images, masks, [f"case{i}" for i in range(8)])
+    base = ["--images", str(images), "--masks", str(masks), *TINY, "--out", str(tmp_path)]
+    assert main(["train", *base, "--name", "fs", "--folds", "2"]) == 0
+    parent = tmp_path / "fs"
+    held = {f: set(json.loads((parent / f"fold_{f}" / "split.json").read_text())["valid"]) for f in (0, 1)}
+    assert held[0] | held[1] == {f"case{i}" for i in range(8)} and not held[0] & held[1]
+
+    _pngs(images, masks, ["new0", "new1"], seed=1)  # cases added since
+    assert main(["train", "--init-from", str(parent), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path), "--device", "cpu", "--no-metrics", "--epochs", "1"]) == 0
+    child = tmp_path / "fs-continued"
+    assert json.loads((child / "folds.json").read_text())["folds"] == 2
+    for f in (0, 1):
+        config = json.loads((child / f"fold_{f}" / "config.json").read_text())
+        assert config["init_from"] == str(parent / f"fold_{f}")  # each fold from its parent fold
+        valid = set(json.loads((child / f"fold_{f}" / "split.json").read_text())["valid"])
+        assert valid - held[f] <= {"new0", "new1"} and held[f] <= valid  # no case its parent trained on
+    assert "Continuing from fold_0" in capsys.readouterr().err
+
+    assert main(["train", "--init-from", str(parent), *base, "--folds", "3"]) == 2  # a fold set keeps its K
+    assert "has 2 folds" in capsys.readouterr().err
+    shutil.rmtree(parent / "fold_1")
+    assert main(["train", "--init-from", str(parent), *base]) == 1
+    assert "fold(s) 1 have no trained model" in capsys.readouterr().err

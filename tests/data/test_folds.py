@@ -53,3 +53,18 @@ def test_one_file_is_folded_by_item_and_says_so():
     of, notes = assign_folds(["file.dcm"] * 6, 3, seed=0)
     assert sorted(np.bincount(of)) == [2, 2, 2]
     assert "by item" in notes[0]
+
+
+def test_fixed_cases_keep_their_fold_when_cases_are_added_and_relabelled():
+    groups = [f"case{i}" for i in range(12)]
+    before, _ = assign_folds(groups, 3, seed=0, classes=[{1}] * 12)
+    fixed = {g: int(f) for g, f in zip(groups, before)}
+    more = groups + [f"new{i}" for i in range(6)]
+    relabelled = [{1, 2} if i % 4 == 0 else {1} for i in range(len(more))]  # stratification changes
+    free, _ = assign_folds(more, 3, seed=0, classes=relabelled)
+    assert list(free[:12]) != list(before)  # without the record, old cases move to other folds
+    after, _ = assign_folds(more, 3, seed=0, classes=relabelled, fixed=fixed)
+    assert list(after[:12]) == list(before)
+    assert sorted(np.bincount(after)) == [6, 6, 6]  # the new cases fill the folds evenly
+    train, valid, _, _ = split_fold(more, 3, 1, seed=0, classes=relabelled, fixed=fixed)
+    assert {more[i] for i in valid} >= {g for g, f in fixed.items() if f == 1}

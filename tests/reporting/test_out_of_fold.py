@@ -19,7 +19,7 @@ from segstudio.training import events as ev
 from segstudio.training.event_json import to_json
 from segstudio.training.fold_set import discard_if_empty, fold_refusal, fold_step, start_fold_set, trained_folds
 
-TINY = ["--epochs", "1", "--size", "32", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
+TINY = ["--epochs", "1", "--size", "32", "--bs", "8", "--input", "resize", "--arch", "resnet18", "--no-pretrained",
         "--device", "cpu", "--no-metrics"]
 
 
@@ -57,6 +57,49 @@ def test_every_labelled_case_is_reviewed_once_by_the_fold_that_held_it_out(sampl
     assert summary.n == len(dice) and summary.mean == pytest.approx(np.mean(dice))
     assert summary.low <= summary.mean <= summary.high
     assert [it.dice_mean for it in review.items if math.isfinite(it.dice_mean)] == sorted(dice)  # worst first
+
+
+@pytest.mark.slow
+def test_a_fold_set_of_scans_is_reviewed_with_each_folds_weights_loaded_once_and_the_scans_read_once(
+        tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import torch
+
+    from segstudio.config import DataConfig
+    from segstudio.data.folds import fold_name
+    from segstudio.data.sample_volumes import sample_volumes
+    from segstudio.reporting import run_review
+    from segstudio.runs import MODEL_FILE
+    from tests.model.conftest import write_run
+
+    root = tmp_path / "fs"
+    scans = {"axis": "axial", "context": 0, "channels": 1, "modalities": ["CT"]}
+    for fold in range(2):
+        write_run(root / fold_name(fold), seed=fold, volumes=scans)
+    (root / FOLDS_FILE).write_text(json.dumps({"folds": 2, "seed": 0}))
+    data = DataConfig(str(sample_volumes(tmp_path / "scans")[0].parent))
+    expected = {}  # each scan: what the fold that held it out predicts, on that fold's own split
+    for fold in range(2):
+        own, _ = load_dataset(replace(data, folds=2, fold=fold), 32)
+        expected |= {it.name: it.pred for it in review_items(Predictor.load(root / fold_name(fold)), own)}
+    calls = {"weights": 0, "data": 0}
+    torch_load, read = torch.load, run_review.load_dataset
+
+    def counted_load(f, *a, **kw):
+        calls["weights"] += str(f).endswith(MODEL_FILE)
+        return torch_load(f, *a, **kw)
+
+    def counted_read(*a, **kw):
+        calls["data"] += 1
+        return read(*a, **kw)
+
+    monkeypatch.setattr(torch, "load", counted_load)
+    monkeypatch.setattr(run_review, "load_dataset", counted_read)
+    review = review_run(root, data=data)
+    assert calls == {"weights": 2, "data": 1}
+    assert sorted(it.name for it in review.items) == sorted(expected) and len(expected) == 6
+    assert all(np.array_equal(it.pred, expected[it.name]) for it in review.items)
 
 
 def test_mean_interval_is_a_percentile_bootstrap_of_the_mean():

@@ -146,3 +146,48 @@ def test_scan_planes_cross_the_structure_at_the_scans_proportions():
     assert coronal.truth.shape == (10, 30) and (coronal.truth == 2).sum() == 3 * 11
     assert sagittal.truth.shape == (10, 40) and (sagittal.truth == 2).sum() == 3 * 11
     assert (axial.aspect, coronal.aspect, sagittal.aspect) == (0.5, 3.0, 6.0)
+
+
+def test_a_scan_is_scored_as_predict_volume_predicts_it_with_every_slice_sampled(tmp_path, monkeypatch):
+    """The scorer predicts a scan with inference.volumes.predict_volume (one slice loop) and
+    samples each slice's probabilities for calibration, an equal share of the scan's."""
+    import torch
+
+    from segstudio.config import DataConfig
+    from segstudio.data import load_dataset
+    from segstudio.data.sample_volumes import sample_volumes
+    from segstudio.reporting import validation
+    from segstudio.training.metrics import dice_per_class
+
+    class Brightness:  # foreground probabilities grow with the pixel's grey level
+        plan = Plan.from_meta({"window": "auto", "n_in": 3, "codes": ["background", "liver", "kidney"],
+                               "size": 16, "volumes": {"modalities": ["CT"]}})
+        tta = False
+
+        def probabilities_resized(self, batch, flip=False):
+            x = torch.from_numpy(batch.astype(np.float32))[:, :1] / 255
+            return torch.cat([1 - x, x * 0.6, x * 0.4], dim=1)
+
+    data, _ = load_dataset(DataConfig(str(sample_volumes(tmp_path / "scans")[0].parent)), 16)
+    case = data.volumes[data.valid_volumes()[0]]
+    predicted, sliced = [], []
+
+    def predict_volume(predictor, volume, should_stop=None, probabilities=None, on_slice=None):
+        def hook(k, probs):
+            sliced.append(k)
+            on_slice(k, probs)
+        predicted.append(real(predictor, volume, should_stop, probabilities, hook))
+        return predicted[-1]
+
+    real = validation.predict_volume
+    monkeypatch.setattr(validation, "predict_volume", predict_volume)
+    scores = score_validation(tmp_path, predictor=Brightness(), dataset=data, keep=0, cases={case.name})
+    [labels] = predicted
+    n, pixels = labels.shape[0], labels.shape[1] * labels.shape[2]
+    assert sliced == list(range(n))
+    assert scores.calibration.samples == n * min(pixels, round(validation.SAMPLES_PER_CASE / n))
+    image = validation.read_scan(case.sources[0])
+    label = validation.read_label(validation.Case(case.name, [Path(case.sources[0])], Path(case.label)), image, data.codes)
+    truth = validation.class_indices(label.array, data.class_keys, 3, False, volume=True)
+    dice = dice_per_class(labels, truth, 3)
+    assert [r.dice for r in scores.rows] == pytest.approx(dice[1:], nan_ok=True)

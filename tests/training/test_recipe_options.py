@@ -125,3 +125,27 @@ def test_auto_norm_is_instance_from_a_random_encoder_only():
     assert resolve_norm(Norm.batch, False, 256, warnings) == "batch"
     assert resolve_norm(Norm.instance, True, 256, warnings) == "instance" and not warnings
     assert resolve_norm(Norm.instance, False, 32, warnings) == "batch" and "at least 64 px" in warnings[0]
+
+
+def test_the_automatic_batch_covers_at_most_five_percent_of_the_training_pixels(sample_data):
+    from dataclasses import replace
+
+    from segstudio.training.loaders import auto_batch_size
+
+    n = len(sample_data.train_idx)
+    assert auto_batch_size(sample_data) == max(2, min(8, int(0.05 * n)))
+    assert auto_batch_size(replace(sample_data, train_idx=sample_data.train_idx[:10])) == 2  # never below 2
+    many = np.resize(sample_data.train_idx, 400)  # 400 training images: 5% is 20, capped at 8
+    assert auto_batch_size(replace(sample_data, train_idx=many)) == 8
+    assert auto_batch_size(replace(sample_data, train_idx=np.resize(sample_data.train_idx, 120))) == 6
+
+
+@pytest.mark.slow
+def test_an_automatic_batch_is_recorded_as_the_run_used_it(sample_data, tmp_path):
+    events = []
+    final = TrainingSession().run(tiny_config(tmp_path, bs=0, size=32), events.append, dataset=sample_data)
+    assert isinstance(final, ev.Finished), final
+    [started] = [e for e in events if isinstance(e, ev.Started)]
+    recorded = json.loads((tmp_path / "runs" / final.run_dir.split("/")[-1] / "config.json").read_text())
+    assert started.bs == recorded["bs"] == 2  # 32 training images: 5% is 1.6, at least 2
+    assert started.iters_per_epoch == len(sample_data.train_idx) // 2

@@ -76,8 +76,9 @@ def test_config_records_the_encoder_really_used(sample_data):
     from segstudio.config import DataConfig
 
     asked = TrainConfig(pretrained=True, data=DataConfig("data/images", "data/masks"))  # relative
-    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False, norm="instance"))  # weights missing
+    used = used_config(asked, sample_data, SimpleNamespace(pretrained=False, norm="instance", bs=2))  # weights missing
     assert used.pretrained is False and (used.lr_lo, used.lr_hi) == (3e-3, 3e-3)
+    assert asked.bs == 0 and used.bs == 2  # the batch "auto" chose
     assert asked.norm == "auto" and used.norm == "instance"  # what "auto" chose
     assert asked.pretrained is True and asked.lr_lo is None  # the request itself is unchanged
     assert used.data.images.startswith("/") and used.data.images.endswith("data/images")

@@ -30,6 +30,7 @@ class FoldSession:
     in the fold's run folder; blocks (until cancelled) on the folds in `block`."""
 
     folds_run: list[int] = []
+    configs: list = []  # of the folds that finished
     block: set[int] = set()
     blocked = threading.Event()
 
@@ -48,7 +49,10 @@ class FoldSession:
             return ev.Cancelled(str(run), 0, math.nan)
         on_event(ev.EpochEnd(0, 1, 0.6, 0.5, (0.99, 0.8), 0.8, 0.1, True))
         final = ev.Finished(str(run), 0, 0.8, 1)
+        FoldSession.configs.append(config)
         (run / "model.pth").write_bytes(b"weights")
+        (run / "config.json").write_text(config.to_json())
+        (run / "split.json").write_text(json.dumps({"train": [], "valid": [f"case{fold}"]}))
         (run / "events.jsonl").write_text(to_json(final) + "\n")
         return final
 
@@ -59,7 +63,7 @@ class FoldSession:
 def _fold_set(window, monkeypatch, sample_dirs, k: int, block=()):
     """The Train area set for `k` folds of the sample with scripted sessions; the Review's
     loads recorded instead of run."""
-    FoldSession.folds_run, FoldSession.block = [], set(block)
+    FoldSession.folds_run, FoldSession.block, FoldSession.configs = [], set(block), []
     FoldSession.blocked.clear()
     small_train_settings(window)
     window.data_panel.set_folders(*map(str, sample_dirs))
@@ -160,4 +164,24 @@ def test_the_review_of_a_fold_set_lists_every_case_out_of_fold_with_its_interval
         f"Out of fold (2 folds): mean Dice 0.625 (95% CI {s.low:.3f}–{s.high:.3f}) over 4 images")
     assert "bootstrap" in panel.label_summary.toolTip() and "label errors" in panel.label_summary.toolTip()
     assert "fold_1 of liver-3-folds: no trained model yet" in _messages(window)
-    assert not panel.button_continue.isEnabled()  # continuing a fold set is not one run's continuation
+    assert panel.button_continue.isEnabled()  # continuing says which folds need training first
+
+
+def test_continue_training_on_a_fold_set_starts_each_fold_from_its_parent_fold(window, qtbot, monkeypatch,
+                                                                              sample_dirs, runs_dir):
+    panel, _ = _fold_set(window, monkeypatch, sample_dirs, 2)
+    assert panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=20000)
+    [parent] = [p for p in runs_dir.iterdir() if p.name.endswith("2-folds")]
+    FoldSession.folds_run, FoldSession.configs = [], []
+    panel.settings.choice_folds.setValue(1)  # the Folds setting does not decide a continued fold set's K
+    assert window.continue_training(str(parent))
+    qtbot.waitUntil(lambda: not panel.running, timeout=20000)
+    assert FoldSession.folds_run == [0, 1]
+    assert [c.init_from for c in FoldSession.configs] == [str(parent / "fold_0"), str(parent / "fold_1")]
+    assert FoldSession.configs[1].data.fold_of == {"case0": 0, "case1": 1}  # every case in its parent's fold
+    assert [p for p in runs_dir.iterdir() if p != parent and (p / FOLDS_FILE).is_file()]
+
+    (parent / "fold_1" / "model.pth").unlink()
+    assert not window.continue_training(str(parent))
+    assert "fold(s) 1 have no trained model" in _messages(window)

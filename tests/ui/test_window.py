@@ -101,8 +101,9 @@ def test_every_setting_has_its_widget(window):
     train = set(window.train_panel.settings.binding.widgets)
     # init_from is set by "Continue training" for one run, not edited as a setting
     assert train == {f.name for f in fields(TrainConfig)} - {"data", "lr_lo", "lr_hi", "init_from"}
-    # folds/fold: set by `segstudio train --folds` for each fold (the app trains one split)
-    assert set(window.data_panel.binding.widgets) == {f.name for f in fields(DataConfig)} - {"split_seed", "folds", "fold"}
+    # folds/fold/fold_of: set for each fold of a fold set (the Train area's Folds setting, continuing one)
+    assert set(window.data_panel.binding.widgets) == {f.name for f in fields(DataConfig)} - {
+        "split_seed", "folds", "fold", "fold_of"}
     s = window.train_panel.settings
     s.path_weights_path.setText("/weights/resnet34.pth")
     s.path_weights_path.editingFinished.emit()

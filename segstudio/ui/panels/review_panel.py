@@ -161,7 +161,8 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
         self.button_continue = QPushButton("Continue training", objectName="button_continue_training",
                                            enabled=False)
         self.button_continue.setToolTip("Train a new run that starts from this run's best model, on the\n"
-                                        "dataset with your corrections (a few epochs at lower learning rates)")
+                                        "dataset with your corrections (a few epochs at lower learning rates);\n"
+                                        "a fold set: a new fold set, each fold from its parent fold")
         self.button_continue.clicked.connect(self.continue_training)
         loop.addWidget(self.button_unlabelled)
         loop.addWidget(self.button_continue)
@@ -524,4 +525,4 @@ class ReviewPanel(ScanMixin, CorrectionsMixin, PredictMixin, QWidget):
         n = len(self.dataset.unlabelled) if self.dataset is not None else 0
         self.button_unlabelled.setText(f"Predict unlabelled ({n})" if n else "Predict unlabelled")
         self.button_unlabelled.setEnabled(not busy and bool(n) and self.predictor is not None)
-        self.button_continue.setEnabled(not busy and bool(self.run_dir) and not self.folds)  # one run's model
+        self.button_continue.setEnabled(not busy and bool(self.run_dir))

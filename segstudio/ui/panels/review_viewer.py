@@ -9,8 +9,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, Qt, Slot
-from PySide6.QtGui import QPen
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsEllipseItem, QHBoxLayout, QLabel, QPushButton,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton,
                                QSizePolicy, QSlider, QVBoxLayout, QWidget)
 from superqt import QLabeledSlider, QRangeSlider
 from superqt.utils import signals_blocked
@@ -20,6 +19,7 @@ from segstudio.editing.review_model import ReviewModel
 from segstudio.palette import COMPARE
 from segstudio.ui import overlay
 from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
+from segstudio.ui.panels.brush_cursor import BrushCursor
 from segstudio.ui.panels.review_levels import CUSTOM, PRESET_HINT, LevelsMixin
 
 LEGEND_CLASSES = 8  # more classes than this: the legend names the first ones, the tooltip all
@@ -56,13 +56,7 @@ class ReviewViewer(LevelsMixin, QWidget):
         self.mask_item.setZValue(1)
         self.viewbox.addItem(self.image_item)
         self.viewbox.addItem(self.mask_item)
-        self.brush_cursor = QGraphicsEllipseItem()
-        pen = QPen(Qt.GlobalColor.white)
-        pen.setCosmetic(True)
-        self.brush_cursor.setPen(pen)
-        self.brush_cursor.setZValue(3)
-        self.brush_cursor.setVisible(False)
-        self.viewbox.addItem(self.brush_cursor, ignoreBounds=True)
+        self.brush_cursor = BrushCursor(self.viewbox, 3)
         self.lasso = pg.PlotCurveItem(pen=pg.mkPen("w", width=1))
         self.lasso.setZValue(3)
         self.viewbox.addItem(self.lasso, ignoreBounds=True)
@@ -303,10 +297,7 @@ class ReviewViewer(LevelsMixin, QWidget):
 
     def _show_cursor(self, x: float, y: float) -> None:
         tool = self.model.tool
-        if tool.tool in ("brush", "eraser"):
-            r = tool.radius + 0.5
-            self.brush_cursor.setRect(QRectF(x - r, y - r, 2 * r, 2 * r))
-        self.brush_cursor.setVisible(tool.tool in ("brush", "eraser"))
+        self.brush_cursor.place(x, y, tool.radius if tool.tool in ("brush", "eraser") else None)
 
     def update_labels(self, box) -> None:
         """Redraw after an edit: only the changed box of the overlay while painting."""

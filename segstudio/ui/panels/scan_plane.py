@@ -10,13 +10,14 @@ from functools import lru_cache
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, Qt
-from PySide6.QtGui import QImage, QPen
-from PySide6.QtWidgets import QGraphicsEllipseItem, QLabel, QWidget
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QLabel, QWidget
 
 from segstudio.editing.viewer_state import KEY_STEPS, PlaneView
 from segstudio.palette import class_colours, compare_colours, compare_map
 from segstudio.ui import overlay
 from segstudio.ui.panels import plots  # noqa: F401  (pyqtgraph config: row-major images)
+from segstudio.ui.panels.brush_cursor import BrushCursor
 
 CROSSHAIR = "#4fd1c5"
 LETTER_STYLE = "color: #f6e05e; font-weight: bold; background: transparent;"
@@ -134,13 +135,7 @@ class ScanPlane(QWidget):
         for line in (self.vline, self.hline):
             line.setZValue(3)
             self.box.addItem(line, ignoreBounds=True)
-        self.brush = QGraphicsEllipseItem()
-        brush_pen = QPen(Qt.GlobalColor.white)
-        brush_pen.setCosmetic(True)
-        self.brush.setPen(brush_pen)
-        self.brush.setZValue(4)
-        self.brush.setVisible(False)
-        self.box.addItem(self.brush, ignoreBounds=True)
+        self.brush = BrushCursor(self.box, 4)
         self.letters = {side: QLabel(getattr(view.letters, side), self.graphics) for side in
                         ("top", "bottom", "left", "right")}
         for label in self.letters.values():
@@ -240,11 +235,7 @@ class ScanPlane(QWidget):
         return p.y() / self.mm[0], p.x() / self.mm[1]
 
     def show_brush(self, row: float, col: float, radius: float | None) -> None:
-        self.brush.setVisible(radius is not None)
-        if radius is not None:
-            r = radius + 0.5
-            self.brush.setRect(QRectF((col - r) * self.mm[1], (row - r) * self.mm[0],
-                                      2 * r * self.mm[1], 2 * r * self.mm[0]))
+        self.brush.place(col, row, radius, (self.mm[1], self.mm[0]))
 
     def eventFilter(self, obj, event) -> bool:
         kind = event.type()

@@ -141,19 +141,27 @@ class TrainPanel(QWidget):
         """Train a new run from `run_dir`'s best model on the current data, read as that run read
         its own (window, mask values): the settings show its architecture and size, a few epochs
         and fine-tuning learning rates."""
+        from segstudio.data.folds import is_fold_set
         from segstudio.errors import SegstudioError
+        from segstudio.training.fold_set import continue_fold_set
         from segstudio.training.parent import continue_config
 
         if self.runner.busy:
             self.state.post("train", "warning", "A run is in progress: continue when it has finished.")
             return False
+        base, folds = replace(self.settings.config(), data=self.state.data_config), 0
         try:
-            config = continue_config(run_dir, replace(self.settings.config(), data=self.state.data_config))
+            if is_fold_set(run_dir):  # a new fold set, each fold from its parent fold
+                config, folds, notes = continue_fold_set(run_dir, base)
+                for note in notes:
+                    self.state.post("train", "warning", note)
+            else:
+                config = continue_config(run_dir, base)
         except SegstudioError as exc:
             self.state.post("train", "error", str(exc))
             return False
         self.settings.set_config(config)
-        return self.start(init_from=config.init_from, config=config)
+        return self.start(init_from=config.init_from, config=config, folds=folds)
 
     def resume(self, run_dir: str) -> bool:
         """Continue a stopped or crashed run from its last checkpoint, with its own settings."""
@@ -245,14 +253,16 @@ class TrainPanel(QWidget):
         return self.session_factory, True
 
     def start(self, mode: str = "train", init_from: str = "", resume: str = "",
-              config: TrainConfig | None = None, follow: str = "") -> bool:
+              config: TrainConfig | None = None, follow: str = "", folds: int = 0) -> bool:
+        """Start a task: training (a fold set of `folds`, or of the Folds setting's, when >= 2;
+        continued from `init_from`, resumed from `resume`), the LR finder, or following a run."""
         if self.runner.busy:
             return False
         config = config or replace(self.settings.config(), data=self.state.data_config, init_from=init_from)
         if not config.data.images and not follow:
             self.state.post("train", "warning", "Choose an image folder and a mask folder first (Data tab).")
             return False
-        folds = self.settings.folds() if mode == "train" and not (init_from or resume or follow) else 1
+        folds = folds or (self.settings.folds() if mode == "train" and not (init_from or resume or follow) else 1)
         if folds >= 2 and not self._folds_possible(config, folds):
             return False
         factory, in_app = self._session_factory(mode, follow)
@@ -280,7 +290,7 @@ class TrainPanel(QWidget):
             self.log("info", f"Following {follow}.")
         else:
             self.log("info", f"{'Training' if mode == 'train' else 'LR finder'} started "
-                             f"({config.arch.value}, {config.size}px, batch {config.bs}"
+                             f"({config.arch.value}, {config.size}px, batch {config.bs or 'auto'}"
                              + (f", {folds} folds)" if folds >= 2 else ")")
                              + (f", continuing from {Path(init_from).name}." if init_from else
                                 f", resuming {Path(resume).name}." if resume else "."))
@@ -407,7 +417,7 @@ class TrainPanel(QWidget):
                  else f"{'pretrained' if s.pretrained else 'random-init'} encoder")
         self.log("info", f"Run folder {s.run_dir}: {s.n_train} train / {s.n_valid} validation images, "
                          f"{start} on {s.device_name}{' (mixed precision)' if s.mixed_precision else ''}, "
-                         f"LR {s.lr_lo:.1e}…{s.lr_hi:.1e}, {self._config.size} px.")
+                         f"LR {s.lr_lo:.1e}…{s.lr_hi:.1e}, {self._config.size} px" + (f", batches of {s.bs}." if s.bs else "."))
 
     @Slot(list)
     def _on_batches(self, batches: list) -> None:

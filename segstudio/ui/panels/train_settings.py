@@ -92,7 +92,10 @@ class TrainSettings(QWidget):
         self.weights_box.failed.connect(self.notice)
         self.value_size = QSpinBox(objectName="value_size", minimum=32, maximum=1024, singleStep=32,
                                    suffix=" px")
-        self.value_bs = QSpinBox(objectName="value_bs", minimum=1, maximum=256)
+        self.value_bs = QSpinBox(objectName="value_bs", minimum=0, maximum=256, specialValueText="Auto")
+        self.value_bs.setToolTip("Images per training step. Auto: 2 to 8 by the dataset's size (a batch covers at "
+                                 "most 5% of the training pixels, nnU-Net's rule): small datasets learn more from "
+                                 "many small steps.")
         self.value_epochs = QSpinBox(objectName="value_epochs", minimum=1, maximum=1000)
         self.combo_schedule = enum_combo("combo_schedule", Schedule)
         self.value_freeze_epochs = QSpinBox(objectName="value_freeze_epochs", minimum=0, maximum=100)
