@@ -19,9 +19,10 @@ from ..data.folds import fold_run, read_fold_record
 from ..errors import SegstudioError
 from ..runs import MODEL_FILE, MODEL_META
 
-# model.json keys a fold may have of its own; every other key (the recipe) must agree
+# model.json keys a fold may have of its own (a continued fold set's folds: each its parent fold);
+# every other key (the recipe) must agree
 OWN_KEYS = {"mean", "std", "epoch", "dice_mean", "temperature", "segstudio", "pretrained", "arch", "norm",
-            "format", "calibration", "ensemble"}
+            "format", "calibration", "ensemble", "parent"}
 
 
 def fold_runs(root: str | Path, allow_missing: bool = False) -> list[tuple[int, Path]]:
@@ -53,7 +54,8 @@ def ensemble_meta(metas: list[dict], folds: list[int]) -> dict:
             raise SegstudioError(f"Fold {fold} was trained with other settings than fold {folds[0]} "
                                  f"({', '.join(keys)}): its probabilities cannot be averaged with theirs.")
     n_in = int(metas[0]["n_in"])
-    meta = {k: v for k, v in metas[0].items() if k not in ("epoch", "dice_mean", "temperature", "calibration")}
+    meta = {k: v for k, v in metas[0].items() if k not in ("epoch", "dice_mean", "temperature", "calibration",
+                                                           "parent")}
     meta.update(mean=[0.0] * n_in, std=[1.0] * n_in,
                 ensemble={"folds": folds, "archs": [m.get("arch") for m in metas]})
     return meta

@@ -98,6 +98,8 @@ def test_a_continued_fold_set_starts_each_fold_from_its_parent_fold_and_keeps_ev
         valid = set(json.loads((child / f"fold_{f}" / "split.json").read_text())["valid"])
         assert valid - held[f] <= {"new0", "new1"} and held[f] <= valid  # no case its parent trained on
     assert "Continuing from fold_0" in capsys.readouterr().err
+    assert main(["predict", "--model", str(child), "--images", str(images), "--out", str(tmp_path / "pc")]) == 0
+    assert "ensemble of folds 0, 1" in capsys.readouterr().err  # folds with different parents average
 
     assert main(["train", "--init-from", str(parent), *base, "--folds", "3"]) == 2  # a fold set keeps its K
     assert "has 2 folds" in capsys.readouterr().err
