@@ -30,18 +30,19 @@ def test_a_time_budget_sizes_the_schedule_and_is_honoured(sample_data, tmp_path)
     epochs = [e for e in events if isinstance(e, ev.EpochEnd)]
     # within 25% (the machine is shared), unless not even one epoch fitted (then it trains one)
     assert seconds <= 1.25 * BUDGET or (len(epochs) == 1 and epochs[0].seconds > BUDGET / 2), seconds
-    chosen = epochs[-1].epochs
-    assert final.epochs_done == len(epochs) == chosen  # not the 1 epoch configured: those that fit
     recorded = json.loads((Path(final.run_dir) / "config.json").read_text())
-    assert recorded["epochs"] == chosen and recorded["time_budget"] == BUDGET
+    # not the 1 epoch configured: those that fit (a last re-estimate may drop one planned epoch)
+    assert final.epochs_done == len(epochs) == recorded["epochs"] and recorded["time_budget"] == BUDGET
+    planned = epochs[-1].epochs  # the schedule's length while the last epoch trained
+    assert planned in (len(epochs), len(epochs) + 1)
     assert any("Time budget" in e.message for e in events if isinstance(e, ev.WarningEvent))
     batches = [e for e in events if isinstance(e, ev.BatchEnd)]
     per_epoch = len([b for b in batches if b.epoch == 0])
     total = batches[-1].total_iterations
-    assert total == chosen * per_epoch
+    assert total == planned * per_epoch
     probe = min(PROBE_STEPS + 1, per_epoch)  # steps trained before the epochs were chosen
-    hi = cfg.lrs(False)[1]  # one-cycle over the chosen epochs after the probe: its last step's rate
-    last = combined_cos(0.25, hi / 25, hi, hi / 1e5)((total - 1 - probe) / (total - probe))
+    hi = cfg.lrs(False)[1]  # one-cycle over the planned epochs after the probe: the last step's rate
+    last = combined_cos(0.25, hi / 25, hi, hi / 1e5)((batches[-1].iteration - probe) / (total - probe))
     assert batches[-1].lrs[-1] == pytest.approx(last, rel=1e-4)
 
 
