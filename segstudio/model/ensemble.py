@@ -21,7 +21,7 @@ from ..runs import MODEL_FILE, MODEL_META
 
 # model.json keys a fold may have of its own (a continued fold set's folds: each its parent fold);
 # every other key (the recipe) must agree
-OWN_KEYS = {"mean", "std", "epoch", "dice_mean", "temperature", "segstudio", "pretrained", "arch", "norm",
+OWN_KEYS = {"mean", "std", "epoch", "dice_mean", "temperature", "segstudio", "pretrained", "arch", "norm", "head",
             "format", "calibration", "ensemble", "parent"}
 
 

@@ -21,7 +21,7 @@ from .slicing import AXES, scaled_shape
 FORMAT = 1  # model.json's format: still 1, whose readers ignore the keys added since (labels, class_keys)
 PATCH_OVERLAP = 0.5  # the sliding window's overlap when a patch run predicts
 KNOWN = {"format", "segstudio", "arch", "n_in", "n_out", "codes", "size", "mean", "std", "window", "pretrained",
-         "channels", "norm", "parent", "input", "volumes", "labels", "class_keys"}
+         "channels", "norm", "head", "parent", "input", "volumes", "labels", "class_keys"}
 
 
 def model_inputs(n_channels: int, context: int = 0) -> int:
@@ -45,6 +45,7 @@ class Plan:
     window: str = "auto"              # the CT window ("W/L", computed for the dataset with "auto") or a mode
     pretrained: bool = False          # the encoder started from ImageNet (or the user's) weights
     norm: str = "batch"               # the U-Net's normalisation layers
+    head: int = 0                     # its full-resolution head's channels (0: fastai's; older runs)
     channels: int | None = None       # image channels, 1 (grey) or 3 (colour); None: not recorded
     parent: str = ""                  # the run this one continued from
     input_mode: str = "resize"        # "resize": whole images to S x S; "patches": S x S windows of scaled images
@@ -90,6 +91,8 @@ class Plan:
             meta["channels"] = self.channels
         if self.norm != "batch":  # the predictor builds the same layers
             meta["norm"] = self.norm
+        if self.head:  # the predictor builds the same head (model.unet.slim_head)
+            meta["head"] = self.head
         if self.parent:
             meta["parent"] = self.parent
         if self.input_mode == "patches":  # the predictor cuts windows of the patch size at this scale
@@ -126,7 +129,7 @@ class Plan:
                    mean=list(meta.get("mean", [0.0] * n_in)), std=list(meta.get("std", [1.0] * n_in)),
                    arch=str(meta.get("arch", "resnet34")), n_in=n_in, n_out=int(meta.get("n_out", 0)),
                    window=str(meta.get("window", "auto")), pretrained=bool(meta.get("pretrained", False)),
-                   norm=str(meta.get("norm", "batch")),
+                   norm=str(meta.get("norm", "batch")), head=int(meta.get("head", 0)),
                    channels=int(meta["channels"]) if meta.get("channels") is not None else None,
                    parent=str(meta.get("parent", "") or ""), labels=str(meta.get("labels", "") or ""),
                    class_keys=list(meta.get("class_keys", [])),
@@ -149,9 +152,9 @@ class Plan:
 
 
 def make_plan(config: TrainConfig, data, *, pretrained: bool, norm: str,
-              stats: tuple[list[float], list[float]]) -> Plan:
+              stats: tuple[list[float], list[float]], head: int) -> Plan:
     """The plan of a run on `data` (a loaded SegDataset: the window, mask reading, classes and
-    input it decided), with the learner's decisions: encoder weights, norm layers, statistics.
+    input it decided), with the learner's decisions: encoder weights, norm layers, head, statistics.
     Scans: modalities ["CT"] when every scan was read as CT, so new scans get the run's HU
     window; otherwise nothing is assumed and each new scan is judged by its own values
     (recipe.is_ct)."""
@@ -160,7 +163,7 @@ def make_plan(config: TrainConfig, data, *, pretrained: bool, norm: str,
     modalities = ["CT"] if data.volumetric and {v.modality for v in data.volumes} == {"CT"} else []
     return Plan(codes=list(data.codes), size=int(data.size), mean=list(mean), std=list(std), arch=config.arch.value,
                 n_in=model_inputs(data.n_channels, data.context), window=data.window, pretrained=bool(pretrained),
-                norm=norm, channels=data.n_channels, parent=config.init_from,
+                norm=norm, head=head, channels=data.n_channels, parent=config.init_from,
                 input_mode="patches" if patches else "resize", scale=data.native.scale if patches else 1.0,
                 volumetric=bool(data.volumetric), axis=config.data.axis if data.volumetric else "axial",
                 context=int(data.context), scan_channels=data.n_channels if data.volumetric else 1,

@@ -17,6 +17,7 @@ from fastcore.basics import noop
 from ..config import Norm, Schedule, TrainConfig
 from ..data import SegDataset
 from ..model.norms import to_instance_norm
+from ..model.unet import HEAD_WIDTH, slim_head
 from ..model.weights import arch_from_file, architecture, cached_weights_file, pretrained_available
 from ..preprocess.plan import model_inputs
 from .events import GroupInfo
@@ -39,6 +40,7 @@ class BuiltLearner:
     stats: tuple[list[float], list[float]]
     mixed_precision: bool
     norm: str = Norm.batch.value  # the U-Net's normalisation layers (a continued run keeps its parent's)
+    head: int = 0  # the full-resolution head's channels (model.unet.slim_head; a continued run keeps its parent's)
     warnings: list[str] = field(default_factory=list)
     bs: int = 8  # the batch size: the config's, or the automatic one
 
@@ -87,6 +89,8 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
                          path=path or tempfile.mkdtemp(prefix="segstudio-"), **extra)
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
+    head = int(parent.meta.get("head", 0)) if parent is not None else HEAD_WIDTH
+    slim_head(learn.model, head)
     if parent is not None:
         norm = parent.meta.get("norm", Norm.batch.value)
     else:
@@ -112,7 +116,7 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
         warnings.append(f"The encoder is randomly initialised, but its learning rate ({config.lr_lo:.0e}) is far "
                         f"below the decoder's ({config.lr_hi:.0e}): tiny encoder rates suit pretrained "
                         "encoders only and may leave the model barely trained.")
-    return BuiltLearner(learn, dice, pretrained, stats, mixed, norm, warnings, bs)
+    return BuiltLearner(learn, dice, pretrained, stats, mixed, norm, head, warnings, bs)
 
 
 def resolve_norm(norm: Norm, pretrained: bool, size: int, warnings: list[str]) -> str:

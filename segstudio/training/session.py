@@ -230,7 +230,8 @@ class TrainingSession:
         main, group = self.ranks.main, self.group
         metrics = MetricsLog(run_dir)
         writer = CheckpointWriter()  # each epoch's checkpoint is written while the next one trains
-        meta = make_plan(config, data, pretrained=built.pretrained, norm=built.norm, stats=built.stats).to_meta()
+        meta = make_plan(config, data, pretrained=built.pretrained, norm=built.norm, stats=built.stats,
+                         head=built.head).to_meta()
         if self.launch:
             meta["distributed"] = self.launch
         if checkpoint is not None and main:

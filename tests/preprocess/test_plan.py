@@ -77,12 +77,37 @@ def test_make_plan_writes_what_model_json_held(sample_data):
 
     data = sample_data
     plan = make_plan(TrainConfig(size=data.size), data, pretrained=False, norm="batch",
-                     stats=([0.1] * 3, [0.2] * 3))
+                     stats=([0.1] * 3, [0.2] * 3), head=0)
     meta = plan.to_meta()
     before = {"format": 1, "arch": "resnet18", "n_in": 3, "n_out": len(data.codes), "codes": list(data.codes),
               "size": data.size, "mean": [0.1] * 3, "std": [0.2] * 3, "window": data.window, "pretrained": False,
               "channels": 1}
     assert {k: meta[k] for k in before} == before
     assert meta["labels"] == data.labels and meta["class_keys"] == data.class_keys
-    assert not {"norm", "input", "volumes", "parent"} & set(meta)
+    assert not {"norm", "head", "input", "volumes", "parent"} & set(meta)
     assert Plan.from_meta(json.loads(json.dumps(meta))) == plan
+
+
+def test_the_learners_slim_head_is_recorded_and_rebuilt(sample_data):
+    """A new run's U-Net has the narrow full-resolution head; its model.json says so, and the
+    network the predictor builds from it takes the trained weights key for key, shape for shape.
+    An old model.json (no head) still builds fastai's full-width block."""
+    from fastai.layers import ResBlock
+
+    from segstudio.config import TrainConfig
+    from segstudio.model.unet import HEAD_WIDTH, build_unet
+    from segstudio.training.learner import build_learner
+
+    built = build_learner(TrainConfig(size=sample_data.size, pretrained=False), sample_data, torch.device("cpu"))
+    assert built.head == HEAD_WIDTH
+    meta = make_plan(TrainConfig(size=sample_data.size), sample_data, pretrained=False, norm=built.norm,
+                     stats=built.stats, head=built.head).to_meta()
+    assert meta["head"] == HEAD_WIDTH
+    trained = built.learn.model.state_dict()
+    rebuilt = build_unet(Plan.from_meta(json.loads(json.dumps(meta)))).state_dict()
+    assert {k: v.shape for k, v in rebuilt.items()} == {k: v.shape for k, v in trained.items()}
+    widths = [m.convpath[-1][0].out_channels for m in built.learn.model.modules() if isinstance(m, ResBlock)]
+    assert widths[-1] == HEAD_WIDTH
+    old = build_unet(Plan.from_meta({k: v for k, v in meta.items() if k != "head"}))
+    old_widths = [m.convpath[-1][0].out_channels for m in old.modules() if isinstance(m, ResBlock)]
+    assert old_widths[-1] > HEAD_WIDTH and old_widths[-1] == meta["n_in"] + 96

@@ -44,7 +44,7 @@ def training_inputs(data, stats) -> torch.Tensor:
 
 def predicted_inputs(data, config, stats, images: Path, out: Path) -> tuple[torch.Tensor, dict]:
     """What the predictor fed the model predicting the folder `images`, and the run's plan."""
-    plan = make_plan(config, data, pretrained=False, norm="batch", stats=stats)
+    plan = make_plan(config, data, pretrained=False, norm="batch", stats=stats, head=0)
     recorder = Recorder(len(data.codes))
     predictor = Predictor(TorchBackend(recorder, plan.to_meta(), CPU))
     report = predictor.predict_folder(images, out)
