@@ -24,9 +24,8 @@ from PySide6.QtCore import QThread, Signal
 from segstudio.config import DataConfig, TrainConfig
 from segstudio.errors import Cancelled, SegstudioError
 from segstudio.training import events as ev
+from .tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 
 
 def yield_cpu_to_gui() -> None:

@@ -37,9 +37,8 @@ from .folds import split_items
 from ..preprocess.recipe import is_ct, scan_slice, scan_windows, windowed
 from ..preprocess.slicing import AXES, resize_plane, take_slice
 from ..preprocess.windowing import PERCENTILES, HUHistogram, format_window, parse_window, to_hu
+from ..tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 
 
 def volume_layout(cfg: DataConfig) -> Layout | None:

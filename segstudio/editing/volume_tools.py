@@ -24,11 +24,10 @@ from ..errors import Cancelled
 from . import paint
 from .history import Edit
 from .viewer_state import plane_axes, plane_of
+from ..tasks import ProgressFn, StopFn
 
 Box = tuple[int, int, int, int, int, int]  # (z0, z1, y0, y1, x0, x1)
 WAND_CAP = 5_000_000  # voxels; a liver in 0.7 mm CT is about 4 million, a too wide tolerance floods more
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 
 
 @dataclass(eq=False)

@@ -11,7 +11,6 @@ import math
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -28,9 +27,8 @@ from ..files import write_atomic
 from ..io.registry import volume_stem, volume_suffix
 from .labels import on_one_grid, read_labels
 from .surface import ClassMetrics, label_metrics
+from ..tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
-StopFn = Callable[[], bool]                   # True -> raise Cancelled
 CSV_NAME, SUMMARY_NAME = "metrics_per_case.csv", "summary.json"
 COLUMNS = ["case", "class", "class_name", "dice", "nsd", "hd95", "assd", "volume_pred", "volume_truth",
            "empty", "distance_unit", "volume_unit"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from ..evaluation.evaluate import CSV_NAME, SUMMARY_NAME
 from ..runs import MODEL_META, write_json
 from .validation import (ValidationScores, finite_mean, read_rows, read_tolerance, score_validation,
                          write_validation)
+from ..tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 TEMPERATURE = "temperature"  # model.json's key
 
 

@@ -14,7 +14,8 @@ from ..evaluation.evaluate import EvaluationReport, MetricRow, summarise
 from ..files import check_writable, write_atomic
 from ..palette import COMPARE, CORRECT, FALSE_POSITIVE, MISSED, WRONG_CLASS
 from . import figures
-from .run_report import ProgressFn, RunReport, StopFn, gather
+from ..tasks import ProgressFn, StopFn
+from .run_report import RunReport, gather
 from .validation import CaseView, case_means
 
 REPORT_NAME = "report.html"

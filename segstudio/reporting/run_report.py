@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +23,8 @@ from ..runs import MODEL_FILE, MODEL_META, read_metrics
 from ..training.event_log import EVENTS
 from .validation import (CALIBRATION_NAME, KEEP, ValidationScores, case_means, read_calibration, read_rows,
                          read_tolerance, score_validation)
+from ..tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 OUTCOMES = ("Finished", "Cancelled", "Failed")
 
 

@@ -29,9 +29,8 @@ from ..preprocess.continued import parent_data
 from ..runs import MODEL_META, SPLIT_FILE
 from ..training.parent import parent_config
 from .after_training import BoundaryScores, boundary_scores
+from ..tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 LEVEL = 0.95
 RESAMPLES = 10_000
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,9 +33,8 @@ from ..inference.predictor import Predictor, prefetched
 from ..inference.review import full_size_pair
 from ..inference.volumes import predict_volume
 from ..io import Volume, read_channels, read_scan
+from ..tasks import ProgressFn, StopFn
 
-ProgressFn = Callable[[int, int, str], None]
-StopFn = Callable[[], bool]
 CALIBRATION_NAME = "calibration.json"
 KEEP = 3                    # worst and best cases pictured
 SAMPLES_PER_CASE = 50_000   # pixels (voxels) of each case kept for calibration, at most
