@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
 import time
+
+from .interrupt import ctrl_c_stops
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,21 +39,16 @@ def run(args) -> int:
     from ..errors import Cancelled, SegstudioError
     from ..evaluation.evaluate import evaluate_folders
 
-    stop = threading.Event()
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main_thread else None
-    try:
-        report = evaluate_folders(args.pred, args.truth, args.tolerance, out_dir=args.out or args.pred,
-                                  progress=_Progress(), should_stop=stop.is_set, workers=args.workers)
-    except Cancelled:
-        print("\ncancelled; nothing was written", file=sys.stderr)
-        return 130
-    except SegstudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+    with ctrl_c_stops("scoring") as stop:
+        try:
+            report = evaluate_folders(args.pred, args.truth, args.tolerance, out_dir=args.out or args.pred,
+                                      progress=_Progress(), should_stop=stop.is_set, workers=args.workers)
+        except (Cancelled, KeyboardInterrupt):  # a second Ctrl-C: at once
+            print("\ncancelled; nothing was written", file=sys.stderr)
+            return 130
+        except SegstudioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     for line in summary_lines(report):
         print(line)
     return 0 if report.rows else 1

@@ -5,12 +5,11 @@ calibration, versions) to share."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from ..config import Device
 from .evaluate import positive_mm
+from .interrupt import ctrl_c_stops
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,21 +29,16 @@ def run(args) -> int:
     from ..errors import Cancelled, SegstudioError
     from ..reporting import write_run_report
 
-    stop = threading.Event()
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main_thread else None
-    try:
-        path = write_run_report(args.run, args.out, progress=_Progress(), should_stop=stop.is_set,
-                                device=args.device, tolerance_mm=args.tolerance)
-    except Cancelled:
-        print("\ncancelled; no report was written", file=sys.stderr)
-        return 130
-    except SegstudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+    with ctrl_c_stops("the report") as stop:
+        try:
+            path = write_run_report(args.run, args.out, progress=_Progress(), should_stop=stop.is_set,
+                                    device=args.device, tolerance_mm=args.tolerance)
+        except (Cancelled, KeyboardInterrupt):  # a second Ctrl-C: at once
+            print("\ncancelled; no report was written", file=sys.stderr)
+            return 130
+        except SegstudioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     print(f"wrote {path}")
     return 0
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 
 from ..config import Arch
+from .interrupt import ctrl_c_stops
 
 ARCHS = [a.value for a in Arch]
 
@@ -50,7 +48,7 @@ def run(args) -> int:
             return 0
         print(f"downloading {info.url}", file=sys.stderr)
         progress = Progress()
-        with ctrl_c_stops() as stop:
+        with ctrl_c_stops("the download") as stop:
             try:
                 path = wd.download_weights(args.arch, progress=progress, should_stop=stop.is_set)
             finally:
@@ -63,27 +61,6 @@ def run(args) -> int:
     except SegstudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-
-
-@contextmanager
-def ctrl_c_stops():
-    """An Event the first Ctrl-C sets (a clean stop after the current chunk); a second Ctrl-C
-    interrupts at once. Only the main thread can take over SIGINT."""
-    event = threading.Event()
-
-    def on_sigint(signum, frame) -> None:
-        if event.is_set():
-            raise KeyboardInterrupt
-        event.set()
-        print("\nstopping the download...", file=sys.stderr)
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if main else None
-    try:
-        yield event
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
 
 
 class Progress:

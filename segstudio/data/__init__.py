@@ -8,7 +8,7 @@ pydicom and the whole data layer.
 from importlib import import_module
 
 _SOURCES = {
-    "ProgressFn": "dataset", "SegDataset": "items", "VolumeRef": "items", "StopFn": "dataset", "inspect_dataset": "dataset",
+    "SegDataset": "items", "VolumeRef": "items", "inspect_dataset": "dataset",
     "load_dataset": "dataset", "list_image_files": "discovery",
     "ClassInfo": "report", "DatasetReport": "report", "Problem": "report", "sample_dataset": "sample",
 }
