@@ -25,6 +25,14 @@ mirroring TTA). Wall and CPU seconds of each run are printed: on a shared machin
 (both cores busy: about twice the wall time of a quiet machine) are the steadier measure.
 
     python tests/benchmarks/bench_time_to_dice.py --curve 2 4 8 16 --split /tmp/mni_split --size 128 [--lr 1e-3]
+
+`--step-profile` times one training step (forward, backward, Adam) of the network a run's plan
+builds (`model.unet.build_unet`: resnet18, instance norm, 3 input channels, 3 classes) for each
+full-resolution head width of `--heads` (0: fastai's own last_cross block; 32: the product's),
+at `--size` and batch `--bs` (default 2), with forward time per top-level layer (the encoder,
+each UnetBlock, the head) from forward hooks.
+
+    python tests/benchmarks/bench_time_to_dice.py --step-profile --size 128 [--heads 0 32 16]
 """
 
 from __future__ import annotations
@@ -268,6 +276,48 @@ def curve(args) -> int:
     return 0
 
 
+def step_profile(args) -> int:
+    """Seconds a training step takes, and the forward pass's share per layer, per head width."""
+    import torch
+    from torch import nn
+
+    from segstudio.model.unet import build_unet
+    from segstudio.preprocess.plan import Plan
+
+    torch.manual_seed(0)
+    bs, steps = args.bs or 2, args.steps
+    x = torch.randn(bs, 3, args.size, args.size)
+    y = torch.randint(0, 3, (bs, args.size, args.size))
+    print(f"one step at {args.size} px, batch {bs}, resnet18, instance norm, {torch.get_num_threads()} threads, "
+          f"median of {steps} after 2 warm-up; load average {os.getloadavg()[0]:.1f}")
+    for head in args.heads:
+        model = build_unet(Plan(codes=["bg", "a", "b"], size=args.size, mean=[0.0] * 3, std=[1.0] * 3,
+                                arch="resnet18", norm="instance", head=head))
+        opt, loss_fn = torch.optim.Adam(model.parameters(), 1e-3), nn.CrossEntropyLoss()
+        forward: dict[str, list[float]] = defaultdict(list)
+        starts: dict[int, float] = {}
+        for i, layer in enumerate(model.layers):
+            name = f"{i} {type(layer).__name__}"
+            layer.register_forward_pre_hook(lambda m, a, i=i: starts.__setitem__(i, time.perf_counter()))
+            layer.register_forward_hook(lambda m, a, o, i=i, name=name: forward[name].append(
+                time.perf_counter() - starts[i]))
+        totals = []
+        for step in range(steps + 2):
+            t = time.perf_counter()
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            if step >= 2:
+                totals.append(time.perf_counter() - t)
+        median = sorted(totals)[len(totals) // 2]
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"\nhead {head or 'fastai'}: {median:.3f} s a step, {params:.1f} M parameters\n"
+              "| layer | forward ms (median) |\n|---|---|")
+        for name, seconds in forward.items():
+            print(f"| {name} | {1000 * sorted(seconds[2:])[len(seconds[2:]) // 2]:.1f} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", default=["resize", "patches", "scans"],
@@ -283,7 +333,13 @@ def main() -> int:
     ap.add_argument("--split", type=Path, help="--curve: a folder with train/ and test/ (images/, masks/)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--lr", type=float, default=None, help="--curve: one learning rate for all groups")
+    ap.add_argument("--step-profile", action="store_true", help="time one training step per head width")
+    ap.add_argument("--heads", nargs="+", type=int, default=[0, 32], help="--step-profile: head widths (0: fastai's)")
+    ap.add_argument("--steps", type=int, default=5, help="--step-profile: timed steps per model")
     args = ap.parse_args()
+    if args.step_profile:
+        os.environ.setdefault("OMP_NUM_THREADS", str(min(2, os.cpu_count() or 1)))
+        return step_profile(args)
     if args.curve:
         if not args.split:
             ap.error("--curve needs --split")
@@ -319,6 +375,8 @@ def main() -> int:
             args.split, args.curve, args.bs = Path(tmp) / "split", [1], 4
             make_tiny_split(args.split)
             ok = curve(args) == 0 and ok
+        args.size, args.steps = 64, 1  # and the step profile, small (instance norm needs 2 x 2 at the bottom)
+        ok = step_profile(args) == 0 and ok
     return 0 if ok else 1
 
 
