@@ -105,6 +105,9 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
         state = {k: v for k, v in learn.model.state_dict().items() if k.startswith(HEADS)}
         learn.model.load_state_dict({**state, **parent.state})
         pretrained = bool(parent.meta.get("pretrained", False))
+    if learn.opt is not None:  # unet_learner froze a pretrained encoder, which built the optimiser before the
+        learn.opt = None       # layers replaced above (head, norms, deep-supervision heads): build it again
+        learn.freeze()
     learn.model.to(device)
     mixed = config.precision.value == "on" or (config.precision.value == "auto" and device.type == "cuda")
     if mixed and device.type != "cuda":

@@ -158,6 +158,22 @@ def test_one_cycle_unfreezes_a_pretrained_encoder(sample_data, tmp_path, monkeyp
     assert not torch.equal(after, captured["before"]), "the early encoder did not train"
 
 
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_every_layer_of_a_pretrained_model_is_in_its_optimiser(sample_data, tmp_path, deep_supervision):
+    """unet_learner builds the optimiser when it freezes a pretrained encoder; the layers put in
+    afterwards (the slim head, deep-supervision heads) must be trained too, and the encoder stays
+    frozen until the session unfreezes it."""
+    from segstudio.training.learner import build_learner
+
+    cfg = tiny_config(tmp_path, pretrained=True, weights_path=str(_weights_file(tmp_path)),
+                      deep_supervision=deep_supervision)
+    learn = build_learner(cfg, sample_data, torch.device("cpu")).learn
+    assert learn.opt.frozen_idx == len(learn.opt.param_lists) - 1  # only the decoder trains at first
+    learn.unfreeze()
+    trained = [id(p) for group in learn.opt.param_lists for p in group]
+    assert sorted(trained) == sorted(id(p) for p in learn.model.parameters())
+
+
 @pytest.mark.slow
 def test_fine_tune_trains_frozen_then_unfrozen(sample_data, tmp_path):
     events = []
