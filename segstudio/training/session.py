@@ -6,14 +6,11 @@ thread and stops within one batch. Every outcome is an event: nothing escapes as
 
 from __future__ import annotations
 
-import errno
 import json
-import logging
 import math
 import shutil
 import threading
 import time
-import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -26,7 +23,7 @@ from ..data import SegDataset, load_dataset
 from ..data.folds import split_record
 from ..data.report import training_blocker
 from ..errors import Cancelled, DataError, SegstudioError
-from ..files import unwritable_reason, write_atomic
+from ..files import write_atomic
 from ..model.device import device_name, resolve_device
 from ..preprocess.continued import inherit_preprocessing
 from ..preprocess.plan import make_plan
@@ -46,8 +43,8 @@ from .parent import Parent, fine_tune_config, load_parent, parent_config
 from .deep_supervision import deployable_state
 from .schedules import fit_poly
 from .patches import input_mode, preview_tiles
+from .failures import failure_event
 
-log = logging.getLogger(__name__)
 LEARNED = 0.05  # a best Dice below this after a whole run means nothing was learned: say so
 EventFn = Callable[[object], None]
 
@@ -410,62 +407,3 @@ def preview_items(data: SegDataset, count: int):
     idx = pool[np.linspace(0, len(pool) - 1, min(count, len(pool))).round().astype(np.int64)]
     inputs, masks = gather(data, idx)
     return [data.name(i) for i in idx], inputs, data.images[idx], masks
-
-
-def failure_event(exc: BaseException, run_dir: Path | None) -> ev.Failed:
-    """A readable Failed event for an exception, with advice for the common causes."""
-    text = f"{type(exc).__name__}: {exc}"
-    if run_dir is not None:
-        try:
-            write_atomic(run_dir / "error.log", "".join(traceback.format_exception(exc)))
-        except OSError:
-            pass
-    log.debug("training failed: %s", text)  # the Failed event carries it to the user, once
-    if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
-        _release_device_memory()
-        return ev.Failed("The device ran out of memory.", advice=(
-            "Lower the batch size or the image size, or pick a smaller architecture (resnet18)."),
-            run_dir=str(run_dir or ""))
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL + UNWRITABLE:
-        return ev.Failed(write_failure(exc), advice=resume_advice(exc, run_dir), run_dir=str(run_dir or ""))
-    if isinstance(exc, SegstudioError):
-        return ev.Failed(str(exc), run_dir=str(run_dir or ""))
-    if isinstance(exc, KeyboardInterrupt):
-        return ev.Failed("Interrupted.", run_dir=str(run_dir or ""))
-    return ev.Failed(text, advice="See error.log in the run folder for details." if run_dir else "",
-                     run_dir=str(run_dir or ""))
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def write_failure(exc: OSError) -> str:
-    """What went wrong when a run's file could not be written (every write is atomic, so the
-    previous checkpoint and best model are whole)."""
-    where = f" ({exc.filename})" if exc.filename else ""
-    return f"A run file cannot be written{where}: {unwritable_reason(exc)}"
-
-
-def resume_advice(exc: OSError, run_dir: Path | None) -> str:
-    """What to do after `exc` stopped a run from writing its files: free space (a full disk) or
-    fix the permissions (an unwritable folder), then start again or resume."""
-    fix = ("free some space" if exc.errno in DISK_FULL else
-           "make the folder writable (its permissions, or a read-only disk)")
-    if run_dir is None or not (run_dir / CHECKPOINT).is_file():
-        return f"Choose another runs folder, or {fix}; then start the run again."
-    return (f"The last complete checkpoint and the best model in {run_dir} are kept: {fix}, then resume the run "
-            f"(File > Resume run…, or segstudio train --resume {run_dir}).")
-
-
-def _release_device_memory() -> None:
-    """Give cached GPU memory back after an out-of-memory error, so the next try can fit."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif torch.backends.mps.is_available():
-        torch.mps.empty_cache()
