@@ -75,14 +75,22 @@ def _plain(value, tensor=lambda t: t):
     return value
 
 
-def load_optimizer(learn, state: dict) -> None:
+def load_optimizer(learn, state: dict) -> bool:
+    """The checkpoint's optimiser state in `learn`'s new optimiser; False when it is another
+    optimiser's (fastai's Adam, saved before the CPU used torch's fused AdamW, or on MPS): the
+    optimiser then starts afresh."""
+    from fastai.optimizer import OptimWrapper
     from fastcore.foundation import L
 
     learn.create_opt()
-    if "param_groups" in state:  # a wrapped torch optimizer (Schedule.poly's SGD): torch's own format
+    wrapped = "param_groups" in state  # a wrapped torch optimiser (AdamW, poly's SGD): torch's own format
+    if wrapped != isinstance(learn.opt, OptimWrapper):
+        return False
+    if wrapped:
         learn.opt.load_state_dict(state)
     else:
         learn.opt.load_state_dict({"state": list(state["state"]), "hypers": L(state["hypers"])})
+    return True
 
 
 def checkpoint_state(learn, epochs_done: int, metrics: list[dict], best_dice: float, best_epoch: int,

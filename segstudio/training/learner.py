@@ -26,7 +26,7 @@ from .loaders import IMAGENET_STATS, auto_batch_size, build_dataloaders, dataset
 from .losses import make_loss
 from .metrics import PerClassDice, VolumeDice
 from .deep_supervision import PREFIX as HEADS, DeepSupervision, with_heads
-from .schedules import fused_adamw, sgd_nesterov
+from .schedules import FUSED_DEVICES, fused_adamw, sgd_nesterov
 
 
 MIN_INSTANCE_SIZE = 64  # a 2 x 2 bottleneck: instance norm cannot normalise a single pixel
@@ -83,7 +83,7 @@ def build_learner(config: TrainConfig, data: SegDataset, device: torch.device,
     dice = (VolumeDice(len(data.codes), data.item_volume[data.valid_idx]) if data.volumetric
             else PerClassDice(len(data.codes)))
     extra = ({"opt_func": sgd_nesterov} if config.schedule == Schedule.poly else
-             {"opt_func": fused_adamw} if device.type == "cuda" else {})
+             {"opt_func": fused_adamw} if device.type in FUSED_DEVICES else {})
     learn = unet_learner(dls, arch_fn, normalize=False, n_out=len(data.codes), pretrained=pretrained,
                          loss_func=make_loss(config.loss), metrics=[dice], n_in=n_in,
                          path=path or tempfile.mkdtemp(prefix="segstudio-"), **extra)

@@ -23,9 +23,12 @@ sgd_nesterov = partial(OptimWrapper, opt=torch.optim.SGD, momentum=MOMENTUM, nes
                        weight_decay=WEIGHT_DECAY)
 
 # fastai's own Adam (decoupled weight decay, betas 0.9/0.99, eps 1e-5, wd 0.01) as torch's fused
-# AdamW kernel: one launch per step instead of a Python loop over parameters. On an H200 it took
-# the training loop from 0.51 to 0.60 of the forward+backward ceiling (resnet18, 256 px,
-# tests/benchmarks/bench_train_throughput.py); fused AdamW exists on CUDA only.
+# AdamW kernel: one kernel per step instead of fastai's Python loop of tensor operations over the
+# parameters. On an H200 it took the training loop from 0.51 to 0.60 of the forward+backward
+# ceiling (resnet18, 256 px, tests/benchmarks/bench_train_throughput.py); on 2 CPU cores a
+# resnet18 U-Net's step of the optimiser took ~40 ms instead of ~340 ms (tests/benchmarks/README.md,
+# "Fused AdamW on the CPU"). MPS keeps fastai's Adam (not measured there).
+FUSED_DEVICES = ("cuda", "cpu")
 fused_adamw = partial(OptimWrapper, opt=partial(torch.optim.AdamW, fused=True, betas=(0.9, 0.99), eps=1e-5,
                                                 weight_decay=0.01))
 

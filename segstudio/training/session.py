@@ -330,7 +330,10 @@ class TrainingSession:
                  on_event: EventFn) -> int:
         """A resumed run: the optimizer and the reporter as they were, the epochs so far replayed
         as events (the plots show each once); returns the epochs done."""
-        load_optimizer(learn, checkpoint["opt"])
+        if not load_optimizer(learn, checkpoint["opt"]):
+            on_event(ev.WarningEvent("The checkpoint holds another optimiser's state (saved by an earlier segstudio "
+                                     "or on another kind of device): the weights, epochs and schedule go on as "
+                                     "they were, the optimiser's running averages start afresh."))
         done = int(checkpoint["epochs_done"])
         reporter.best_dice, reporter.best_epoch = checkpoint["best_dice"], checkpoint["best_epoch"]
         reporter.first_valid_loss = checkpoint["extra"].get("first_valid_loss", math.nan)

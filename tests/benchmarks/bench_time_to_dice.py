@@ -30,7 +30,8 @@ mirroring TTA). Wall and CPU seconds of each run are printed: on a shared machin
 builds (`model.unet.build_unet`: resnet18, instance norm, 3 input channels, 3 classes) for each
 full-resolution head width of `--heads` (0: fastai's own last_cross block; 32: the product's),
 at `--size` and batch `--bs` (default 2), with forward time per top-level layer (the encoder,
-each UnetBlock, the head) from forward hooks.
+each UnetBlock, the head) from forward hooks; then one optimiser step of fastai's Adam against the
+fused AdamW the product uses.
 
     python tests/benchmarks/bench_time_to_dice.py --step-profile --size 128 [--heads 0 32 16]
 """
@@ -315,7 +316,30 @@ def step_profile(args) -> int:
               "| layer | forward ms (median) |\n|---|---|")
         for name, seconds in forward.items():
             print(f"| {name} | {1000 * sorted(seconds[2:])[len(seconds[2:]) // 2]:.1f} |")
+    optimiser_steps(list(model.parameters()), steps)
     return 0
+
+
+def optimiser_steps(params: list, steps: int) -> None:
+    """One optimiser step on `params` (random gradients): fastai's Adam against the fused AdamW
+    the product uses on CUDA and the CPU, alternating, median of `steps`."""
+    import torch
+    from fastai.optimizer import Adam
+
+    from segstudio.training.schedules import fused_adamw
+
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    optimisers = {"fastai Adam": Adam(params, lr=1e-3), "fused AdamW": fused_adamw(params, lr=1e-3)}
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for _ in range(steps + 1):
+        for name, opt in optimisers.items():
+            t = time.perf_counter()
+            opt.step()
+            seconds[name].append(time.perf_counter() - t)
+    print("\n| optimiser | one step ms (median) |\n|---|---|")
+    for name, values in seconds.items():
+        print(f"| {name} | {1000 * sorted(values[1:])[len(values[1:]) // 2]:.1f} |")
 
 
 def main() -> int:

@@ -74,6 +74,36 @@ def test_a_stopped_run_resumes_to_the_same_model(uninterrupted, sample_data, tmp
 
 
 @pytest.mark.slow
+def test_a_checkpoint_of_another_optimiser_resumes_with_a_fresh_one(sample_data, tmp_path):
+    """A checkpoint saved with fastai's own Adam (the CPU's optimiser before fused AdamW; MPS's
+    still) resumes: same weights and epochs, the optimiser's averages afresh, and a warning."""
+    from fastai.optimizer import Adam
+
+    from segstudio.training.checkpoint import _plain, write_checkpoint
+
+    cfg = tiny_config(tmp_path, epochs=2, bs=4, size=64, augment=False, keep_checkpoint=True)
+    session = TrainingSession()
+    stopped = session.run(cfg, lambda e: isinstance(e, ev.EpochEnd) and session.cancel(), dataset=sample_data)
+    assert isinstance(stopped, ev.Cancelled)
+    payload = load_checkpoint(stopped.run_dir)
+    assert "param_groups" in payload["opt"]  # fused AdamW's state, torch's format
+    weights = [torch.nn.Parameter(v.float()) for v in payload["model"].values() if v.is_floating_point()]
+    old = Adam(weights, lr=1e-3)
+    for w in weights:
+        w.grad = torch.zeros_like(w)
+    old.step()  # running averages, as a checkpoint after an epoch holds
+    payload["opt"] = _plain(old.state_dict())  # as checkpoint_state wrote fastai's Adam
+    write_checkpoint(stopped.run_dir, payload)
+
+    events = []
+    config = TrainConfig.load(Path(stopped.run_dir) / "config.json")
+    final = TrainingSession().run(config, events.append, dataset=sample_data, resume=stopped.run_dir)
+    assert isinstance(final, ev.Finished), final
+    assert [e.epoch for e in events if isinstance(e, ev.EpochEnd)] == [0, 1]
+    assert any("another optimiser's state" in e.message for e in events if isinstance(e, ev.WarningEvent))
+
+
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_the_cli(uninterrupted, sample_dirs, tmp_path):
     images, masks = sample_dirs
     out = tmp_path / "runs"
