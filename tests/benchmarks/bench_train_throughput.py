@@ -12,7 +12,7 @@ images over the whole epoch (validation, preview and saves included); the fastes
 counts (other load on the machine only slows epochs down).
 
 Ceiling: the same model (arch, classes, batch size, loss, precision, memory format) doing
-forward + backward + optimizer step (torch AdamW, fused on CUDA) on random tensors already on the
+forward + backward + optimizer step (torch AdamW, fused on CUDA and the CPU) on random tensors already on the
 device, an epoch's worth of steps timed between synchronisations (best of `--epochs` repeats).
 Target on a GPU: whole loop / ceiling >= 0.85.
 
@@ -71,6 +71,7 @@ from segstudio.data.items import SegDataset, VolumeRef  # noqa: E402
 from segstudio.training import events as ev  # noqa: E402
 from segstudio.training import learner as learner_mod  # noqa: E402
 from segstudio.training import session as session_mod  # noqa: E402
+from segstudio.training.schedules import FUSED_DEVICES  # noqa: E402
 from segstudio.training.callbacks import EventReporter, StopGuard  # noqa: E402
 from segstudio.model.device import device_name, resolve_device  # noqa: E402
 from segstudio.training.learner import build_learner  # noqa: E402
@@ -313,7 +314,7 @@ def applicable(variant: Variant, device: torch.device, mixed: bool) -> tuple[Var
     does; a note naming what was left out)."""
     dropped, changes = [], {}
     if variant.fused_adam and device.type != "cuda":
-        dropped.append("fused AdamW (CUDA only)")
+        dropped.append("fused AdamW (a CUDA variant here; on the CPU the product uses it already)")
         changes["fused_adam"] = False
     if variant.fp32 and not mixed:
         dropped.append("bf16 off (segstudio trains in fp32 here: its mixed precision is CUDA autocast only)")
@@ -430,7 +431,7 @@ def measure_ceiling(data: SegDataset, arch: str, bs: int, device: torch.device, 
     model.train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in FUSED_DEVICES)  # as the product
     x = torch.randn(bs, 3, data.size, data.size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, len(data.codes), (bs, data.size, data.size), device=device)
     dtype = None
