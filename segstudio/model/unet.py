@@ -33,10 +33,12 @@ def slim_head(model: nn.Module, width: int) -> nn.Module:
     if not width:
         return model
     from fastai.layers import ConvLayer, ResBlock
+    from fastai.torch_core import apply_init
 
     layers = list(model.layers)
     block = max(i for i, layer in enumerate(layers) if isinstance(layer, ResBlock))
     ni, n_out = layers[block].convpath[0][0].in_channels, layers[block + 1][0].out_channels
     model.layers[block] = ResBlock(1, ni, width, act_cls=nn.ReLU, norm_type=None)
+    apply_init(model.layers[block], nn.init.kaiming_normal_)  # as DynamicUnet initialises its own block
     model.layers[block + 1] = ConvLayer(width, n_out, ks=1, act_cls=None, norm_type=None)
     return model

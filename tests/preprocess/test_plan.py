@@ -106,8 +106,11 @@ def test_the_learners_slim_head_is_recorded_and_rebuilt(sample_data):
     trained = built.learn.model.state_dict()
     rebuilt = build_unet(Plan.from_meta(json.loads(json.dumps(meta)))).state_dict()
     assert {k: v.shape for k, v in rebuilt.items()} == {k: v.shape for k, v in trained.items()}
-    widths = [m.convpath[-1][0].out_channels for m in built.learn.model.modules() if isinstance(m, ResBlock)]
-    assert widths[-1] == HEAD_WIDTH
+    blocks = [m for m in built.learn.model.modules() if isinstance(m, ResBlock)]
+    assert blocks[-1].convpath[-1][0].out_channels == HEAD_WIDTH
+    weight = blocks[-1].convpath[0][0].weight  # kaiming normal, as DynamicUnet starts its own block
+    kaiming = (2 / weight[0].numel()) ** 0.5  # PyTorch's default would be 0.41 of it
+    assert abs(float(weight.std()) - kaiming) < 0.15 * kaiming
     old = build_unet(Plan.from_meta({k: v for k, v in meta.items() if k != "head"}))
     old_widths = [m.convpath[-1][0].out_channels for m in old.modules() if isinstance(m, ResBlock)]
     assert old_widths[-1] > HEAD_WIDTH and old_widths[-1] == meta["n_in"] + 96
